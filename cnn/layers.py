@@ -1,0 +1,312 @@
+"""Layers of the network, each with forward and backward side by side.
+
+Images travel through the network channels-first and then batch: (C, N, H, W).
+A convolution's GEMM, weights (F, C*K*K) times im2col columns (C*K*K, N*H*W),
+then lands directly in the next layer's layout, with no transpose, and every
+im2col copy moves whole image rows. The model converts its (N, C, H, W) input
+once at the door, and Flatten turns images back into (N, C*H*W) rows, in the same
+order as PyTorch's.
+
+A layer keeps what its backward needs from the last forward (and reuses its
+work buffers between batches), so one layer object serves one thread at a time;
+`Model.copy()` gives another thread its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPE = np.float32
+
+
+class Layer:
+    """A step of the network. Layers without parameters keep `params` empty."""
+
+    kind = "layer"
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A work array kept between batches: allocating big arrays anew each batch
+        makes glibc hand them back to the OS and page-fault them in again."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[name] = buf
+        return buf
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Conv2D(Layer):
+    """2D convolution (cross-correlation) with zero padding and a stride.
+
+    weight: (F, C, K, K), the usual layout for showing filters; bias: (F,).
+    """
+
+    kind = "conv"
+
+    def __init__(self, in_channels: int, filters: int, kernel: int, stride: int = 1,
+                 padding: int = 0) -> None:
+        super().__init__()
+        self.in_channels, self.filters, self.kernel = in_channels, filters, kernel
+        self.stride, self.padding = stride, padding
+        self.params["weight"] = np.zeros((filters, in_channels, kernel, kernel), DTYPE)
+        self.params["bias"] = np.zeros(filters, DTYPE)
+        self.needs_input_grad = True  # the model turns it off for the first layer
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        k, s, p = self.kernel, self.stride, self.padding
+        return (self.filters, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+
+    def forward(self, x):
+        # x: (C, N, H, W) -> (F, N, H', W')
+        c, n, h, w = x.shape
+        k, s = self.kernel, self.stride
+        f, ho, wo = self.output_shape((c, h, w))
+        padded = self._padded_input(x)
+        # im2col, one kernel tap at a time (K*K copies of whole image rows), with a
+        # last row of ones so that the bias rides along in the same GEMM.
+        cols = self._buffer("cols", (c * k * k + 1, n * ho * wo), x.dtype)
+        cols[-1] = 1.0
+        taps = cols[:-1].reshape(c, k, k, n, ho, wo)
+        for i in range(k):
+            for j in range(k):
+                taps[:, i, j] = padded[:, :, i:i + s * ho:s, j:j + s * wo:s]
+        self._cols, self._input_shape = cols, x.shape
+        weight_and_bias = np.empty((f, c * k * k + 1), x.dtype)
+        weight_and_bias[:, :-1] = self.params["weight"].reshape(f, -1)
+        weight_and_bias[:, -1] = self.params["bias"]
+        out = self._buffer("out", (f, n * ho * wo), x.dtype)
+        np.matmul(weight_and_bias, cols, out=out)
+        return out.reshape(f, n, ho, wo)
+
+    def backward(self, grad):
+        # grad: (F, N, H', W') -> (C, N, H, W)
+        f, n, ho, wo = grad.shape
+        c, k, s, p = self.in_channels, self.kernel, self.stride, self.padding
+        grad_rows = grad.reshape(f, n * ho * wo)
+        grad_wb = grad_rows @ self._cols.T  # (F, C*K*K + 1): weights and bias at once
+        self.grads["weight"] = grad_wb[:, :-1].reshape(self.params["weight"].shape)
+        self.grads["bias"] = np.ascontiguousarray(grad_wb[:, -1])
+        if not self.needs_input_grad:
+            return None
+        grad_taps = (self.params["weight"].reshape(f, -1).T @ grad_rows).reshape(c, k, k, n, ho, wo)
+        _, _, h, w = self._input_shape
+        grad_padded = self._buffer("grad_padded", (c, n, h + 2 * p, w + 2 * p), grad.dtype)
+        grad_padded.fill(0.0)
+        # col2im: one strided add per kernel tap, each over the whole batch.
+        for i in range(k):
+            for j in range(k):
+                grad_padded[:, :, i:i + s * ho:s, j:j + s * wo:s] += grad_taps[:, i, j]
+        return grad_padded[:, :, p:p + h, p:p + w]
+
+    def _padded_input(self, x):
+        p = self.padding
+        if p == 0:
+            return x
+        c, n, h, w = x.shape
+        padded = self._buffer("padded", (c, n, h + 2 * p, w + 2 * p), x.dtype)
+        padded[:, :, :p].fill(0.0)  # only the border: the inside is overwritten below
+        padded[:, :, -p:].fill(0.0)
+        padded[:, :, :, :p].fill(0.0)
+        padded[:, :, :, -p:].fill(0.0)
+        padded[:, :, p:-p, p:-p] = x
+        return padded
+
+    def __repr__(self):
+        return (f"Conv2D({self.in_channels}->{self.filters}, kernel={self.kernel}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+
+class MaxPool2D(Layer):
+    """Max over non-overlapping size x size windows; a ragged edge is dropped.
+
+    Done in two passes, over row pairs then column pairs (each pass a few whole-array
+    maxima), which is cheaper than a reduction over a 6-d view of the windows.
+    """
+
+    kind = "maxpool"
+
+    def __init__(self, size: int = 2) -> None:
+        super().__init__()
+        self.size = size
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (c, h // self.size, w // self.size)
+
+    def forward(self, x):
+        # x: (C, N, H, W) -> (C, N, H // size, W // size)
+        c, n, h, w = x.shape
+        k = self.size
+        ho, wo = h // k, w // k
+        x = np.ascontiguousarray(x[:, :, :ho * k, :wo * k])  # no copy unless ragged
+        rows = x.reshape(c * n * ho, k, wo * k)
+        row_max = _max_of(self._buffer("row_max", (c * n * ho, wo * k), x.dtype),
+                          [rows[:, i] for i in range(k)])
+        cols = row_max.reshape(c * n * ho * wo, k)
+        out = _max_of(np.empty(c * n * ho * wo, x.dtype), [cols[:, i] for i in range(k)])
+        self._input_shape, self._rows, self._row_max = (c, n, h, w), rows, row_max
+        return out.reshape(c, n, ho, wo)
+
+    def backward(self, grad):
+        c, n, h, w = self._input_shape
+        k = self.size
+        ho, wo = h // k, w // k
+        cols = self._row_max.reshape(c * n * ho * wo, k)
+        grad_row_max = self._buffer("grad_row_max", cols.shape, grad.dtype)
+        _route_to_first_max([cols[:, i] for i in range(k)], grad.reshape(-1),
+                            [grad_row_max[:, i] for i in range(k)])
+        grad_rows = self._buffer("grad_rows", self._rows.shape, grad.dtype)
+        _route_to_first_max([self._rows[:, i] for i in range(k)],
+                            grad_row_max.reshape(c * n * ho, wo * k),
+                            [grad_rows[:, i] for i in range(k)], maxima=self._row_max)
+        grad_input = grad_rows.reshape(c, n, ho * k, wo * k)
+        if (ho * k, wo * k) != (h, w):
+            padded = np.zeros(self._input_shape, grad.dtype)
+            padded[:, :, :ho * k, :wo * k] = grad_input
+            grad_input = padded
+        return grad_input
+
+    def __repr__(self):
+        return f"MaxPool2D(size={self.size})"
+
+
+def _max_of(out: np.ndarray, pieces: list[np.ndarray]) -> np.ndarray:
+    np.maximum(pieces[0], pieces[1], out=out) if len(pieces) > 1 else np.copyto(out, pieces[0])
+    for piece in pieces[2:]:
+        np.maximum(out, piece, out=out)
+    return out
+
+
+def _route_to_first_max(pieces, grad, outputs, maxima=None) -> None:
+    """Send each gradient to the first of the pieces that holds the maximum, and zero
+    to the others. Only the first: equal values are common (a blank background), and
+    routing to all of them would multiply those gradients."""
+    if maxima is None:
+        maxima = _max_of(np.empty_like(pieces[0]), pieces)
+    unclaimed = np.ones(grad.shape, bool)
+    for piece, out in zip(pieces[:-1], outputs[:-1]):
+        hit = piece == maxima
+        hit &= unclaimed
+        np.multiply(grad, hit, out=out)
+        unclaimed &= ~hit
+    np.multiply(grad, unclaimed, out=outputs[-1])
+
+
+class Dense(Layer):
+    """Fully connected: weight (in, out), bias (out,)."""
+
+    kind = "dense"
+
+    def __init__(self, in_features: int, units: int) -> None:
+        super().__init__()
+        self.in_features, self.units = in_features, units
+        self.params["weight"] = np.zeros((in_features, units), DTYPE)
+        self.params["bias"] = np.zeros(units, DTYPE)
+        self.needs_input_grad = True
+
+    def output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x):
+        # x: (N, in) -> (N, units)
+        self._input = x
+        out = x @ self.params["weight"]
+        out += self.params["bias"]
+        return out
+
+    def backward(self, grad):
+        # grad: (N, units) -> (N, in)
+        self.grads["weight"] = self._input.T @ grad
+        self.grads["bias"] = grad.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
+        return grad @ self.params["weight"].T
+
+    def __repr__(self):
+        return f"Dense({self.in_features}->{self.units})"
+
+
+class Flatten(Layer):
+    kind = "flatten"
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x):
+        # x: (C, N, H, W) -> (N, C*H*W)
+        self._shape = x.shape
+        return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+
+    def backward(self, grad):
+        # grad: (N, C*H*W) -> (C, N, H, W)
+        c, n, h, w = self._shape
+        return grad.reshape(n, c, h, w).transpose(1, 0, 2, 3)
+
+    def __repr__(self):
+        return "Flatten()"
+
+
+class ReLU(Layer):
+    kind = "relu"
+
+    def forward(self, x):
+        self._output = np.maximum(x, 0.0)
+        return self._output
+
+    def backward(self, grad):
+        return grad * (self._output > 0)
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class Sigmoid(Layer):
+    kind = "sigmoid"
+
+    def forward(self, x):
+        # exp of a large negative input overflows to inf, and 1/inf is the right 0.
+        with np.errstate(over="ignore"):
+            out = np.exp(-x)
+        out += 1.0
+        np.reciprocal(out, out=out)
+        self._output = out
+        return out
+
+    def backward(self, grad):
+        y = self._output
+        return grad * y * (1.0 - y)
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+
+class Tanh(Layer):
+    kind = "tanh"
+
+    def forward(self, x):
+        self._output = np.tanh(x)
+        return self._output
+
+    def backward(self, grad):
+        y = self._output
+        return grad * (1.0 - y * y)
+
+    def __repr__(self):
+        return "Tanh()"

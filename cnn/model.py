@@ -1,0 +1,340 @@
+"""A sequential network built from a plain, JSON-able spec, saved as one `.npz`.
+
+A spec looks like this (every layer key but `type` has a default, except the sizes):
+
+    {"input": [1, 28, 28],
+     "layers": [{"type": "conv", "filters": 8, "kernel": 3, "stride": 1, "padding": 1},
+                {"type": "relu"}, {"type": "maxpool", "size": 2}, {"type": "flatten"},
+                {"type": "dense", "units": 10}],
+     "loss": "softmax_cross_entropy",
+     "init": "he"}
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .layers import DTYPE, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Tanh
+from .losses import LOSSES
+
+INITS = ("he", "glorot", "uniform")
+MAX_UNITS = 4096  # a guard against specs that would eat the machine's memory
+LAYER_KEYS = {
+    "conv": {"filters": None, "kernel": 3, "stride": 1, "padding": 0},
+    "maxpool": {"size": 2},
+    "dense": {"units": None},
+    "flatten": {}, "relu": {}, "sigmoid": {}, "tanh": {},
+}
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be built; the message says which part and why."""
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became NaN or infinite: the learning rate is too high for this network."""
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names the file and the problem."""
+
+
+def _positive_int(value, where: str, name: str, minimum: int = 1, maximum: int = MAX_UNITS) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise SpecError(f"{where}: '{name}' must be an integer from {minimum} to {maximum}, "
+                        f"got {value!r}")
+    return value
+
+
+def normalize_spec(spec: dict) -> dict:
+    """Check a spec and fill in its defaults; raises SpecError with a clear message."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"a spec is a JSON object, got {type(spec).__name__}")
+    unknown = set(spec) - {"input", "layers", "loss", "init"}
+    if unknown:
+        raise SpecError(f"unknown spec keys: {sorted(unknown)}")
+    shape = spec.get("input", [1, 28, 28])
+    if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+        raise SpecError(f"'input' must be [channels, height, width], got {shape!r}")
+    shape = [_positive_int(v, "input", "size") for v in shape]
+    loss = spec.get("loss", "softmax_cross_entropy")
+    if loss not in LOSSES:
+        raise SpecError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    init = spec.get("init", "he")
+    if init not in INITS:
+        raise SpecError(f"unknown init {init!r}; choose one of {list(INITS)}")
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise SpecError("'layers' must be a non-empty list")
+    normalized = [_normalize_layer(entry, i) for i, entry in enumerate(layers)]
+    out = {"input": shape, "layers": normalized, "loss": loss, "init": init}
+    build_layers(out)  # proves every shape fits
+    return out
+
+
+def _normalize_layer(entry, index: int) -> dict:
+    if not isinstance(entry, dict) or entry.get("type") not in LAYER_KEYS:
+        raise SpecError(f"layer {index}: 'type' must be one of {sorted(LAYER_KEYS)}, "
+                        f"got {entry!r}")
+    kind = entry["type"]
+    where = f"layer {index} ({kind})"
+    defaults = LAYER_KEYS[kind]
+    unknown = set(entry) - set(defaults) - {"type"}
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
+    layer = {"type": kind}
+    for key, default in defaults.items():
+        value = entry.get(key, default)
+        if value is None:
+            raise SpecError(f"{where}: '{key}' is required")
+        minimum = 0 if key == "padding" else 1
+        maximum = 64 if key in ("kernel", "stride", "padding", "size") else MAX_UNITS
+        layer[key] = _positive_int(value, where, key, minimum, maximum)
+    return layer
+
+
+def build_layers(spec: dict) -> list[Layer]:
+    """Layers for a normalised spec, with zero parameters; checks every shape fits."""
+    shape: tuple[int, ...] = tuple(spec["input"])
+    layers: list[Layer] = []
+    for index, entry in enumerate(spec["layers"]):
+        where = f"layer {index} ({entry['type']})"
+        layer = _make_layer(entry, shape, where)
+        shape = layer.output_shape(shape)
+        if min(shape) < 1:
+            raise SpecError(f"{where}: its output would be empty (input {_shape_text(shape)})")
+        layers.append(layer)
+    if len(shape) != 1:
+        raise SpecError("the last layer must give a flat vector of class scores "
+                        f"(end with flatten and dense), got shape {_shape_text(shape)}")
+    for layer in layers:  # the first layer with weights needs no gradient for its input
+        if layer.params:
+            layer.needs_input_grad = False
+            break
+    return layers
+
+
+def _make_layer(entry: dict, shape: tuple[int, ...], where: str) -> Layer:
+    kind = entry["type"]
+    if kind in ("conv", "maxpool") and len(shape) != 3:
+        raise SpecError(f"{where}: needs an image input, but gets a flat vector; "
+                        "put it before flatten")
+    if kind == "dense" and len(shape) != 1:
+        raise SpecError(f"{where}: needs a flat input; add {{\"type\": \"flatten\"}} before it")
+    if kind == "conv":
+        c, h, w = shape
+        if entry["kernel"] > min(h, w) + 2 * entry["padding"]:
+            raise SpecError(f"{where}: kernel {entry['kernel']} is larger than its padded "
+                            f"input {h}x{w}")
+        return Conv2D(c, entry["filters"], entry["kernel"], entry["stride"], entry["padding"])
+    if kind == "maxpool":
+        if entry["size"] > min(shape[1:]):
+            raise SpecError(f"{where}: size {entry['size']} is larger than its input "
+                            f"{shape[1]}x{shape[2]}")
+        return MaxPool2D(entry["size"])
+    if kind == "dense":
+        return Dense(shape[0], entry["units"])
+    return {"flatten": Flatten, "relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}[kind]()
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _init_parameters(layers: list[Layer], init: str, rng: np.random.Generator) -> None:
+    for layer in layers:
+        if not layer.params:
+            continue
+        weight = layer.params["weight"]
+        fan_in = weight[0].size if isinstance(layer, Conv2D) else weight.shape[0]
+        fan_out = weight.shape[0] * weight[0, 0].size if isinstance(layer, Conv2D) else weight.shape[1]
+        if init == "uniform":  # the 2017 blog: every weight and bias uniform in [-1, 1]
+            weight[...] = rng.uniform(-1.0, 1.0, weight.shape)
+            layer.params["bias"][...] = rng.uniform(-1.0, 1.0, layer.params["bias"].shape)
+        elif init == "glorot":
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            weight[...] = rng.uniform(-limit, limit, weight.shape)
+        else:
+            weight[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), weight.shape)
+
+
+class Model:
+    """A sequential network. Inputs are (N, C, H, W) float arrays (or (N, H, W) for one
+    channel); outputs are (N, classes) scores."""
+
+    def __init__(self, spec: dict, seed: int = 0) -> None:
+        self.spec = normalize_spec(spec)
+        self.layers = build_layers(self.spec)
+        self.loss = LOSSES[self.spec["loss"]]()
+        _init_parameters(self.layers, self.spec["init"], np.random.default_rng(seed))
+
+    # -- running ---------------------------------------------------------------------
+
+    def _to_network_layout(self, x: np.ndarray) -> np.ndarray:
+        c, h, w = self.spec["input"]
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim == 3 and c == 1:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1:] != (c, h, w):
+            raise ValueError(f"expected input of shape (N, {c}, {h}, {w}), got {x.shape}")
+        return x.transpose(1, 0, 2, 3)  # (C, N, H, W): see layers.py
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out = self._to_network_layout(x)
+        for layer in self.layers:
+            out = layer.forward(out)
+        return out
+
+    def backward(self, grad: np.ndarray) -> None:
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:  # the first layer with weights: nothing before it learns
+                break
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, optimizer) -> tuple[float, np.ndarray]:
+        """One update on a batch; returns the batch's mean loss and its outputs.
+        A loss that is not finite raises TrainingDiverged before any weight changes."""
+        outputs = self.forward(x)
+        loss, grad = self.loss(outputs, labels)
+        if not np.isfinite(loss) or not np.isfinite(outputs).all():
+            raise TrainingDiverged(f"the loss became {loss}: training diverged; "
+                                   "try a smaller learning rate")
+        self.backward(grad)
+        optimizer.step(self.parameters(), self.gradients())
+        return loss, outputs
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        chunks = [self.loss.probabilities(self.forward(x[i:i + batch_size]))
+                  for i in range(0, len(x), batch_size)]
+        return np.concatenate(chunks)
+
+    def evaluate(self, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, int]:
+        """Mean loss and number correct over a data set, in batches."""
+        total_loss, correct = 0.0, 0
+        for i in range(0, len(x), batch_size):
+            outputs = self.forward(x[i:i + batch_size])
+            batch_labels = labels[i:i + batch_size]
+            loss, _ = self.loss(outputs, batch_labels)
+            total_loss += loss * len(batch_labels)
+            correct += int((outputs.argmax(axis=1) == batch_labels).sum())
+        return total_loss / max(len(x), 1), correct
+
+    def feature_maps(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Every layer's output for a batch, images as (N, C, H, W), vectors as (N, D)."""
+        out = self._to_network_layout(x)
+        maps = []
+        for index, layer in enumerate(self.layers):
+            out = layer.forward(out)
+            shown = out.transpose(1, 0, 2, 3) if out.ndim == 4 else out
+            maps.append((f"{index}.{layer.kind}", np.array(shown)))
+        return maps
+
+    # -- parameters ------------------------------------------------------------------
+
+    @property
+    def dtype(self):
+        return DTYPE
+
+    def parameters(self) -> list[np.ndarray]:
+        return [p for layer in self.layers for p in layer.params.values()]
+
+    def gradients(self) -> list[np.ndarray]:
+        return [layer.grads[name] for layer in self.layers for name in layer.params]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the weights, named `<layer index>.<name>` (e.g. `0.weight`)."""
+        return {f"{i}.{name}": value.copy()
+                for i, layer in enumerate(self.layers) for name, value in layer.params.items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Copy weights in place (an optimiser keeps holding the same arrays)."""
+        expected = {f"{i}.{name}": value
+                    for i, layer in enumerate(self.layers) for name, value in layer.params.items()}
+        missing, extra = set(expected) - set(state), set(state) - set(expected)
+        if missing or extra:
+            raise ValueError(f"weights do not fit the spec: missing {sorted(missing)}, "
+                             f"unexpected {sorted(extra)}")
+        for name, target in expected.items():
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise ValueError(f"weight {name} has shape {value.shape}, the spec needs "
+                                 f"{target.shape}")
+            if not np.issubdtype(value.dtype, np.floating) or not np.isfinite(value).all():
+                raise ValueError(f"weight {name} must hold finite floating-point numbers")
+        for name, target in expected.items():
+            np.copyto(target, state[name], casting="same_kind")
+
+    def filters(self) -> list[np.ndarray]:
+        """The weights of each conv layer, (F, C, K, K), copied."""
+        return [layer.params["weight"].copy() for layer in self.layers if isinstance(layer, Conv2D)]
+
+    def copy(self) -> "Model":
+        """An independent model with the same weights (for another thread)."""
+        twin = Model(self.spec)
+        twin.load_state(self.state())
+        return twin
+
+    def parameter_count(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Model([{inner}], loss={self.spec['loss']})"
+
+    # -- files -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write spec, weights and metadata to one `.npz`, atomically: a temporary file
+        in the same folder, then a rename, so a crash never leaves half a model."""
+        path = Path(path)
+        arrays = dict(self.state())
+        arrays["spec"] = np.array(json.dumps(self.spec))
+        arrays["metadata"] = np.array(json.dumps(metadata or {}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, source: str | os.PathLike | bytes) -> "Model":
+        """Load a `.npz` written by `save` (a path, or its bytes). Never unpickles."""
+        model, _ = cls.load_with_metadata(source)
+        return model
+
+    @classmethod
+    def load_with_metadata(cls, source: str | os.PathLike | bytes) -> tuple["Model", dict]:
+        name = "uploaded model" if isinstance(source, bytes) else str(source)
+        handle = io.BytesIO(source) if isinstance(source, bytes) else source
+        try:
+            archive = np.load(handle, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except FileNotFoundError:
+            raise ModelFileError(f"{name}: no such file") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ModelFileError(f"{name}: not a model file saved by cnn-live ({exc})") from None
+        if "spec" not in arrays:
+            raise ModelFileError(f"{name}: not a model file saved by cnn-live (no spec inside)")
+        try:
+            spec = json.loads(str(arrays.pop("spec")))
+            metadata = json.loads(str(arrays.pop("metadata", np.array("{}"))))
+            model = cls(spec)
+            model.load_state(arrays)
+        except (ValueError, TypeError) as exc:  # SpecError and JSON errors are ValueErrors
+            raise ModelFileError(f"{name}: {exc}") from None
+        return model, metadata if isinstance(metadata, dict) else {}
