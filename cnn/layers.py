@@ -198,6 +198,11 @@ def _route_to_first_max(pieces, grad, outputs, maxima=None) -> None:
     """Send each gradient to the first of the pieces that holds the maximum, and zero
     to the others. Only the first: equal values are common (a blank background), and
     routing to all of them would multiply those gradients."""
+    if len(pieces) == 2:  # the common 2x2 pool: one comparison decides
+        first_wins = pieces[0] >= pieces[1]
+        np.multiply(grad, first_wins, out=outputs[0])
+        np.subtract(grad, outputs[0], out=outputs[1])
+        return
     if maxima is None:
         maxima = _max_of(np.empty_like(pieces[0]), pieces)
     unclaimed = np.ones(grad.shape, bool)

@@ -1,0 +1,20 @@
+# The two commands of the README's quick start, and a few helpers.
+PYTHON ?= python3
+
+.PHONY: run test install bench
+
+install:
+	$(PYTHON) -m pip install -q -e ".[test]"
+
+# Install, then train the default network on MNIST (downloaded once into the cache).
+run:
+	$(PYTHON) -m pip install -q -e .
+	cnn-live train --preset default
+
+# Install, then run the whole test suite (needs MNIST: see "The data directory").
+test: install
+	$(PYTHON) -m pytest -q
+
+# Speed against PyTorch CPU (pip install torch==2.13.0) and against the naive loops.
+bench:
+	$(PYTHON) bench/bench_engine.py

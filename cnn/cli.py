@@ -1,0 +1,489 @@
+"""The `cnn-live` command line: train, evaluate, download, presets.
+
+Each sub-command is one `Command` in the `COMMANDS` table: a function that adds its
+arguments and a function that runs it and returns the exit code. A new sub-command
+(say `serve`) is a pair of functions and one more entry in the table.
+
+Expected failures (bad settings, missing data, unreadable model files, a diverging
+run) print one line, `cnn-live: error: ...`, on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import data
+from .model import Model, ModelFileError, SpecError, TrainingDiverged
+from .optim import OPTIMIZERS
+from .presets import PRESETS, Preset
+from .train import ConfigError, TrainConfig, Trainer, make_dataset, scale_images
+
+PROG = "cnn-live"
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+REDRAW_SECONDS = 0.1  # the progress bar redraws at most ten times a second
+BAR_WIDTH = 24
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr, with exit status 2."""
+
+
+# Errors that end a command with a one-line message instead of a traceback.
+EXPECTED_ERRORS = (CliError, ConfigError, SpecError, data.DataError, ModelFileError,
+                   TrainingDiverged)
+
+
+def version() -> str:
+    try:
+        return importlib_metadata.version("cnn-live")
+    except importlib_metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+# --- argument types ------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: `cnn-live: error: ...`, exit status 2."""
+
+    def error(self, message: str):
+        hint = f" (see `{self.prog} --help`)"
+        self.exit(EXIT_ERROR, f"{PROG}: error: {message}{hint}\n")
+
+
+# --- output helpers ------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    """A message for the person at the terminal: stderr, so stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit_json(value) -> None:
+    print(json.dumps(value, default=_json_default), flush=True)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def accuracy_text(correct: int, total: int) -> str:
+    return f"{100.0 * correct / max(total, 1):.2f}% ({correct}/{total})"
+
+
+def epoch_line(record: dict) -> str:
+    return (f"epoch {record['epoch']}/{record['epochs']}: "
+            f"train loss {record['train_loss']:.4f}, "
+            f"train accuracy {100.0 * record['train_accuracy']:.2f}%, "
+            f"test loss {record['test_loss']:.4f}, "
+            f"test accuracy {accuracy_text(record['test_correct'], record['test_total'])}, "
+            f"{record['images_per_second']:,.0f} images/s, {record['seconds']:.1f} s")
+
+
+# --- training progress ---------------------------------------------------------------
+
+
+class TrainingReporter:
+    """The Trainer's callback: a live one-line bar on a terminal and a line per epoch
+    on `stream`, plus one JSON object per epoch on stdout with --json. Batch events
+    can come thousands of times a second, so each costs a little arithmetic and a
+    clock read; the bar is redrawn at most every REDRAW_SECONDS."""
+
+    def __init__(self, stream, epochs: int, interactive: bool, as_json: bool) -> None:
+        self.stream, self.epochs = stream, epochs
+        self.interactive, self.as_json = interactive, as_json
+        self.smoothed_loss: float | None = None
+        self.seconds_per_image: float | None = None
+        self.last_draw = -math.inf
+        self.shown = 0  # characters of the bar now on screen; 0 when none
+
+    def __call__(self, event: dict) -> None:
+        if event["type"] == "batch" and self.interactive:
+            self.on_batch(event)
+        elif event["type"] == "epoch":
+            self.on_epoch(event)
+
+    def on_batch(self, event: dict) -> None:
+        self.smoothed_loss = _smooth(self.smoothed_loss, event["loss"])
+        pace = 1.0 / max(event["images_per_second"], 1e-9)
+        self.seconds_per_image = _smooth(self.seconds_per_image, pace)
+        now = time.monotonic()
+        if now - self.last_draw >= REDRAW_SECONDS:
+            self.last_draw = now
+            self.draw(self.bar_text(event))
+
+    def bar_text(self, event: dict) -> str:
+        progress = min(max(event["progress"], 0.0), 1.0)
+        filled = int(progress * BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        return (f"epoch {event['epoch']}/{self.epochs} [{bar}] {100.0 * progress:5.1f}%"
+                f"  loss {self.smoothed_loss:.4f}"
+                f"  {1.0 / self.seconds_per_image:,.0f} img/s"
+                f"  ETA {format_duration(event['eta_seconds'])}")
+
+    def draw(self, text: str) -> None:
+        padding = " " * max(self.shown - len(text), 0)  # covers a longer earlier line
+        self.stream.write(f"\r{text}{padding}")
+        self.stream.flush()
+        self.shown = len(text)
+
+    def clear(self) -> None:
+        """Wipe the bar, so that the next message starts on a clean line."""
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+            self.shown = 0
+
+    def on_epoch(self, record: dict) -> None:
+        self.clear()
+        if self.as_json:
+            emit_json({key: value for key, value in record.items() if key != "type"})
+        self.stream.write(epoch_line(record) + "\n")
+        self.stream.flush()
+
+
+def _smooth(previous: float | None, value: float, weight: float = 0.05) -> float:
+    """An exponential moving average; starts at the first (finite) value."""
+    if previous is None or not math.isfinite(previous):
+        return value
+    return previous + weight * (value - previous)
+
+
+# --- train ---------------------------------------------------------------------------
+
+# Options of `train` that override the preset's TrainConfig field of the same name.
+CONFIG_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed",
+                  "train_size", "test_size")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
+                        help=f"network and settings to start from: {', '.join(sorted(PRESETS))}")
+    parser.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the data")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N",
+                        help="images per update")
+    parser.add_argument("--learning-rate", "--lr", type=finite_number, metavar="X",
+                        help="step size, greater than 0")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="update rule")
+    parser.add_argument("--seed", type=whole_number, metavar="S",
+                        help="random seed for the weights and the shuffling")
+    parser.add_argument("--train-size", type=positive_int, metavar="N",
+                        help="train on the first N training images")
+    parser.add_argument("--test-size", type=positive_int, metavar="N",
+                        help="test on the first N test images")
+    add_data_arguments(parser)
+    parser.add_argument("--save", type=Path, metavar="PATH",
+                        help="write the trained model (.npz) here, also when interrupted")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per epoch on stdout")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help=f"folder with the MNIST files (default: ${data.DATA_DIR_ENV}, "
+                             "else ~/.cache/cnn-live/mnist)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="fail instead of downloading MNIST when it is missing")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    preset = PRESETS[args.preset]
+    config = train_config(preset, args)
+    mnist = load_data(args.data_dir, download=not args.no_download)
+    model = Model(preset.spec, seed=config.seed)
+    dataset = make_dataset(mnist, config)
+    say(f"training preset {preset.name!r} ({model.parameter_count():,} parameters) on "
+        f"{len(dataset.train_labels):,} images, testing on {len(dataset.test_labels):,}, "
+        f"for {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
+    reporter = TrainingReporter(sys.stderr, config.epochs, sys.stderr.isatty(), args.json)
+    trainer = Trainer(model, config, dataset, reporter)
+    started = time.perf_counter()
+    interrupted = run_trainer(trainer, reporter)
+    seconds = time.perf_counter() - started
+    say(summary_line(trainer.history, seconds, interrupted))
+    if args.save is not None:
+        metadata = training_metadata(preset, config, trainer.history, interrupted, seconds)
+        path = save_model(model, args.save, metadata)
+        say(f"saved the model{' trained so far' if interrupted else ''} to {path}")
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def train_config(preset: Preset, args: argparse.Namespace) -> TrainConfig:
+    """The preset's settings with the options given; a bad value names its option."""
+    changes = {name: getattr(args, name) for name in CONFIG_OPTIONS
+               if getattr(args, name) is not None}
+    try:
+        return preset.config.replace(**changes)
+    except ConfigError as exc:
+        field = str(exc).split(" ", 1)[0]
+        if field not in changes:
+            raise
+        raise CliError(f"argument --{field.replace('_', '-')}: {exc}") from None
+
+
+def run_trainer(trainer: Trainer, reporter: TrainingReporter) -> bool:
+    """Run the training; True if Ctrl-C stopped it (the model keeps what it learnt)."""
+    try:
+        # Overflow on the way to a divergence is reported as TrainingDiverged instead.
+        with np.errstate(over="ignore", invalid="ignore"):
+            trainer.run()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        reporter.clear()
+    return False
+
+
+def summary_line(history: list[dict], seconds: float, interrupted: bool) -> str:
+    prefix = "interrupted: " if interrupted else ""
+    if not history:
+        return f"{prefix}no epoch finished, {seconds:.1f} s"
+    last = history[-1]
+    epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+    return (f"{prefix}final test accuracy {accuracy_text(last['test_correct'], last['test_total'])}"
+            f" after {epochs} in {seconds:.1f} s")
+
+
+def training_metadata(preset: Preset, config: TrainConfig, history: list[dict],
+                      interrupted: bool, seconds: float) -> dict:
+    records = [{key: value for key, value in record.items() if key != "type"}
+               for record in history]
+    final = records[-1] if records else {}
+    metadata = {
+        "saved_by": f"{PROG} {version()}", "preset": preset.name, "config": config.to_dict(),
+        "epochs_completed": len(records), "interrupted": interrupted, "seconds": seconds,
+        "test_accuracy": final.get("test_accuracy"), "test_correct": final.get("test_correct"),
+        "test_total": final.get("test_total"), "history": records,
+    }
+    return json.loads(json.dumps(metadata, default=_json_default))  # plain JSON types only
+
+
+def save_model(model: Model, path: Path, metadata: dict) -> Path:
+    try:
+        return model.save(path, metadata=metadata)
+    except OSError as exc:
+        raise CliError(f"cannot save the model to {path}: {exc.strerror or exc}") from None
+
+
+def load_data(data_dir: str | None, download: bool) -> data.Mnist:
+    return data.load_mnist(data_dir, download=download,
+                           progress=lambda message: say(f"{PROG}: {message}"))
+
+
+# --- evaluate ------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL.npz", help="a model saved by `train --save`")
+    add_data_arguments(parser)
+    parser.add_argument("--test-size", type=positive_int, metavar="N",
+                        help="use the first N test images (default: all 10,000)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    model, metadata = Model.load_with_metadata(args.model)
+    check_fits_mnist(model, args.model)
+    mnist = load_data(args.data_dir, download=not args.no_download)
+    images = scale_images(mnist.test_images[:args.test_size])
+    labels = mnist.test_labels[:args.test_size].astype(np.int64)
+    loss, correct = model.evaluate(images, labels)
+    total = len(labels)
+    if args.json:
+        emit_json({"model": args.model, "preset": metadata.get("preset"),
+                   "test_accuracy": correct / max(total, 1), "test_correct": correct,
+                   "test_total": total, "test_loss": loss})
+    else:
+        print(f"{args.model}: test accuracy {accuracy_text(correct, total)}, loss {loss:.4f}")
+    return 0
+
+
+def check_fits_mnist(model: Model, name: str) -> None:
+    if list(model.spec["input"]) != [1, 28, 28]:
+        raise CliError(f"{name}: the model takes {model.spec['input']} inputs, "
+                       "not MNIST's [1, 28, 28]")
+    classes = model.forward(np.zeros((1, 1, 28, 28), model.dtype)).shape[1]
+    if classes < data.NUM_CLASSES:
+        raise CliError(f"{name}: the model has {classes} outputs; MNIST needs "
+                       f"{data.NUM_CLASSES}")
+
+
+# --- download ------------------------------------------------------------------------
+
+
+def add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help=f"where to put the files (default: ${data.DATA_DIR_ENV}, "
+                             "else ~/.cache/cnn-live/mnist)")
+    parser.add_argument("--mirror", action="extend", nargs="+", metavar="URL",
+                        help=f"base URL to fetch from, tried in order (default: "
+                             f"${data.MIRRORS_ENV}, else the built-in mirrors)")
+
+
+def run_download(args: argparse.Namespace) -> int:
+    directory = data.resolve_data_dir(args.data_dir)
+    if data.find_mnist(directory) is None:
+        data.download_mnist(directory, mirrors=args.mirror,
+                            progress=lambda message: say(f"{PROG}: {message}"))
+        data.load_mnist(directory, download=False)  # proves the files can be read
+    print(f"MNIST is in {directory}")
+    return 0
+
+
+# --- presets -------------------------------------------------------------------------
+
+
+def add_presets_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list with each preset's spec and settings")
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    if args.json:
+        emit_json([preset.to_dict() for preset in PRESETS.values()])
+    else:
+        print("\n\n".join(preset_text(preset) for preset in PRESETS.values()))
+    return 0
+
+
+def preset_text(preset: Preset) -> str:
+    c = preset.config
+    sizes = f"{c.train_size or 'all'} train / {c.test_size or 'all'} test images"
+    settings = (f"{c.epochs} epochs, batch size {c.batch_size}, {c.optimizer} "
+                f"learning rate {c.learning_rate:g}, {sizes}")
+    description = textwrap.fill(preset.description, width=78, initial_indent="  ",
+                                subsequent_indent="  ")
+    return f"{preset.name}: {settings}\n{description}"
+
+
+# --- the command table and main ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str  # one line in `cnn-live --help`
+    examples: str  # shown under "examples:" in the command's --help
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("train", "train a preset network on MNIST", """\
+  cnn-live train --preset default
+  cnn-live train --preset seed --epochs 5 --save seed.npz
+  cnn-live train --preset default --epochs 2 --train-size 10000 --json > history.jsonl
+  cnn-live train --preset seed-fc --data-dir ../shared/data/mnist --no-download""",
+            add_train_arguments, run_train),
+    Command("evaluate", "measure a saved model's accuracy on the MNIST test set", """\
+  cnn-live evaluate model.npz
+  cnn-live evaluate model.npz --test-size 1000 --json""",
+            add_evaluate_arguments, run_evaluate),
+    Command("download", "download MNIST into the data folder (present files are kept)", """\
+  cnn-live download
+  cnn-live download --data-dir ~/data/mnist
+  cnn-live download --mirror https://storage.googleapis.com/cvdf-datasets/mnist/""",
+            add_download_arguments, run_download),
+    Command("presets", "list the preset networks and their training settings", """\
+  cnn-live presets
+  cnn-live presets --json""",
+            add_presets_arguments, run_presets),
+)
+
+MAIN_EXAMPLES = """\
+examples:
+  cnn-live presets
+  cnn-live download
+  cnn-live train --preset seed --save seed.npz
+  cnn-live evaluate seed.npz
+
+`cnn-live COMMAND --help` shows each command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description="Train a NumPy-only CNN on MNIST.",
+                    epilog=MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.summary,
+                                  description=command.summary[0].upper() + command.summary[1:] + ".",
+                                  epilog=f"examples:\n{command.examples}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 2 on errors, 130 on Ctrl-C)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
+    try:
+        return args.run(args)
+    except EXPECTED_ERRORS as exc:
+        say(f"{PROG}: error: {one_line(str(exc))}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        say(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+
+
+def one_line(message: str) -> str:
+    """A multi-line message (e.g. one failure per mirror) joined into one line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
