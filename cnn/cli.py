@@ -113,6 +113,9 @@ def _json_default(value):
 
 
 def format_duration(seconds: float) -> str:
+    """0:05, 12:34 or 1:02:03; "?" when there is no estimate."""
+    if not math.isfinite(seconds):
+        return "?"
     seconds = int(round(max(seconds, 0.0)))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -188,6 +191,7 @@ class TrainingReporter:
 
     def on_epoch(self, record: dict) -> None:
         self.clear()
+        self.last_draw = -math.inf  # the next epoch's bar shows up at once
         if self.as_json:
             emit_json({key: value for key, value in record.items() if key != "type"})
         self.stream.write(epoch_line(record) + "\n")

@@ -105,7 +105,9 @@ class Conv2D(Layer):
         self.grads["bias"] = np.ascontiguousarray(grad_wb[:, -1])
         if not self.needs_input_grad:
             return None
-        grad_taps = (self.params["weight"].reshape(f, -1).T @ grad_rows).reshape(c, k, k, n, ho, wo)
+        grad_taps = self._buffer("grad_taps", (c * k * k, n * ho * wo), grad.dtype)
+        np.matmul(self.params["weight"].reshape(f, -1).T, grad_rows, out=grad_taps)
+        grad_taps = grad_taps.reshape(c, k, k, n, ho, wo)
         _, _, h, w = self._input_shape
         grad_padded = self._buffer("grad_padded", (c, n, h + 2 * p, w + 2 * p), grad.dtype)
         grad_padded.fill(0.0)

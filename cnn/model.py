@@ -220,7 +220,12 @@ class Model:
             raise TrainingDiverged(f"the loss became {loss}: training diverged; "
                                    "try a smaller learning rate")
         self.backward(grad)
-        optimizer.step(self.parameters(), self.gradients())
+        grads = self.gradients()
+        # A finite loss can still hide infinite gradients (inf * 0 in a ReLU's backward).
+        if not all(np.isfinite(g).all() for g in grads):
+            raise TrainingDiverged("the gradients became infinite or NaN: training diverged; "
+                                   "try a smaller learning rate")
+        optimizer.step(self.parameters(), grads)
         return loss, outputs
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -315,6 +320,7 @@ class Model:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary file
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -340,12 +346,18 @@ class Model:
         except FileNotFoundError:
             raise ModelFileError(f"{name}: no such file") from None
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ModelFileError(f"{name}: not a model file saved by cnn-live ({exc})") from None
+            # NumPy's own message here suggests loading with pickles: never the advice to give.
+            reason = ("neither an .npz archive nor an .npy array"
+                      if "pickled (object) data" in str(exc) else exc)
+            raise ModelFileError(f"{name}: not a model file saved by cnn-live ({reason})") from None
         if "spec" not in arrays:
             raise ModelFileError(f"{name}: not a model file saved by cnn-live (no spec inside)")
         try:
             spec = json.loads(str(arrays.pop("spec")))
             metadata = json.loads(str(arrays.pop("metadata", np.array("{}"))))
+        except json.JSONDecodeError:
+            raise ModelFileError(f"{name}: its spec or metadata is not valid JSON") from None
+        try:
             model = cls(spec)
             model.load_state(arrays)
         except (ValueError, TypeError) as exc:  # SpecError and JSON errors are ValueErrors

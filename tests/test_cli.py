@@ -1,0 +1,355 @@
+"""Tests for the `cnn-live` command line (cnn.cli), run in-process through main()."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn import cli
+from cnn.data import MNIST_FILES
+from cnn.model import Model, TrainingDiverged
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EPOCH_KEYS = {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+              "test_correct", "test_total", "seconds"}
+TINY_SPEC = {"input": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run(capsys, *argv) -> Result:
+    code = cli.main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def small_train(mnist_dir, *extra, preset="seed-fc", epochs=2, train_size=200, test_size=100):
+    return ["train", "--preset", preset, "--epochs", epochs, "--train-size", train_size,
+            "--test-size", test_size, "--data-dir", mnist_dir, "--no-download", *extra]
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("cnn-live: error: ")]
+    assert len(errors) == 1, result.err
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+# --- help and version ------------------------------------------------------------------
+
+
+def test_python_dash_m_cnn_prints_help_and_version_in_a_real_subprocess():
+    def cnn(*argv):
+        return subprocess.run([sys.executable, "-m", "cnn", *argv], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    version = cnn("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("cnn-live ") and version.stdout.split()[1][0].isdigit()
+    helped = cnn("--help")
+    assert helped.returncode == 0
+    for name in ("train", "evaluate", "download", "presets", "examples:"):
+        assert name in helped.stdout
+
+
+@pytest.mark.parametrize("command", [command.name for command in cli.COMMANDS])
+def test_every_subcommand_help_shows_usage_and_examples(capsys, command):
+    result = run(capsys, command, "--help")
+    assert result.code == 0
+    assert f"usage: cnn-live {command}" in result.out
+    assert "examples:" in result.out
+    assert f"  cnn-live {command}" in result.out.split("examples:")[1]
+
+
+def test_version_falls_back_when_the_package_metadata_is_missing(monkeypatch):
+    def not_installed(name):
+        raise cli.importlib_metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(cli.importlib_metadata, "version", not_installed)
+    assert cli.version() == "0.0.0+unknown"
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+def test_train_json_prints_one_parseable_line_per_epoch_and_nothing_else(capsys, mnist_dir):
+    result = run(capsys, *small_train(mnist_dir, "--json", epochs=3))
+    assert result.code == 0
+    records = [json.loads(line) for line in result.out.splitlines()]
+    assert len(records) == 3
+    assert [record["epoch"] for record in records] == [1, 2, 3]
+    for record in records:
+        assert EPOCH_KEYS <= set(record)
+        assert record["test_total"] == 100
+        assert 0.0 <= record["test_accuracy"] <= 1.0
+    assert "final test accuracy" in result.err
+
+
+def test_train_off_a_terminal_writes_one_plain_line_per_epoch_and_a_summary(capsys, mnist_dir):
+    result = run(capsys, *small_train(mnist_dir))
+    assert result.code == 0
+    assert result.out == ""
+    assert "\r" not in result.err
+    lines = result.err.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == \
+        ["epoch 1/2", "epoch 2/2"]
+    assert "final test accuracy" in lines[-1] and "/100)" in lines[-1] and " s" in lines[-1]
+
+
+def test_train_on_a_terminal_draws_a_throttled_progress_bar_with_an_eta(capsys, monkeypatch,
+                                                                         mnist_dir):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    started = time.monotonic()
+    result = run(capsys, *small_train(mnist_dir, train_size=500))
+    elapsed = time.monotonic() - started
+    assert result.code == 0
+    draws = result.err.count("ETA ")
+    assert draws >= 2  # the first batch of each epoch is drawn at once
+    assert draws <= 2 + 10 * elapsed + 2  # 1000 batch events, about ten redraws a second
+    bar = result.err.split("\r")[1]
+    assert bar.startswith("epoch 1/2 [") and "%" in bar and "loss" in bar and "img/s" in bar
+    assert "epoch 2/2:" in result.err  # epoch lines are still written
+
+
+@pytest.mark.parametrize("seconds, text", [(0.4, "0:00"), (5, "0:05"), (754, "12:34"),
+                                           (3723, "1:02:03"), (-3, "0:00"), (math.inf, "?")])
+def test_an_eta_reads_as_minutes_and_seconds_or_hours(seconds, text):
+    assert cli.format_duration(seconds) == text
+
+
+def test_train_save_writes_a_model_that_evaluate_reads_back_with_the_same_accuracy(
+        capsys, tmp_path, mnist_dir):
+    path = tmp_path / "out" / "seed.npz"
+    trained = run(capsys, *small_train(mnist_dir, "--json", "--save", path, "--seed", 3,
+                                       preset="seed", train_size=300, test_size=200))
+    assert trained.code == 0
+    assert f"saved the model to {path}" in trained.err
+    final = json.loads(trained.out.splitlines()[-1])
+
+    evaluated = run(capsys, "evaluate", path, "--data-dir", mnist_dir, "--test-size", 200,
+                    "--json")
+    assert evaluated.code == 0
+    report = json.loads(evaluated.out)
+    assert report["test_correct"] == final["test_correct"]
+    assert report["test_total"] == 200
+    assert report["test_accuracy"] == pytest.approx(final["test_accuracy"])
+    assert report["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
+
+    _, metadata = Model.load_with_metadata(path)
+    assert metadata["preset"] == "seed"
+    assert metadata["config"]["seed"] == 3 and metadata["config"]["train_size"] == 300
+    assert len(metadata["history"]) == 2 and metadata["interrupted"] is False
+    assert metadata["test_correct"] == final["test_correct"]
+
+
+def test_evaluate_prints_accuracy_as_a_percent_and_the_loss(capsys, tmp_path, mnist_dir):
+    path = tmp_path / "model.npz"
+    assert run(capsys, *small_train(mnist_dir, "--save", path, epochs=1)).code == 0
+    result = run(capsys, "evaluate", path, "--data-dir", mnist_dir, "--test-size", 50)
+    assert result.code == 0
+    assert "test accuracy" in result.out and "%" in result.out and "/50)" in result.out
+    assert "loss" in result.out
+
+
+def test_keyboard_interrupt_mid_run_exits_130_and_still_saves_the_model(capsys, monkeypatch,
+                                                                         tmp_path, mnist_dir):
+    real_step, calls = Model.train_step, []
+
+    def interrupted_in_epoch_two(self, *args):
+        calls.append(1)
+        if len(calls) == 150:  # batch size 1, 100 images an epoch
+            raise KeyboardInterrupt
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Model, "train_step", interrupted_in_epoch_two)
+    path = tmp_path / "partial.npz"
+    result = run(capsys, *small_train(mnist_dir, "--save", path, epochs=5, train_size=100))
+    assert result.code == 130
+    assert "interrupted" in result.err and f"saved the model trained so far to {path}" in result.err
+    model, metadata = Model.load_with_metadata(path)
+    assert metadata["interrupted"] is True and metadata["epochs_completed"] == 1
+    assert all(np.isfinite(p).all() for p in model.parameters())
+
+
+def test_keyboard_interrupt_without_save_exits_130(capsys, monkeypatch, mnist_dir):
+    def interrupt(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Model, "train_step", interrupt)
+    result = run(capsys, *small_train(mnist_dir))
+    assert result.code == 130
+    assert "interrupted: no epoch finished" in result.err
+
+
+def test_a_diverging_run_is_a_one_line_error(capsys, monkeypatch, mnist_dir):
+    def diverge(self, *args):
+        raise TrainingDiverged("the loss became nan: training diverged; try a smaller learning rate")
+
+    monkeypatch.setattr(Model, "train_step", diverge)
+    result = run(capsys, *small_train(mnist_dir))
+    assert_one_line_error(result, "training diverged", "smaller learning rate")
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+def test_presets_json_lists_seed_seed_fc_and_default_with_their_specs(capsys):
+    result = run(capsys, "presets", "--json")
+    assert result.code == 0
+    presets = {entry["name"]: entry for entry in json.loads(result.out)}
+    assert {"seed", "seed-fc", "default"} <= set(presets)
+    for entry in presets.values():
+        assert entry["spec"]["layers"] and entry["description"]
+        assert entry["config"]["epochs"] >= 1
+    assert presets["seed"]["spec"]["layers"][0]["type"] == "conv"
+
+
+def test_presets_lists_names_and_settings_in_plain_text(capsys):
+    result = run(capsys, "presets")
+    assert result.code == 0
+    assert "seed: 37 epochs, batch size 1, sgd learning rate 1, 1000 train / 100 test" \
+        in result.out
+    assert "default:" in result.out and "all train / all test images" in result.out
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--preset", "nope"], ["--preset", "invalid choice", "'nope'", "seed-fc", "default"]),
+    (["--preset", "seed", "--epochs", "0"], ["--epochs", "at least 1", "'0'"]),
+    (["--preset", "seed", "--epochs", "abc"], ["--epochs", "whole number", "'abc'"]),
+    (["--preset", "seed", "--batch-size", "1.5"], ["--batch-size", "'1.5'"]),
+    (["--preset", "seed", "--learning-rate", "-0.5"], ["--learning-rate", "-0.5"]),
+    (["--preset", "seed", "--learning-rate", "nan"], ["--learning-rate", "finite"]),
+    (["--preset", "seed", "--epochs", "20000"], ["--epochs", "10000"]),
+    (["--preset", "seed", "--seed", "-1"], ["--seed"]),
+    (["--preset", "seed", "--optimizer", "rmsprop"], ["--optimizer", "invalid choice"]),
+    ([], ["--preset", "required"]),
+])
+def test_bad_train_arguments_exit_2_with_a_one_line_message(capsys, tmp_path, extra, fragments):
+    result = run(capsys, "train", *extra, "--data-dir", tmp_path, "--no-download")
+    assert_one_line_error(result, *fragments)
+    assert result.out == ""
+
+
+def test_an_unknown_command_exits_2_naming_the_commands(capsys):
+    assert_one_line_error(run(capsys, "fly"), "invalid choice", "train", "presets")
+
+
+def test_a_missing_model_file_is_a_one_line_error(capsys, tmp_path):
+    path = tmp_path / "missing.npz"
+    assert_one_line_error(run(capsys, "evaluate", path), str(path), "no such file")
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"PK\x03\x04" + bytes(100)],
+                         ids=["text", "broken zip"])
+def test_a_corrupt_model_file_is_a_one_line_error(capsys, tmp_path, content):
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(content)
+    assert_one_line_error(run(capsys, "evaluate", path), str(path), "not a model file")
+
+
+def test_a_truncated_model_file_is_a_one_line_error(capsys, tmp_path):
+    path = Model(TINY_SPEC).save(tmp_path / "model.npz")
+    path.write_bytes(path.read_bytes()[:-40])
+    assert_one_line_error(run(capsys, "evaluate", path), str(path), "not a model file")
+
+
+def test_evaluate_refuses_a_model_that_does_not_take_mnist_images(capsys, tmp_path, mnist_dir):
+    path = Model(TINY_SPEC).save(tmp_path / "small.npz")
+    result = run(capsys, "evaluate", path, "--data-dir", mnist_dir)
+    assert_one_line_error(result, str(path), "[1, 28, 28]")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_data_dir_without_mnist_names_the_folder_and_how_to_fix_it(capsys, tmp_path, command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    model = Model(cli.PRESETS["seed-fc"].spec).save(tmp_path / "model.npz")
+    argv = ["--preset", "seed"] if command == "train" else [model]
+    result = run(capsys, command, *argv, "--data-dir", empty, "--no-download")
+    assert_one_line_error(result, f"MNIST not found in {empty}", "--data-dir",
+                          "CNN_LIVE_DATA_DIR", "cnn-live download")
+    assert list(empty.iterdir()) == []
+
+
+def test_an_unwritable_save_path_is_a_one_line_error(capsys, tmp_path, mnist_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run(capsys, *small_train(mnist_dir, "--save", blocker / "model.npz", epochs=1))
+    assert_one_line_error(result, "cannot save the model to", str(blocker / "model.npz"))
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+def test_download_with_every_mirror_failing_is_a_one_line_error(capsys, tmp_path):
+    target = tmp_path / "mnist"
+    result = run(capsys, "download", "--data-dir", target)
+    assert_one_line_error(result, "could not download", "127.0.0.1:9")
+    assert "cnn-live: downloading http://127.0.0.1:9/" in result.err
+    assert not list(target.glob("*.gz"))
+
+
+def test_download_leaves_a_folder_that_already_holds_mnist_alone(capsys, mnist_dir):
+    before = {path.name: path.stat().st_mtime_ns for path in mnist_dir.iterdir()}
+    result = run(capsys, "download", "--data-dir", mnist_dir)
+    assert result.code == 0
+    assert result.out.strip() == f"MNIST is in {mnist_dir}"
+    assert "downloading" not in result.err
+    assert {path.name: path.stat().st_mtime_ns for path in mnist_dir.iterdir()} == before
+
+
+@pytest.fixture
+def local_mirror(mnist_dir):
+    """An HTTP server on 127.0.0.1 serving the shared MNIST files (read-only)."""
+    handler = functools.partial(QuietHandler, directory=str(mnist_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_download_fetches_every_file_from_the_given_mirror_and_prints_where(
+        capsys, tmp_path, local_mirror):
+    target = tmp_path / "fresh"
+    result = run(capsys, "download", "--data-dir", target, "--mirror",
+                 "http://127.0.0.1:9/", local_mirror)
+    assert result.code == 0
+    assert result.out.strip() == f"MNIST is in {target}"
+    assert sorted(path.name for path in target.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILES)
+    assert "failed: http://127.0.0.1:9/" in result.err  # the dead mirror was tried first
+
+
+def test_download_defaults_to_the_data_dir_from_the_environment(capsys, monkeypatch, mnist_dir):
+    monkeypatch.setenv("CNN_LIVE_DATA_DIR", str(mnist_dir))
+    result = run(capsys, "download")
+    assert result.code == 0 and result.out.strip() == f"MNIST is in {mnist_dir}"

@@ -1,0 +1,390 @@
+"""Tests for cnn.train: settings, reproducibility, events, pause/resume/stop,
+divergence, learning-rate decay, and learning on the real MNIST."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cnn.model import Model, TrainingDiverged
+from cnn.presets import PRESETS
+from cnn.train import ConfigError, Dataset, TrainConfig, Trainer, make_dataset
+
+SMALL_CONV = {"input": [1, 28, 28],
+              "layers": [{"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"},
+                         {"type": "maxpool", "size": 2}, {"type": "flatten"},
+                         {"type": "dense", "units": 10}]}
+TWO_CONVS = {"input": [1, 28, 28],
+             "layers": [{"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"},
+                        {"type": "conv", "filters": 6, "kernel": 5, "stride": 2},
+                        {"type": "relu"}, {"type": "flatten"}, {"type": "dense", "units": 10}]}
+EPOCH_KEYS = {"type", "epoch", "epochs", "train_loss", "train_accuracy", "test_loss",
+              "test_accuracy", "test_correct", "test_total", "seconds", "images_per_second",
+              "learning_rate"}
+BATCH_KEYS = {"type", "epoch", "step", "steps", "global_step", "loss", "accuracy",
+              "images_per_second", "learning_rate", "progress", "eta_seconds"}
+TIMING_KEYS = {"seconds", "images_per_second"}
+
+
+def train(mnist, spec=SMALL_CONV, seed=0, **settings):
+    """Train a fresh model; returns (model, trainer, events)."""
+    config = TrainConfig(**{"epochs": 1, "batch_size": 32, "learning_rate": 0.01,
+                            "train_size": 256, "test_size": 100, "seed": seed, **settings})
+    events: list[dict] = []
+    model = Model(spec, seed=seed)
+    trainer = Trainer(model, config, make_dataset(mnist, config), events.append)
+    trainer.run()
+    return model, trainer, events
+
+
+def of_type(events, kind):
+    return [event for event in events if event["type"] == kind]
+
+
+def without_timing(history):
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in history]
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be an integer from 1 to 10000, got 0"),
+    ("epochs", 2.0, "epochs must be an integer from 1 to 10000, got 2.0"),
+    ("epochs", True, "epochs must be an integer from 1 to 10000, got True"),
+    ("batch_size", 0, "batch_size must be an integer from 1 to 60000, got 0"),
+    ("optimizer", "rmsprop", "optimizer must be one of ['adam', 'sgd'], got 'rmsprop'"),
+    ("learning_rate", 0.0, "learning_rate must be a number in (0.0, 100.0], got 0.0"),
+    ("learning_rate", -0.1, "learning_rate must be a number in (0.0, 100.0], got -0.1"),
+    ("learning_rate", math.nan, "learning_rate must be a number in (0.0, 100.0], got nan"),
+    ("learning_rate", "0.1", "learning_rate must be a number in (0.0, 100.0], got '0.1'"),
+    ("momentum", 1.0, "momentum must be a number in [0.0, 1.0), got 1.0"),
+    ("momentum", -0.5, "momentum must be a number in [0.0, 1.0), got -0.5"),
+    ("lr_decay", 0.0, "lr_decay must be a number in (0.0, 1.0], got 0.0"),
+    ("lr_decay", 1.5, "lr_decay must be a number in (0.0, 1.0], got 1.5"),
+    ("seed", -1, "seed must be an integer from 0 to 4294967295, got -1"),
+    ("seed", 2**32, "seed must be an integer from 0 to 4294967295, got 4294967296"),
+    ("train_size", 0, "train_size must be an integer from 1 to 10000000, got 0"),
+    ("test_size", 1.5, "test_size must be an integer from 1 to 10000000, got 1.5"),
+    ("shuffle", "yes", "shuffle must be true or false, got 'yes'"),
+    ("filter_interval", -1.0, "filter_interval must be a number in [0.0, 3600.0], got -1.0"),
+])
+def test_a_bad_setting_is_refused_with_a_message_naming_it(field, value, message):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig().replace(**{field: value})
+    assert str(caught.value) == message
+
+
+def test_an_unknown_setting_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"unknown training settings: \['epoch'\]"):
+        TrainConfig().replace(epoch=3)
+
+
+def test_replace_returns_a_checked_copy_and_leaves_the_original_alone():
+    config = TrainConfig()
+    changed = config.replace(epochs=5, train_size=None)
+    assert (changed.epochs, config.epochs) == (5, 1)
+    assert changed.to_dict()["train_size"] is None
+
+
+def test_a_trainer_refuses_a_bad_config_before_training(mnist):
+    config = TrainConfig(epochs=1, train_size=10, test_size=10)
+    data = make_dataset(mnist, config)
+    with pytest.raises(ConfigError, match="batch_size"):
+        Trainer(Model(SMALL_CONV), TrainConfig(batch_size=-4), data)
+
+
+def test_make_dataset_takes_the_first_images_scaled_to_the_unit_interval(mnist):
+    data = make_dataset(mnist, TrainConfig(train_size=30, test_size=20))
+    assert data.train_images.shape == (30, 1, 28, 28) and data.test_images.shape == (20, 1, 28, 28)
+    assert data.train_images.dtype == np.float32 and data.train_labels.dtype == np.int64
+    assert 0.0 <= data.train_images.min() and data.train_images.max() == 1.0
+    np.testing.assert_array_equal(data.test_labels, mnist.test_labels[:20])
+
+
+# --- reproducibility -----------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_history_and_weights_bit_for_bit(mnist):
+    runs = [train(mnist, seed=7, epochs=2, train_size=500, optimizer="adam") for _ in range(2)]
+    (model_a, trainer_a, events_a), (model_b, trainer_b, events_b) = runs
+    assert without_timing(trainer_a.history) == without_timing(trainer_b.history)
+    assert [e["loss"] for e in of_type(events_a, "batch")] == \
+        [e["loss"] for e in of_type(events_b, "batch")]
+    state_a, state_b = model_a.state(), model_b.state()
+    for name in state_a:
+        assert state_a[name].tobytes() == state_b[name].tobytes(), name
+
+
+def test_different_seeds_give_different_runs(mnist):
+    model_a, trainer_a, _ = train(mnist, seed=1, train_size=500)
+    model_b, trainer_b, _ = train(mnist, seed=2, train_size=500)
+    assert trainer_a.history[0]["train_loss"] != trainer_b.history[0]["train_loss"]
+    assert not np.array_equal(model_a.state()["0.weight"], model_b.state()["0.weight"])
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def test_every_step_reports_a_batch_event_with_loss_progress_and_eta(mnist):
+    _, _, events = train(mnist, epochs=2, batch_size=50, train_size=200)
+    batches = of_type(events, "batch")
+    assert [(e["epoch"], e["step"]) for e in batches] == [(1, 1), (1, 2), (1, 3), (1, 4),
+                                                          (2, 1), (2, 2), (2, 3), (2, 4)]
+    assert [e["global_step"] for e in batches] == list(range(1, 9))
+    for event in batches:
+        assert set(event) == BATCH_KEYS
+        assert event["steps"] == 4 and event["learning_rate"] == 0.01
+        assert event["progress"] == pytest.approx(event["global_step"] / 8)
+        assert math.isfinite(event["loss"]) and event["loss"] > 0
+        assert 0.0 <= event["accuracy"] <= 1.0 and event["images_per_second"] > 0
+        assert math.isfinite(event["eta_seconds"]) and event["eta_seconds"] >= 0
+    assert batches[-1]["eta_seconds"] == pytest.approx(0.0)
+    assert batches[0]["eta_seconds"] > batches[-2]["eta_seconds"]
+
+
+def test_every_epoch_reports_an_epoch_event_with_all_keys_in_sensible_ranges(mnist):
+    _, trainer, events = train(mnist, epochs=2, train_size=200, test_size=64)
+    epochs = of_type(events, "epoch")
+    assert epochs == trainer.history
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for event in epochs:
+        assert set(event) == EPOCH_KEYS
+        assert event["epochs"] == 2 and event["test_total"] == 64
+        assert 0 <= event["test_correct"] <= 64
+        assert event["test_accuracy"] == event["test_correct"] / 64
+        assert 0.0 <= event["train_accuracy"] <= 1.0
+        assert event["train_loss"] > 0 and event["test_loss"] > 0
+        assert event["seconds"] > 0 and event["images_per_second"] > 0
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+
+
+def test_filters_are_reported_at_the_start_and_after_every_epoch_per_conv_layer(mnist):
+    model, _, events = train(mnist, spec=TWO_CONVS, epochs=2, batch_size=50, train_size=100,
+                             filter_interval=3600.0)
+    assert events[0]["type"] == "filters" and (events[0]["epoch"], events[0]["step"]) == (0, 0)
+    filters = of_type(events, "filters")
+    assert [(e["epoch"], e["step"]) for e in filters] == [(0, 0), (1, 2), (2, 2)]
+    for index, event in enumerate(events):
+        if event["type"] == "epoch":
+            assert events[index + 1]["type"] == "filters"
+    for event in filters:
+        assert [layer["layer"] for layer in event["layers"]] == [0, 2]
+        assert [layer["weights"].shape for layer in event["layers"]] == [(4, 1, 3, 3),
+                                                                         (6, 4, 5, 5)]
+    assert not np.array_equal(filters[0]["layers"][0]["weights"], model.filters()[0])
+    np.testing.assert_array_equal(filters[-1]["layers"][1]["weights"], model.filters()[1])
+
+
+def test_a_zero_filter_interval_reports_filters_after_every_batch(mnist):
+    _, _, events = train(mnist, batch_size=50, train_size=150, filter_interval=0.0)
+    kinds = [event["type"] for event in events]
+    assert kinds == ["filters", "batch", "filters", "batch", "filters", "batch", "filters",
+                     "epoch", "filters"]
+
+
+def test_a_network_without_conv_layers_reports_no_filters(mnist):
+    _, _, events = train(mnist, spec=PRESETS["seed-fc"].spec, train_size=50)
+    assert of_type(events, "filters") == []
+
+
+# --- pause, resume, stop ---------------------------------------------------------------------
+
+
+class Controlled:
+    """A trainer whose callback records events with their time and can act on them."""
+
+    def __init__(self, mnist, epochs=1, on_event=None):
+        config = TrainConfig(epochs=epochs, batch_size=20, train_size=200, test_size=20)
+        self.model = Model(SMALL_CONV)
+        self.events: list[tuple[float, dict]] = []
+        self.on_event = on_event or (lambda trainer, event: None)
+        self.trainer = Trainer(self.model, config, make_dataset(mnist, config), self.record)
+        self.paused_during_step: list[bool] = []
+        real_step = self.model.train_step
+
+        def step(*args):
+            self.paused_during_step.append(self.trainer.paused)
+            self.events.append((time.monotonic(), {"type": "train_step"}))
+            return real_step(*args)
+
+        self.model.train_step = step
+
+    def record(self, event):
+        self.events.append((time.monotonic(), event))
+        self.on_event(self.trainer, event)
+
+    def kinds(self):
+        return [event.get("state", event["type"]) for _, event in self.events
+                if event["type"] not in ("filters", "train_step")]
+
+    def between(self, first, last):
+        """Event kinds after the first `first` and before the next `last`, steps included."""
+        kinds = [event.get("state", event["type"]) for _, event in self.events]
+        start = kinds.index(first)
+        return kinds[start + 1:kinds.index(last, start)]
+
+    def time_of(self, state):
+        return next(t for t, e in self.events if e.get("state") == state)
+
+
+def after_delay(seconds, action):
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()))
+    thread.start()
+    return thread
+
+
+def test_a_pause_after_step_3_holds_the_run_until_another_thread_resumes_it(mnist):
+    helpers = []
+
+    def pause_after_step_3(trainer, event):
+        if event["type"] == "batch" and event["step"] == 3:
+            trainer.pause()
+            helpers.append(after_delay(0.3, trainer.resume))
+
+    run = Controlled(mnist, on_event=pause_after_step_3)
+    run.trainer.run()
+    helpers[0].join()
+    assert run.kinds() == ["batch"] * 3 + ["paused", "running"] + ["batch"] * 7 + ["epoch"]
+    assert run.time_of("running") - run.time_of("paused") >= 0.25
+    assert run.paused_during_step == [False] * 10  # no batch ran while paused
+    assert not run.trainer.stopped and len(run.trainer.history) == 1
+
+
+def test_stop_while_paused_ends_the_run_early_and_marks_it_stopped(mnist):
+    helpers = []
+
+    def pause_after_step_3(trainer, event):
+        if event["type"] == "batch" and event["step"] == 3:
+            trainer.pause()
+            helpers.append(after_delay(0.1, trainer.stop))
+
+    run = Controlled(mnist, epochs=3, on_event=pause_after_step_3)
+    history = run.trainer.run()
+    helpers[0].join()
+    assert run.trainer.stopped
+    assert history == [] and len(history) < 3
+    assert run.kinds() == ["batch"] * 3 + ["paused"]
+    assert run.paused_during_step == [False] * 3
+
+
+def test_stop_between_batches_keeps_the_finished_epochs(mnist):
+    def stop_in_epoch_2(trainer, event):
+        if event["type"] == "batch" and (event["epoch"], event["step"]) == (2, 1):
+            trainer.stop()
+
+    run = Controlled(mnist, epochs=3, on_event=stop_in_epoch_2)
+    history = run.trainer.run()
+    assert run.trainer.stopped and [record["epoch"] for record in history] == [1]
+    assert run.kinds()[-2:] == ["epoch", "batch"]
+
+
+def test_pause_and_resume_from_the_main_thread_while_training_runs_in_another(mnist):
+    first_batch, pause_sent, paused = threading.Event(), threading.Event(), threading.Event()
+
+    def signal(trainer, event):
+        if event["type"] == "batch" and event["global_step"] == 1:
+            first_batch.set()
+            pause_sent.wait(30)  # so that the run cannot finish before the pause comes
+        if event.get("state") == "paused":
+            paused.set()
+
+    run = Controlled(mnist, epochs=2, on_event=signal)
+    worker = threading.Thread(target=run.trainer.run)
+    worker.start()
+    assert first_batch.wait(30)
+    run.trainer.pause()
+    pause_sent.set()
+    assert paused.wait(30) and run.trainer.paused
+    steps_when_paused = len(run.paused_during_step)
+    time.sleep(0.2)
+    assert len(run.paused_during_step) == steps_when_paused
+    run.trainer.resume()
+    worker.join(60)
+    assert not worker.is_alive() and len(run.trainer.history) == 2
+    assert run.between("paused", "running") == []
+    assert run.kinds()[:3] == ["batch", "paused", "running"]
+    assert run.kinds().count("batch") == 20
+
+
+# --- divergence and learning rate -----------------------------------------------------------
+
+
+LINEAR_SQUARED = {"input": [1, 28, 28], "loss": "squared_error",
+                  "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+RELU_SQUARED = {"input": [1, 28, 28], "loss": "squared_error",
+                "layers": [{"type": "flatten"}, {"type": "dense", "units": 32},
+                           {"type": "relu"}, {"type": "dense", "units": 10}]}
+
+
+@pytest.mark.parametrize("spec", [
+    LINEAR_SQUARED,
+    RELU_SQUARED,
+], ids=["linear", "relu"])
+def test_a_huge_learning_rate_raises_training_diverged_and_keeps_the_weights_finite(mnist, spec):
+    config = TrainConfig(epochs=3, batch_size=32, optimizer="sgd", learning_rate=90.0,
+                         momentum=0.9, train_size=256, test_size=32, shuffle=False)
+    scaled = make_dataset(mnist, config)
+    raw = Dataset(scaled.train_images * 255, scaled.train_labels,  # unnormalised pixels
+                  scaled.test_images * 255, scaled.test_labels)
+    model = Model(spec, seed=0)
+    snapshots = []
+    trainer = Trainer(model, config, raw,
+                      lambda event: snapshots.append(model.state()) if event["type"] == "batch"
+                      else None)
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(TrainingDiverged, match="training diverged; try a smaller learning rate"):
+        trainer.run()
+    assert 0 < len(snapshots) < 24 and trainer.history == []
+    assert all(np.isfinite(p).all() for p in model.parameters())
+    for name, value in model.state().items():  # the diverging step changed no weight
+        np.testing.assert_array_equal(value, snapshots[-1][name])
+
+
+def test_lr_decay_multiplies_the_learning_rate_after_each_epoch(mnist):
+    _, trainer, events = train(mnist, epochs=3, optimizer="sgd", learning_rate=0.1,
+                               lr_decay=0.5, batch_size=50, train_size=100)
+    assert [e["learning_rate"] for e in of_type(events, "epoch")] == \
+        pytest.approx([0.1, 0.05, 0.025])
+    assert [e["learning_rate"] for e in of_type(events, "batch")] == \
+        pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert trainer.optimizer.learning_rate == pytest.approx(0.0125)
+
+
+def test_the_learning_rate_can_be_steered_between_batches(mnist):
+    def halve_after_step_1(event):
+        if event["type"] == "batch" and event["step"] == 1:
+            trainer.optimizer.learning_rate = 0.005
+
+    config = TrainConfig(epochs=1, batch_size=50, train_size=150, test_size=10, learning_rate=0.01)
+    lrs = []
+    trainer = Trainer(Model(SMALL_CONV), config, make_dataset(mnist, config),
+                      lambda e: (lrs.append(e.get("learning_rate")), halve_after_step_1(e)))
+    trainer.run()
+    assert [lr for lr in lrs if lr is not None][:3] == [0.01, 0.005, 0.005]
+
+
+# --- learning --------------------------------------------------------------------------------
+
+
+def test_the_seed_preset_learns_above_chance_in_a_few_epochs_on_1000_images(mnist):
+    preset = PRESETS["seed"]
+    config = preset.config.replace(epochs=3, test_size=500)
+    trainer = Trainer(Model(preset.spec, seed=config.seed), config, make_dataset(mnist, config))
+    history = trainer.run()
+    assert history[-1]["test_accuracy"] > 0.3  # chance is 0.1
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_small_conv_net_reaches_85_percent_after_one_epoch_on_5000_images(mnist):
+    _, trainer, _ = train(mnist, epochs=1, batch_size=32, optimizer="adam", learning_rate=0.005,
+                          train_size=5000, test_size=1000,
+                          spec={**SMALL_CONV, "layers": [{"type": "conv", "filters": 8,
+                                                          "kernel": 3}] + SMALL_CONV["layers"][1:]})
+    final = trainer.history[-1]
+    assert final["test_total"] == 1000
+    assert final["test_accuracy"] > 0.85
