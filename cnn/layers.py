@@ -38,12 +38,13 @@ class Layer:
     def backward(self, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype, zeroed: bool = False) -> np.ndarray:
         """A work array kept between batches: allocating big arrays anew each batch
-        makes glibc hand them back to the OS and page-fault them in again."""
+        makes glibc hand them back to the OS and page-fault them in again. `zeroed`
+        zeroes it when it is made, for callers that only ever write part of it."""
         buf = self._buffers.get(name)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
+            buf = (np.zeros if zeroed else np.empty)(shape, dtype)
             self._buffers[name] = buf
         return buf
 
@@ -76,59 +77,104 @@ class Conv2D(Layer):
     def forward(self, x):
         # x: (C, N, H, W) -> (F, N, H', W')
         c, n, h, w = x.shape
-        k, s = self.kernel, self.stride
+        k = self.kernel
         f, ho, wo = self.output_shape((c, h, w))
-        padded = self._padded_input(x)
-        # im2col, one kernel tap at a time (K*K copies of whole image rows), with a
-        # last row of ones so that the bias rides along in the same GEMM.
-        cols = self._buffer("cols", (c * k * k + 1, n * ho * wo), x.dtype)
+        self._input_shape = x.shape
+        padded, width = self._padded_input(x), self._row_width(w)
+        # im2col with a last row of ones, so that the bias rides along in the GEMM.
+        cols = self._buffer("cols", (c * k * k + 1, n * ho * width), x.dtype)
         cols[-1] = 1.0
-        taps = cols[:-1].reshape(c, k, k, n, ho, wo)
-        for i in range(k):
-            for j in range(k):
-                taps[:, i, j] = padded[:, :, i:i + s * ho:s, j:j + s * wo:s]
-        self._cols, self._input_shape = cols, x.shape
+        self._copy_taps(padded, cols[:-1].reshape(c, k, k, n, -1), ho, wo)
+        self._cols = cols
         weight_and_bias = np.empty((f, c * k * k + 1), x.dtype)
         weight_and_bias[:, :-1] = self.params["weight"].reshape(f, -1)
         weight_and_bias[:, -1] = self.params["bias"]
-        out = self._buffer("out", (f, n * ho * wo), x.dtype)
+        out = self._buffer("out", (f, n * ho * width), x.dtype)
         np.matmul(weight_and_bias, cols, out=out)
-        return out.reshape(f, n, ho, wo)
+        return out.reshape(f, n, ho, width)[..., :wo]
 
     def backward(self, grad):
         # grad: (F, N, H', W') -> (C, N, H, W)
         f, n, ho, wo = grad.shape
-        c, k, s, p = self.in_channels, self.kernel, self.stride, self.padding
-        grad_rows = grad.reshape(f, n * ho * wo)
-        grad_wb = grad_rows @ self._cols.T  # (F, C*K*K + 1): weights and bias at once
-        self.grads["weight"] = grad_wb[:, :-1].reshape(self.params["weight"].shape)
-        self.grads["bias"] = np.ascontiguousarray(grad_wb[:, -1])
+        c, k, p = self.in_channels, self.kernel, self.padding
+        _, _, h, w = self._input_shape
+        width = self._row_width(w)
+        if width != wo:  # the extra columns of wide rows get no gradient
+            wide = self._buffer("grad_wide", (f, n, ho, width), grad.dtype, zeroed=True)
+            wide[..., :wo] = grad
+            grad = wide
+        grad_rows = np.ascontiguousarray(grad).reshape(f, -1)
+        grad_wb = (self._cols @ grad_rows.T).T  # weights and bias at once; this way
+        self.grads["weight"] = grad_wb[:, :-1].reshape(self.params["weight"].shape)  # round
+        self.grads["bias"] = np.ascontiguousarray(grad_wb[:, -1])  # BLAS runs twice as fast
         if not self.needs_input_grad:
             return None
-        grad_taps = self._buffer("grad_taps", (c * k * k, n * ho * wo), grad.dtype)
+        grad_taps = self._buffer("grad_taps", (c * k * k, grad_rows.shape[1]), grad.dtype)
         np.matmul(self.params["weight"].reshape(f, -1).T, grad_rows, out=grad_taps)
-        grad_taps = grad_taps.reshape(c, k, k, n, ho, wo)
-        _, _, h, w = self._input_shape
-        grad_padded = self._buffer("grad_padded", (c, n, h + 2 * p, w + 2 * p), grad.dtype)
-        grad_padded.fill(0.0)
-        # col2im: one strided add per kernel tap, each over the whole batch.
-        for i in range(k):
-            for j in range(k):
-                grad_padded[:, :, i:i + s * ho:s, j:j + s * wo:s] += grad_taps[:, i, j]
-        return grad_padded[:, :, p:p + h, p:p + w]
+        grad_flat = self._buffer("grad_padded", self._flat_shape(c, n, h, w), grad.dtype)
+        grad_flat.fill(0.0)
+        self._add_taps_back(grad_flat, grad_taps.reshape(c, k, k, n, -1), ho, wo)
+        return self._image_view(grad_flat, h, w)[:, :, p:p + h, p:p + w]
+
+    # The padded input lives in a flat buffer, (C, N, Hp * Wp + K - 1). With stride 1
+    # a kernel tap then reads one contiguous run per image, Ho whole padded rows of
+    # Wp, which copies several times faster than Ho short rows of Wo; the GEMM computes
+    # Wp - Wo extra columns per row, which are dropped. Other strides copy the taps
+    # row by row.
+
+    def _row_width(self, w: int) -> int:
+        """Columns computed per output row: the padded width with stride 1."""
+        k, s, p = self.kernel, self.stride, self.padding
+        return w + 2 * p if s == 1 else (w + 2 * p - k) // s + 1
+
+    def _flat_shape(self, c, n, h, w):
+        p = self.padding
+        return (c, n, (h + 2 * p) * (w + 2 * p) + self.kernel - 1)
+
+    def _image_view(self, flat, h, w):
+        c, n, _ = flat.shape
+        hp, wp = h + 2 * self.padding, w + 2 * self.padding
+        return flat[:, :, :hp * wp].reshape(c, n, hp, wp)
 
     def _padded_input(self, x):
-        p = self.padding
-        if p == 0:
-            return x
         c, n, h, w = x.shape
-        padded = self._buffer("padded", (c, n, h + 2 * p, w + 2 * p), x.dtype)
-        padded[:, :, :p].fill(0.0)  # only the border: the inside is overwritten below
-        padded[:, :, -p:].fill(0.0)
-        padded[:, :, :, :p].fill(0.0)
-        padded[:, :, :, -p:].fill(0.0)
-        padded[:, :, p:-p, p:-p] = x
-        return padded
+        p = self.padding
+        flat = self._buffer("padded", self._flat_shape(c, n, h, w), x.dtype, zeroed=True)
+        # The border and the tail stay zero from the allocation; only the inside changes.
+        self._image_view(flat, h, w)[:, :, p:p + h, p:p + w] = x
+        return flat
+
+    def _copy_taps(self, flat, taps, ho, wo):
+        """taps: (C, K, K, N, columns) <- every kernel tap's view of the padded input."""
+        k, s = self.kernel, self.stride
+        if s == 1:
+            run = taps.shape[-1]  # Ho padded rows per image
+            wp = run // ho
+            for i in range(k):
+                for j in range(k):
+                    taps[:, i, j] = flat[:, :, i * wp + j: i * wp + j + run]
+            return
+        padded = self._image_view(flat, *self._input_shape[2:])
+        grid = taps.reshape(taps.shape[:4] + (ho, wo))
+        for i in range(k):
+            for j in range(k):
+                grid[:, i, j] = padded[:, :, i:i + s * ho:s, j:j + s * wo:s]
+
+    def _add_taps_back(self, flat, grad_taps, ho, wo):
+        """col2im: the reverse of _copy_taps, adding each tap's gradient in place."""
+        k, s = self.kernel, self.stride
+        if s == 1:
+            run = grad_taps.shape[-1]
+            wp = run // ho
+            for i in range(k):
+                for j in range(k):
+                    flat[:, :, i * wp + j: i * wp + j + run] += grad_taps[:, i, j]
+            return
+        padded = self._image_view(flat, *self._input_shape[2:])
+        grid = grad_taps.reshape(grad_taps.shape[:4] + (ho, wo))
+        for i in range(k):
+            for j in range(k):
+                padded[:, :, i:i + s * ho:s, j:j + s * wo:s] += grid[:, i, j]
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}->{self.filters}, kernel={self.kernel}, "
@@ -157,8 +203,8 @@ class MaxPool2D(Layer):
         c, n, h, w = x.shape
         k = self.size
         ho, wo = h // k, w // k
-        x = np.ascontiguousarray(x[:, :, :ho * k, :wo * k])  # no copy unless ragged
-        rows = x.reshape(c * n * ho, k, wo * k)
+        # A view where the strides allow it (a conv's wide rows do), else a copy.
+        rows = x[:, :, :ho * k, :wo * k].reshape(c * n * ho, k, wo * k)
         row_max = _max_of(self._buffer("row_max", (c * n * ho, wo * k), x.dtype),
                           [rows[:, i] for i in range(k)])
         cols = row_max.reshape(c * n * ho * wo, k)

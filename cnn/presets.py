@@ -53,17 +53,23 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     ),
     Preset(
         name="default",
-        description="Fast and accurate on all 60,000/10,000 images: two 3x3 conv layers with "
-                    "ReLU and max-pool, softmax cross-entropy, Adam.",
+        description="Fast and accurate on all 60,000/10,000 images: two 3x3 conv layers (8 "
+                    "and 16 filters) with ReLU and max-pool, dense 64 ReLU, dense 10, softmax "
+                    "cross-entropy, Adam, images randomly shifted, scaled and rotated.",
         spec={"input": [1, 28, 28],
               "layers": [{"type": "conv", "filters": 8, "kernel": 3, "padding": 1},
                          {"type": "relu"}, {"type": "maxpool", "size": 2},
                          {"type": "conv", "filters": 16, "kernel": 3, "padding": 1},
                          {"type": "relu"}, {"type": "maxpool", "size": 2},
-                         {"type": "flatten"}, {"type": "dense", "units": 10}],
+                         {"type": "flatten"}, {"type": "dense", "units": 64}, {"type": "relu"},
+                         {"type": "dense", "units": 10}],
               "loss": "softmax_cross_entropy", "init": "he"},
-        config=TrainConfig(epochs=8, batch_size=64, optimizer="adam", learning_rate=0.002,
-                           momentum=0.9, lr_decay=0.7),
+        # Augmentation keeps this small network from overfitting (without it, test
+        # accuracy stalls near 98.9% while training accuracy passes 99.7%), and it
+        # is what makes hand-drawn digits recognisable.
+        config=TrainConfig(epochs=8, batch_size=64, optimizer="adam", learning_rate=0.003,
+                           momentum=0.9, lr_decay=0.7, augment_shift=2.0, augment_scale=0.1,
+                           augment_rotation=10.0),
     ),
 )}
 

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from .augment import Augmentation, augment
 from .layers import Conv2D
 from .model import Model, TrainingDiverged  # noqa: F401 (raised from train_step)
 from .optim import OPTIMIZERS
@@ -47,6 +48,10 @@ class TrainConfig:
     test_size: int | None = None   # the first N test images; None: all of them
     shuffle: bool = True
     filter_interval: float = 1.0   # seconds between filter snapshots (and one per epoch)
+    # Random distortions of each training image (0 turns one off): see augment.py.
+    augment_shift: float = 0.0     # pixels
+    augment_scale: float = 0.0     # relative
+    augment_rotation: float = 0.0  # degrees
 
     def validated(self) -> "TrainConfig":
         """This config, checked; raises ConfigError naming the first bad setting."""
@@ -64,7 +69,15 @@ class TrainConfig:
         if not isinstance(self.shuffle, bool):
             raise ConfigError(f"shuffle must be true or false, got {self.shuffle!r}")
         _check_number("filter_interval", self.filter_interval, 0.0, 3600.0)
+        _check_number("augment_shift", self.augment_shift, 0.0, 8.0)
+        _check_number("augment_scale", self.augment_scale, 0.0, 0.5)
+        _check_number("augment_rotation", self.augment_rotation, 0.0, 45.0)
         return self
+
+    def augmentation(self) -> Augmentation | None:
+        if not (self.augment_shift or self.augment_scale or self.augment_rotation):
+            return None
+        return Augmentation(self.augment_shift, self.augment_scale, self.augment_rotation)
 
     def replace(self, **changes) -> "TrainConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -136,6 +149,8 @@ class Trainer:
         self._running.set()
         self._stop_requested = threading.Event()
         self._shuffle_rng = np.random.default_rng([self.config.seed, 1])
+        self._augment_rng = np.random.default_rng([self.config.seed, 2])
+        self._augmentation = self.config.augmentation()
         self._last_filters = 0.0
 
     # -- control (any thread) --------------------------------------------------------
@@ -178,8 +193,10 @@ class Trainer:
                 return False
             batch = order[(step - 1) * config.batch_size: step * config.batch_size]
             batch_started = time.perf_counter()
-            labels = data.train_labels[batch]
-            loss, outputs = self.model.train_step(data.train_images[batch], labels, self.optimizer)
+            labels, images = data.train_labels[batch], data.train_images[batch]
+            if self._augmentation:
+                images = augment(images, self._augment_rng, self._augmentation)
+            loss, outputs = self.model.train_step(images, labels, self.optimizer)
             batch_correct = int((outputs.argmax(axis=1) == labels).sum())
             loss_sum += loss * len(batch)
             correct += batch_correct
