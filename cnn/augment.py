@@ -43,9 +43,12 @@ def _sample_bilinear(images, src_y, src_x):
     n, c, h, w = images.shape
     padded = np.zeros((n, c, h + 2, w + 2), images.dtype)  # a ring of zeros for outside
     padded[:, :, 1:-1, 1:-1] = images
-    src_y = np.clip(src_y + 1, 0, h + 0.999, dtype=np.float32)
-    src_x = np.clip(src_x + 1, 0, w + 0.999, dtype=np.float32)
-    y0, x0 = np.floor(src_y).astype(np.intp), np.floor(src_x).astype(np.intp)
+    # Outside the picture means on the ring; the corner stops one short of the far ring
+    # so that its neighbour is the ring itself, with all the weight.
+    src_y = np.clip(src_y + 1, 0, h + 1, dtype=np.float32)
+    src_x = np.clip(src_x + 1, 0, w + 1, dtype=np.float32)
+    y0 = np.minimum(np.floor(src_y), h).astype(np.intp)
+    x0 = np.minimum(np.floor(src_x), w).astype(np.intp)
     fy, fx = (src_y - y0).astype(images.dtype), (src_x - x0).astype(images.dtype)
     # One flat index per output pixel: np.take is much faster than indexing with
     # three arrays.
