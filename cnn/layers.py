@@ -320,11 +320,12 @@ class ReLU(Layer):
     kind = "relu"
 
     def forward(self, x):
-        self._output = np.maximum(x, 0.0)
+        self._output = np.maximum(x, 0.0, out=self._buffer("out", x.shape, x.dtype))
         return self._output
 
     def backward(self, grad):
-        return grad * (self._output > 0)
+        positive = np.greater(self._output, 0.0, out=self._buffer("positive", grad.shape, bool))
+        return np.multiply(grad, positive, out=self._buffer("grad_input", grad.shape, grad.dtype))
 
     def __repr__(self):
         return "ReLU()"

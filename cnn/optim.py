@@ -38,7 +38,7 @@ class Adam:
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8) -> None:
         self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, eps
-        self._moments: list[tuple[np.ndarray, np.ndarray]] = []
+        self._moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._steps = 0
 
     @property
@@ -55,13 +55,23 @@ class Adam:
         t = self._steps
         step_size = self.learning_rate * (1 - self.beta2 ** t) ** 0.5 / (1 - self.beta1 ** t)
         if not self._moments:
-            self._moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
-        for (mean, square), param, grad in zip(self._moments, params, grads):
+            self._moments = [(np.zeros_like(p), np.zeros_like(p), np.empty_like(p))
+                             for p in params]
+        for (mean, square, scratch), param, grad in zip(self._moments, params, grads):
+            # In place, through one scratch array: the same arithmetic as the textbook
+            # lines, without a temporary per operation.
             mean *= self.beta1
-            mean += (1 - self.beta1) * grad
+            np.multiply(grad, 1 - self.beta1, out=scratch)
+            mean += scratch
             square *= self.beta2
-            square += (1 - self.beta2) * grad * grad
-            param -= step_size * mean / (np.sqrt(square) + self.eps)
+            np.multiply(grad, grad, out=scratch)
+            scratch *= 1 - self.beta2
+            square += scratch
+            np.sqrt(square, out=scratch)
+            scratch += self.eps
+            np.divide(mean, scratch, out=scratch)
+            scratch *= step_size
+            param -= scratch
 
     def __repr__(self):
         return f"Adam(learning_rate={self.learning_rate}, beta1={self.beta1}, beta2={self.beta2})"
