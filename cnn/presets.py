@@ -28,10 +28,11 @@ def _seed_network(hidden_layers: list[dict]) -> dict:
 
 
 # The 2017 blog's setting: one image per update, plain SGD, the first 1000 training
-# and first 100 test images, taken in order as its loop did. Its learning rate was not
-# given; this one was chosen here (see README for the figures).
-_SEED_CONFIG = TrainConfig(epochs=37, batch_size=1, optimizer="sgd", learning_rate=1.0,
-                           momentum=0.0, train_size=1000, test_size=100, shuffle=False)
+# and first 100 test images. It gave no learning rate (nor whether its loop shuffled);
+# 2.0 with shuffling was the most robust of 0.5-2.0, ordered or shuffled, over seeds
+# 0-9 here (squared error through sigmoids makes small gradients).
+_SEED_CONFIG = TrainConfig(epochs=37, batch_size=1, optimizer="sgd", learning_rate=2.0,
+                           momentum=0.0, train_size=1000, test_size=100, shuffle=True)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
