@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnn.presets import PRESETS
+
 from cnn import cli
 from cnn.data import MNIST_FILES
 from cnn.model import Model, TrainingDiverged
@@ -226,8 +228,10 @@ def test_presets_json_lists_seed_seed_fc_and_default_with_their_specs(capsys):
 def test_presets_lists_names_and_settings_in_plain_text(capsys):
     result = run(capsys, "presets")
     assert result.code == 0
-    assert "seed: 37 epochs, batch size 1, sgd learning rate 1, 1000 train / 100 test" \
-        in result.out
+    seed = PRESETS["seed"].config
+    assert (f"seed: {seed.epochs} epochs, batch size {seed.batch_size}, {seed.optimizer} "
+            f"learning rate {seed.learning_rate:g}, {seed.train_size} train / {seed.test_size} test"
+            in result.out)
     assert "default:" in result.out and "all train / all test images" in result.out
 
 

@@ -371,12 +371,14 @@ def test_the_learning_rate_can_be_steered_between_batches(mnist):
 # --- learning --------------------------------------------------------------------------------
 
 
-def test_the_seed_preset_learns_above_chance_in_a_few_epochs_on_1000_images(mnist):
+def test_the_seed_preset_learns_well_above_chance_in_ten_epochs_on_1000_images(mnist):
+    # Sigmoids with weights uniform in [-1, 1] sit on a plateau for the first few epochs
+    # (about 10-15% correct), then learn quickly.
     preset = PRESETS["seed"]
-    config = preset.config.replace(epochs=3, test_size=500)
+    config = preset.config.replace(epochs=10, test_size=500)
     trainer = Trainer(Model(preset.spec, seed=config.seed), config, make_dataset(mnist, config))
     history = trainer.run()
-    assert history[-1]["test_accuracy"] > 0.3  # chance is 0.1
+    assert history[-1]["test_accuracy"] > 0.6  # chance is 0.1
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
