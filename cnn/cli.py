@@ -456,12 +456,12 @@ examples:
 `cnn-live COMMAND --help` shows each command's options."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands_table: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Train a NumPy-only CNN on MNIST.",
                     epilog=MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
+    for command in commands_table:
         sub = commands.add_parser(command.name, help=command.summary,
                                   description=command.summary[0].upper() + command.summary[1:] + ".",
                                   epilog=f"examples:\n{command.examples}",
@@ -471,10 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0, 2 on errors, 130 on Ctrl-C)."""
+def main(argv: Sequence[str] | None = None, commands: Sequence[Command] = COMMANDS) -> int:
+    """Run the command line; returns the exit status (0, 2 on errors, 130 on Ctrl-C).
+    `commands` lets the server package add its own (`serve`) without this engine
+    ever importing the server."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(commands).parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
     try:

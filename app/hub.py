@@ -1,0 +1,126 @@
+"""The event hub: numbers every event, keeps the current run's history and fans
+events out to every subscriber (browser).
+
+Events are published from the training thread (or the event loop) and serialised
+to JSON once, whatever the number of subscribers. Delivery happens on the event
+loop: each subscriber has a bounded queue, and one that falls too far behind is
+dropped rather than allowed to hold anything up; its browser reconnects with
+Last-Event-ID and is replayed what it missed from the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+
+# Kinds of event that may be dropped from a long run's history (oldest first): a late
+# browser needs every epoch, but not every throttled batch or filter snapshot.
+THINNABLE = frozenset({"batch", "filters", "status"})
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    name: str
+    data: str  # JSON
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One browser's view of the hub: events in id order, missed ones first."""
+    queue: asyncio.Queue
+    last_id: int = 0
+    dropped: bool = False
+    backlog: list[Event] = field(default_factory=list)
+
+    async def next_event(self) -> Event | None:
+        """The next event, or None once the hub dropped this subscription."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        if self.dropped and self.queue.empty():
+            return None
+        event = await self.queue.get()
+        return event
+
+
+class EventHub:
+    def __init__(self, history_limit: int = 20_000, subscriber_backlog: int = 2_000) -> None:
+        self.history_limit, self.subscriber_backlog = history_limit, subscriber_backlog
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._history: list[Event] = []
+        self._subscribers: set[Subscription] = set()  # touched on the loop only
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver to subscribers on this loop (the server's)."""
+        self._loop = loop
+
+    # -- publishing (any thread) ---------------------------------------------------------
+
+    def publish(self, name: str, payload: dict) -> Event:
+        data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        with self._lock:
+            event = Event(self._next_id, name, data)
+            self._next_id += 1
+            self._history.append(event)
+            if len(self._history) > self.history_limit:
+                self._thin_history()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._fan_out, event)
+            except RuntimeError:  # the loop closed in between: nobody is listening
+                pass
+        return event
+
+    def start_run(self) -> None:
+        """A new run: the history starts again (ids keep increasing)."""
+        with self._lock:
+            self._history = []
+
+    def history(self, after_id: int = 0) -> list[Event]:
+        with self._lock:
+            return [event for event in self._history if event.id > after_id]
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._next_id - 1
+
+    def _thin_history(self) -> None:
+        """Drop the older half of the thinnable events (amortised: not on every event)."""
+        thinnable = [i for i, event in enumerate(self._history) if event.name in THINNABLE]
+        drop = set(thinnable[: max(len(thinnable) // 2, len(self._history) - self.history_limit)])
+        self._history = [event for i, event in enumerate(self._history) if i not in drop]
+
+    # -- subscribing (on the loop) ----------------------------------------------------------
+
+    def subscribe(self, last_event_id: int | None = None) -> Subscription:
+        """A subscription that first replays the history after `last_event_id`."""
+        subscription = Subscription(asyncio.Queue(maxsize=self.subscriber_backlog))
+        subscription.backlog = self.history(last_event_id or 0)
+        subscription.last_id = (subscription.backlog[-1].id if subscription.backlog
+                                else (last_event_id or 0))
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _fan_out(self, event: Event) -> None:
+        for subscription in list(self._subscribers):
+            if event.id <= subscription.last_id:
+                continue  # already in its replayed history
+            try:
+                subscription.queue.put_nowait(event)
+                subscription.last_id = event.id
+            except asyncio.QueueFull:
+                subscription.dropped = True
+                self._subscribers.discard(subscription)

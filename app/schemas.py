@@ -1,0 +1,97 @@
+"""Pydantic models of every request and response body: /docs is the API's reference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+State = Literal["idle", "running", "paused", "stopping", "finished", "failed"]
+
+
+class DataStatus(BaseModel):
+    available: bool = Field(description="whether the four MNIST files were found")
+    directory: str = Field(description="the data directory searched")
+    message: str | None = Field(None, description="what is wrong and how to fix it")
+
+
+class Status(BaseModel):
+    state: State
+    run_id: str | None
+    preset: str | None
+    config: dict | None
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    progress: float = Field(description="0..1 over the whole run")
+    eta_seconds: float | None
+    elapsed_seconds: float
+    message: str | None = Field(description="why the run failed, if it did")
+    data: DataStatus
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class PresetInfo(BaseModel):
+    name: str
+    description: str
+    spec: dict
+    config: dict
+
+
+class RunRequest(BaseModel):
+    """A preset and, optionally, settings that replace the preset's own."""
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("default", description="seed, seed-fc or default")
+    epochs: int | None = Field(None, ge=1, le=1000)
+    batch_size: int | None = Field(None, ge=1, le=60000)
+    learning_rate: float | None = Field(None, gt=0, le=100)
+    optimizer: Literal["sgd", "adam"] | None = None
+    momentum: float | None = Field(None, ge=0, lt=1)
+    lr_decay: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    filters: list[int] | None = Field(None, min_length=1, max_length=16,
+                                      description="filters of each conv layer, in order")
+    train_size: int | None = Field(None, ge=1, le=60000)
+    test_size: int | None = Field(None, ge=1, le=10000)
+    augment_shift: float | None = Field(None, ge=0, le=8)
+    augment_scale: float | None = Field(None, ge=0, le=0.5)
+    augment_rotation: float | None = Field(None, ge=0, le=45)
+
+    def overrides(self) -> dict:
+        return {key: value for key, value in self.model_dump().items()
+                if value is not None and key not in ("preset", "filters")}
+
+
+class EpochRecord(BaseModel):
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    test_correct: int
+    test_total: int
+    seconds: float
+    images_per_second: float
+    learning_rate: float
+
+
+class RunInfo(BaseModel):
+    run_id: str
+    preset: str
+    config: dict
+    state: State
+    started_at: float
+    finished_at: float | None
+    epochs: list[EpochRecord]
+    final_test_accuracy: float | None
+    message: str | None
+
+
+class ErrorMessage(BaseModel):
+    detail: str

@@ -1,0 +1,300 @@
+"""The training manager: one run at a time, in a background thread, reported to the
+event hub.
+
+The engine's trainer calls back after every batch; this module throttles what it
+passes on (batch events at most ~10 a second, status about once a second, filters
+as the trainer sends them: about once a second and at every epoch end), keeps a
+record of each run for the API, and maps the trainer's life onto the states the
+page shows: idle, running, paused, stopping, finished, failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnn.data import DataError, find_mnist, load_mnist, resolve_data_dir
+from cnn.model import Model, TrainingDiverged
+from cnn.presets import PRESETS, Preset
+from cnn.train import Trainer, TrainConfig, make_dataset
+
+from .hub import EventHub
+from .settings import Settings
+
+log = logging.getLogger("cnn_live.training")
+
+BATCH_EVENT_INTERVAL = 0.1   # seconds: at most ~10 batch events a second
+STATUS_EVENT_INTERVAL = 1.0
+ACTIVE_STATES = ("running", "paused", "stopping")
+EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "test_correct", "test_total", "seconds", "images_per_second", "learning_rate")
+
+
+class RunConflict(RuntimeError):
+    """The request does not fit the current state (a run is active, or none is)."""
+
+
+@dataclass
+class RunRecord:
+    """What the API reports about one run of this server."""
+    run_id: str
+    preset: str
+    config: dict
+    spec: dict
+    state: str = "running"
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    epochs: list[dict] = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def final_test_accuracy(self) -> float | None:
+        return self.epochs[-1]["test_accuracy"] if self.epochs else None
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
+                "state": self.state, "started_at": self.started_at,
+                "finished_at": self.finished_at, "epochs": self.epochs,
+                "final_test_accuracy": self.final_test_accuracy, "message": self.message}
+
+    def metrics_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EPOCH_FIELDS, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.epochs)
+        return out.getvalue()
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    progress: float = 0.0
+    eta_seconds: float | None = None
+
+
+def build_run(preset_name: str, overrides: dict, filters: list[int] | None) -> tuple[Preset, dict, TrainConfig]:
+    """The spec and config a run request asks for; ValueError (SpecError,
+    ConfigError, KeyError-like) with a clear message when they cannot be built."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[preset_name]
+    spec = _with_filters(preset.spec, filters) if filters else preset.spec
+    config = preset.config.replace(**overrides)
+    Model(spec)  # proves the spec builds (raises SpecError otherwise)
+    return preset, spec, config
+
+
+def _with_filters(spec: dict, filters: list[int]) -> dict:
+    convs = [i for i, layer in enumerate(spec["layers"]) if layer["type"] == "conv"]
+    if len(filters) != len(convs):
+        raise ValueError(f"'filters' needs one count per conv layer: this preset has "
+                         f"{len(convs)}, got {len(filters)}")
+    layers = [dict(layer) for layer in spec["layers"]]
+    for index, count in zip(convs, filters):
+        layers[index]["filters"] = count
+    return {**spec, "layers": layers}
+
+
+class TrainingManager:
+    def __init__(self, settings: Settings, hub: EventHub) -> None:
+        self.settings, self.hub = settings, hub
+        self.runs: dict[str, RunRecord] = {}
+        self._lock = threading.Lock()
+        self._current: RunRecord | None = None
+        self._trainer: Trainer | None = None
+        self._thread: threading.Thread | None = None
+        self._progress = Progress()
+        self._pending_action = None  # a pause or stop asked for while data was loading
+        self._mnist = None
+        self._data_message: str | None = None
+
+    # -- what the API reads ------------------------------------------------------------
+
+    @property
+    def current(self) -> RunRecord | None:
+        return self._current
+
+    def data_status(self) -> dict:
+        directory = resolve_data_dir(self.settings.data_dir)
+        available = self._mnist is not None or find_mnist(directory) is not None
+        message = None
+        if not available:
+            message = self._data_message or (
+                f"MNIST was not found in {directory}. Set CNN_LIVE_DATA_DIR (or --data-dir) "
+                "to a folder holding the four MNIST files"
+                + (", or let the server download it when a run starts." if self.settings.download
+                   else ", or run `cnn-live download` on a machine that is online."))
+        return {"available": available, "directory": str(directory), "message": message}
+
+    def status(self) -> dict:
+        run, progress = self._current, self._progress
+        elapsed = ((run.finished_at or time.time()) - run.started_at) if run else 0.0
+        return {
+            "state": run.state if run else "idle",
+            "run_id": run.run_id if run else None,
+            "preset": run.preset if run else None,
+            "config": run.config if run else None,
+            "epoch": progress.epoch, "epochs": progress.epochs,
+            "step": progress.step, "steps": progress.steps,
+            "progress": progress.progress, "eta_seconds": progress.eta_seconds,
+            "elapsed_seconds": elapsed,
+            "message": run.message if run else None,
+            "data": self.data_status(),
+        }
+
+    # -- controls ------------------------------------------------------------------------
+
+    def start(self, preset_name: str, overrides: dict, filters: list[int] | None = None) -> RunRecord:
+        preset, spec, config = build_run(preset_name, overrides, filters)
+        with self._lock:
+            if self._current and self._current.state in ACTIVE_STATES:
+                raise RunConflict(f"a run is already active ({self._current.run_id}, "
+                                  f"{self._current.state}); stop it first")
+            run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec)
+            self.runs[run.run_id] = run
+            self._current = run
+            self._progress = Progress(epochs=config.epochs)
+            self.hub.start_run()
+            self.hub.publish("run", {"run_id": run.run_id, "preset": run.preset,
+                                     "config": run.config, "spec": spec})
+            self._publish_status()
+            self._thread = threading.Thread(target=self._train, args=(run, spec, config),
+                                            name=f"training-{run.run_id}", daemon=True)
+            self._thread.start()
+        log.info("run %s started: preset %s, %s", run.run_id, run.preset, run.config)
+        return run
+
+    def pause(self) -> None:
+        self._change_state("pause", ("running",), "paused", lambda t: t.pause())
+
+    def resume(self) -> None:
+        self._change_state("resume", ("paused",), "running", lambda t: t.resume())
+
+    def stop(self) -> None:
+        self._change_state("stop", ("running", "paused"), "stopping", lambda t: t.stop())
+
+    def _change_state(self, action: str, allowed: tuple[str, ...], new_state: str, apply) -> None:
+        with self._lock:
+            run = self._current
+            if run is None or run.state not in allowed:
+                state = run.state if run else "idle"
+                raise RunConflict(f"cannot {action}: the run is {state}")
+            if self._trainer is not None:
+                apply(self._trainer)
+            else:  # still loading data: the trainer picks the state up when it starts
+                self._pending_action = apply
+            run.state = new_state
+            self._publish_status()
+        log.info("run %s: %s", run.run_id, new_state)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the active run (the server is going down) and wait for its thread."""
+        with self._lock:
+            run, trainer, thread = self._current, self._trainer, self._thread
+            if run and run.state in ("running", "paused"):
+                run.state = "stopping"
+                if trainer:
+                    trainer.stop()
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the training thread ---------------------------------------------------------------
+
+    def _train(self, run: RunRecord, spec: dict, config: TrainConfig) -> None:
+        try:
+            data = make_dataset(self._load_data(), config)
+            model = Model(spec, seed=config.seed)
+            trainer = Trainer(model, config, data, self._reporter(run))
+            with self._lock:
+                self._trainer = trainer
+                pending, self._pending_action = self._pending_action, None
+                if run.state == "stopping":
+                    trainer.stop()
+                elif pending is not None:
+                    pending(trainer)
+            trainer.run()
+            self._finish(run, "stopped" if trainer.stopped else "finished")
+        except TrainingDiverged as exc:
+            self._fail(run, f"training diverged: {exc}")
+        except DataError as exc:
+            self._data_message = str(exc)
+            self._fail(run, str(exc))
+        except Exception as exc:  # the server must outlive any failure of a run
+            log.exception("run %s failed", run.run_id)
+            self._fail(run, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._trainer = None
+
+    def _load_data(self):
+        if self._mnist is None:
+            self._mnist = load_mnist(self.settings.data_dir, download=self.settings.download)
+            self._data_message = None
+        return self._mnist
+
+    def _finish(self, run: RunRecord, outcome: str) -> None:
+        with self._lock:
+            # A stopped run is "finished" as a state; the done event says it was stopped.
+            run.state, run.finished_at = "finished", time.time()
+        self.hub.publish("done", {"run_id": run.run_id, "state": outcome,
+                                  "epochs_completed": len(run.epochs),
+                                  "test_accuracy": run.final_test_accuracy,
+                                  "seconds": run.finished_at - run.started_at})
+        self._publish_status()
+        log.info("run %s %s after %d epochs", run.run_id, outcome, len(run.epochs))
+
+    def _fail(self, run: RunRecord, message: str) -> None:
+        with self._lock:
+            run.state, run.finished_at, run.message = "failed", time.time(), message
+        self.hub.publish("error", {"run_id": run.run_id, "message": message})
+        self._publish_status()
+        log.warning("run %s failed: %s", run.run_id, message)
+
+    def _publish_status(self) -> None:
+        self.hub.publish("status", self.status())
+
+    def _reporter(self, run: RunRecord):
+        """The trainer's callback for this run: throttles and forwards its events."""
+        last_batch = last_status = 0.0
+        loss_sum, loss_count = 0.0, 0
+
+        def report(event: dict) -> None:
+            nonlocal last_batch, last_status, loss_sum, loss_count
+            kind = event["type"]
+            now = time.monotonic()
+            if kind == "batch":
+                loss_sum += event["loss"]
+                loss_count += 1
+                self._progress = Progress(event["epoch"], self._progress.epochs, event["step"],
+                                          event["steps"], event["progress"], event["eta_seconds"])
+                if now - last_batch >= BATCH_EVENT_INTERVAL or event["step"] == event["steps"]:
+                    payload = {**event, "loss": loss_sum / loss_count, "run_id": run.run_id}
+                    del payload["type"]
+                    self.hub.publish("batch", payload)
+                    last_batch, loss_sum, loss_count = now, 0.0, 0
+                if now - last_status >= STATUS_EVENT_INTERVAL:
+                    self._publish_status()
+                    last_status = now
+            elif kind == "epoch":
+                record = {key: event[key] for key in EPOCH_FIELDS}
+                run.epochs.append(record)
+                self.hub.publish("epoch", {**record, "run_id": run.run_id})
+            elif kind == "filters":
+                self.hub.publish("filters", {
+                    "run_id": run.run_id, "epoch": event["epoch"], "step": event["step"],
+                    "layers": [{"layer": item["layer"], "name": f"{item['layer']}.conv",
+                                "shape": list(item["weights"].shape),
+                                "weights": np.round(item["weights"].astype(np.float64), 5).tolist()}
+                               for item in event["layers"]]})
+        return report
