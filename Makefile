@@ -6,10 +6,10 @@ PYTHON ?= python3
 install:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
-# Install, then train the default network on MNIST (downloaded once into the cache).
+# Install, then serve the dashboard on http://127.0.0.1:8000 (MNIST is downloaded once).
 run:
 	$(PYTHON) -m pip install -q -e .
-	cnn-live train --preset default
+	cnn-live serve
 
 # Install, then run the whole test suite (needs MNIST: see "The data directory").
 test: install
