@@ -77,11 +77,13 @@ def test_bad_drawings_are_refused_with_a_clear_message(drawing, error, words):
         preprocess_drawing(drawing)
 
 
-def test_mnist_digits_pass_through_almost_unchanged(mnist):
-    digits = mnist.test_images[:50]
-    again = np.stack([preprocess_drawing(d) for d in digits])
-    # Not identical: the crop drops MNIST's faintest edge pixels before fitting again.
-    assert np.abs(again - digits / 255.0).mean() < 0.08
-    flat_again, flat_digits = again.reshape(50, -1), digits.reshape(50, -1) / 255.0
-    correlations = [np.corrcoef(a, b)[0, 1] for a, b in zip(flat_again, flat_digits)]
-    assert min(correlations) > 0.8
+def test_mnist_digits_keep_their_place_and_size(mnist):
+    # MNIST digits were made by this recipe, so it moves them by at most about a pixel
+    # (it crops MNIST's faintest edge pixels before fitting again).
+    for digit in mnist.test_images[:50]:
+        again = preprocess_drawing(digit)
+        before = np.array(centre_of_mass(digit / 255.0))
+        after = np.array(centre_of_mass(again))
+        assert np.abs(before - after).max() <= 1.01
+        rows = np.flatnonzero(again.max(axis=1) > 0.1)
+        assert 18 <= rows[-1] - rows[0] + 1 <= 20
