@@ -86,4 +86,5 @@ def test_mnist_digits_keep_their_place_and_size(mnist):
         after = np.array(centre_of_mass(again))
         assert np.abs(before - after).max() <= 1.5
         rows = np.flatnonzero(again.max(axis=1) > 0.1)
-        assert 18 <= rows[-1] - rows[0] + 1 <= 20
+        cols = np.flatnonzero(again.max(axis=0) > 0.1)
+        assert 18 <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 20
