@@ -262,6 +262,147 @@ def _route_to_first_max(pieces, grad, outputs, maxima=None) -> None:
     np.multiply(grad, unclaimed, out=outputs[-1])
 
 
+class ConvPool(Layer):
+    """A stride-1 Conv2D and the 2x2 MaxPool2D after it, run as one step.
+
+    Not a layer of its own in a spec: the model runs this in place of the pair (the
+    layers keep their parameters, gradients and meaning). The convolution computes
+    its output in four blocks, one per position in the 2x2 pooling window (the
+    "phases"): the pool is then a maximum of four contiguous blocks, and its
+    gradient four contiguous masks, instead of strided passes over the full map.
+    To keep every im2col copy a contiguous run, the padded input is split the same
+    way into four sub-images, rows and columns of one parity each.
+    """
+
+    kind = "conv+maxpool"
+
+    def __init__(self, conv: Conv2D) -> None:
+        super().__init__()
+        self.conv = conv
+        self.params, self.grads = conv.params, conv.grads
+        self.needs_input_grad = conv.needs_input_grad
+
+    @staticmethod
+    def fits(conv: Layer, pool: Layer, input_shape: tuple[int, ...]) -> bool:
+        """Whether this pair can run fused: stride 1, a 2x2 pool, an even output."""
+        if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPool2D)):
+            return False
+        _, ho, wo = conv.output_shape(input_shape)
+        return conv.stride == 1 and pool.size == 2 and ho % 2 == 0 and wo % 2 == 0
+
+    def output_shape(self, input_shape):
+        f, ho, wo = self.conv.output_shape(input_shape)
+        return (f, ho // 2, wo // 2)
+
+    def forward(self, x):
+        # x: (C, N, H, W) -> (F, N, H'/2, W'/2)
+        c, n, h, w = x.shape
+        k, f = self.conv.kernel, self.conv.filters
+        geometry = self._geometry(x.shape)
+        self._input_shape, self._geometry_cache = x.shape, geometry
+        h2, w2, wq, run = geometry["h2"], geometry["w2"], geometry["wq"], geometry["run"]
+        subimages = self._split_into_phases(x, geometry)
+        cols = self._buffer("cols", (c * k * k + 1, 4 * n * run), x.dtype)
+        cols[-1] = 1.0
+        taps = cols[:-1].reshape(c, k, k, 4, n, run)
+        for i, j, phase, parity, offset in self._tap_sources(wq):
+            taps[:, i, j, phase] = subimages[parity][:, :, offset:offset + run]
+        self._cols = cols
+        weight_and_bias = np.empty((f, c * k * k + 1), x.dtype)
+        weight_and_bias[:, :-1] = self.params["weight"].reshape(f, -1)
+        weight_and_bias[:, -1] = self.params["bias"]
+        out = self._buffer("out", (f, 4 * n * run), x.dtype)
+        np.matmul(weight_and_bias, cols, out=out)
+        phases = out.reshape(f, 4, n * run)
+        self._phases = [phases[:, q] for q in range(4)]
+        pooled = _max_of(self._buffer("pooled", (f, n * run), x.dtype), self._phases)
+        return pooled.reshape(f, n, h2, wq)[..., :w2]
+
+    def backward(self, grad):
+        # grad: (F, N, H'/2, W'/2) -> (C, N, H, W)
+        f, n, h2, w2 = grad.shape
+        c, k = self.conv.in_channels, self.conv.kernel
+        geometry = self._geometry_cache
+        wq, run = geometry["wq"], geometry["run"]
+        wide = self._buffer("grad_wide", (f, n, h2, wq), grad.dtype, zeroed=True)
+        wide[..., :w2] = grad  # the extra columns stay zero: they get no gradient
+        grad_phases = self._buffer("grad_phases", (f, 4, n * run), grad.dtype)
+        _route_to_first_max(self._phases, wide.reshape(f, -1),
+                            [grad_phases[:, q] for q in range(4)],
+                            maxima=self._buffers["pooled"])
+        grad_rows = grad_phases.reshape(f, -1)
+        grad_wb = (self._cols @ grad_rows.T).T
+        self.grads["weight"] = grad_wb[:, :-1].reshape(self.params["weight"].shape)
+        self.grads["bias"] = np.ascontiguousarray(grad_wb[:, -1])
+        if not self.needs_input_grad:
+            return None
+        grad_taps = self._buffer("grad_taps", (c * k * k, grad_rows.shape[1]), grad.dtype)
+        np.matmul(self.params["weight"].reshape(f, -1).T, grad_rows, out=grad_taps)
+        grad_taps = grad_taps.reshape(c, k, k, 4, n, run)
+        grad_subimages = self._buffer("grad_subimages", (4, c, n, geometry["sub_size"]),
+                                      grad.dtype)
+        grad_subimages.fill(0.0)
+        for i, j, phase, parity, offset in self._tap_sources(wq):
+            grad_subimages[parity][:, :, offset:offset + run] += grad_taps[:, i, j, phase]
+        return self._merge_phases(grad_subimages, geometry)
+
+    # -- the phase geometry ----------------------------------------------------------------
+
+    def _geometry(self, input_shape) -> dict:
+        _, _, h, w = input_shape
+        k, p = self.conv.kernel, self.conv.padding
+        _, ho, wo = self.conv.output_shape((self.conv.in_channels, h, w))
+        hq, wq = -(-(h + 2 * p) // 2), -(-(w + 2 * p) // 2)  # sub-image sizes
+        return {"h2": ho // 2, "w2": wo // 2, "hq": hq, "wq": wq, "run": (ho // 2) * wq,
+                "sub_size": hq * wq + k}  # + k: the last tap's run may pass the end
+
+    def _tap_sources(self, wq: int):
+        """For each kernel tap and output phase: the input sub-image and offset its
+        contiguous run starts at (output (2u+a, 2v+b) reads padded (2u+a+i, 2v+b+j))."""
+        k = self.conv.kernel
+        for i in range(k):
+            for j in range(k):
+                for a in range(2):
+                    for b in range(2):
+                        parity = 2 * ((a + i) % 2) + (b + j) % 2
+                        offset = ((a + i) // 2) * wq + (b + j) // 2
+                        yield i, j, 2 * a + b, parity, offset
+
+    def _parity_slices(self, geometry, h: int, w: int):
+        """For each sub-image (row parity r, column parity s): which pixels of the
+        unpadded input it holds, and where they sit in the sub-image."""
+        p = self.conv.padding
+        for r in range(2):
+            for s in range(2):
+                y0, x0 = (r - p) % 2, (s - p) % 2
+                rows, cols = len(range(y0, h, 2)), len(range(x0, w, 2))
+                u0, v0 = (y0 + p - r) // 2, (x0 + p - s) // 2
+                yield 2 * r + s, (slice(y0, None, 2), slice(x0, None, 2)), \
+                    (slice(u0, u0 + rows), slice(v0, v0 + cols))
+
+    def _split_into_phases(self, x, geometry):
+        c, n, h, w = x.shape
+        hq, wq = geometry["hq"], geometry["wq"]
+        subimages = self._buffer("subimages", (4, c, n, geometry["sub_size"]), x.dtype,
+                                 zeroed=True)  # the padding stays zero: only the inside is written
+        for parity, (ys, xs), (us, vs) in self._parity_slices(geometry, h, w):
+            grid = subimages[parity][:, :, :hq * wq].reshape(c, n, hq, wq)
+            grid[:, :, us, vs] = x[:, :, ys, xs]
+        return subimages
+
+    def _merge_phases(self, grad_subimages, geometry):
+        c, n, h, w = self._input_shape
+        hq, wq = geometry["hq"], geometry["wq"]
+        grad_input = self._buffer("grad_input", (c, n, h, w), grad_subimages.dtype)
+        for parity, (ys, xs), (us, vs) in self._parity_slices(geometry, h, w):
+            grid = grad_subimages[parity][:, :, :hq * wq].reshape(c, n, hq, wq)
+            grad_input[:, :, ys, xs] = grid[:, :, us, vs]
+        return grad_input
+
+    def __repr__(self):
+        return f"ConvPool({self.conv!r}, MaxPool2D(size=2))"
+
+
 class Dense(Layer):
     """Fully connected: weight (in, out), bias (out,)."""
 

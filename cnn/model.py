@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import DTYPE, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Tanh
+from .layers import DTYPE, Conv2D, ConvPool, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Tanh
 from .losses import LOSSES
 
 INITS = ("he", "glorot", "uniform")
@@ -177,6 +177,22 @@ def _pool_before_activation(layers: list[Layer]) -> list[Layer]:
     return order
 
 
+def _fuse_conv_and_pool(order: list[Layer], input_shape: tuple[int, ...]) -> list[Layer]:
+    """A stride-1 conv followed by a 2x2 max-pool runs as one ConvPool (see layers.py):
+    the same result, with the pool's passes over contiguous blocks."""
+    fused: list[Layer] = []
+    shape, i = input_shape, 0
+    while i < len(order):
+        layer = order[i]
+        if i + 1 < len(order) and ConvPool.fits(layer, order[i + 1], shape):
+            layer = ConvPool(layer)
+            i += 1
+        fused.append(layer)
+        shape = layer.output_shape(shape)
+        i += 1
+    return fused
+
+
 class Model:
     """A sequential network. Inputs are (N, C, H, W) float arrays (or (N, H, W) for one
     channel); outputs are (N, classes) scores."""
@@ -184,7 +200,8 @@ class Model:
     def __init__(self, spec: dict, seed: int = 0) -> None:
         self.spec = normalize_spec(spec)
         self.layers = build_layers(self.spec)
-        self._run_order = _pool_before_activation(self.layers)
+        self._run_order = _fuse_conv_and_pool(_pool_before_activation(self.layers),
+                                              tuple(self.spec["input"]))
         self.loss = LOSSES[self.spec["loss"]]()
         _init_parameters(self.layers, self.spec["init"], np.random.default_rng(seed))
 
