@@ -598,3 +598,40 @@ def test_changing_the_learning_rate_between_steps_takes_effect(make):
     changed.step(changed_params, grads1)
     for p, p0 in zip(changed_params, frozen):
         np.testing.assert_array_equal(p, p0)
+
+
+# -- ConvPool: a conv and its 2x2 pool fused -----------------------------------------------
+
+@pytest.mark.parametrize("channels, filters, kernel, padding, size", [
+    (1, 4, 3, 1, (8, 8)),     # the default network's shape of layer
+    (3, 2, 5, 2, (10, 6)),    # several channels, a bigger kernel, a non-square image
+    (2, 3, 3, 0, (10, 12)),   # no padding
+    (2, 3, 2, 0, (9, 7)),     # an even kernel on an odd image
+])
+def test_conv_pool_fused_gives_the_same_output_and_gradients_as_the_two_layers(
+        channels, filters, kernel, padding, size):
+    from cnn.layers import ConvPool
+    rng = np.random.default_rng(3)
+    conv = Conv2D(channels, filters, kernel, 1, padding)
+    conv.params["weight"] = rng.normal(size=conv.params["weight"].shape).astype(np.float64)
+    conv.params["bias"] = rng.normal(size=filters).astype(np.float64)
+    pool = MaxPool2D(2)
+    assert ConvPool.fits(conv, pool, (channels, *size))
+    x = rng.normal(size=(channels, 3, *size))
+    expected = pool.forward(conv.forward(x)).copy()
+    grad = rng.normal(size=expected.shape)
+    expected_input_grad = conv.backward(pool.backward(grad)).copy()
+    expected_grads = {k: v.copy() for k, v in conv.grads.items()}
+    fused = ConvPool(conv)
+    np.testing.assert_allclose(fused.forward(x), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.backward(grad), expected_input_grad, rtol=1e-10, atol=1e-12)
+    for name, value in expected_grads.items():
+        np.testing.assert_allclose(conv.grads[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_pool_is_not_used_where_it_does_not_fit():
+    from cnn.layers import ConvPool
+    assert not ConvPool.fits(Conv2D(1, 2, 3, stride=2), MaxPool2D(2), (1, 12, 12))
+    assert not ConvPool.fits(Conv2D(1, 2, 3), MaxPool2D(3), (1, 12, 12))
+    assert not ConvPool.fits(Conv2D(1, 2, 3), MaxPool2D(2), (1, 11, 12))  # odd output
+    assert not ConvPool.fits(Conv2D(1, 2, 3), ReLU(), (1, 12, 12))
