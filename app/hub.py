@@ -15,6 +15,8 @@ import json
 import threading
 from dataclasses import dataclass, field
 
+from fastapi.sse import format_sse_event
+
 # Kinds of event that may be dropped from a long run's history (oldest first): a late
 # browser needs every epoch, but not every throttled batch or filter snapshot.
 THINNABLE = frozenset({"batch", "filters", "status"})
@@ -25,6 +27,7 @@ class Event:
     id: int
     name: str
     data: str  # JSON
+    wire: bytes  # the whole SSE message, formatted once for every subscriber
 
 
 @dataclass(eq=False)
@@ -63,7 +66,9 @@ class EventHub:
     def publish(self, name: str, payload: dict) -> Event:
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
         with self._lock:
-            event = Event(self._next_id, name, data)
+            event_id = self._next_id
+            event = Event(event_id, name, data,
+                          format_sse_event(data_str=data, event=name, id=str(event_id)))
             self._next_id += 1
             self._history.append(event)
             if len(self._history) > self.history_limit:
@@ -100,6 +105,8 @@ class EventHub:
 
     def subscribe(self, last_event_id: int | None = None) -> Subscription:
         """A subscription that first replays the history after `last_event_id`."""
+        if last_event_id and last_event_id > self.last_id:
+            last_event_id = 0  # an id this hub never issued (the server restarted): replay all
         subscription = Subscription(asyncio.Queue(maxsize=self.subscriber_backlog))
         subscription.backlog = self.history(last_event_id or 0)
         subscription.last_id = (subscription.backlog[-1].id if subscription.backlog

@@ -44,7 +44,8 @@ class PresetInfo(BaseModel):
 
 class RunRequest(BaseModel):
     """A preset and, optionally, settings that replace the preset's own."""
-    model_config = ConfigDict(extra="forbid")
+    # strict: "64" is not a batch size and true is not a number of epochs.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     preset: str = Field("default", description="seed, seed-fc or default")
     epochs: int | None = Field(None, ge=1, le=1000)

@@ -1,17 +1,25 @@
-"""The live stream: server-sent events from the hub."""
+"""The live stream: server-sent events from the hub.
+
+Each event reaches the wire as the bytes the hub formatted once when it was
+published (with fastapi.sse's own formatter), however many browsers listen: with
+a room full of them, formatting per browser would cost the training its CPU.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+import asyncio
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, format_sse_event
 
 from ..dependencies import get_hub
-from ..hub import EventHub
+from ..hub import EventHub, Subscription
 
 router = APIRouter(tags=["events"])
 RETRY_MILLISECONDS = 2000
+KEEPALIVE_SECONDS = 15.0  # a comment line while idle keeps proxies from closing the stream
 
 
 def _event_id(value: str | None) -> int | None:
@@ -21,17 +29,32 @@ def _event_id(value: str | None) -> int | None:
         return None  # a stranger's id: start from the beginning of the run
 
 
-@router.get("/api/events", response_class=EventSourceResponse,
+# Not response_class=EventSourceResponse: that makes FastAPI expect a generator that
+# yields events to format one by one; this endpoint returns the response itself.
+@router.get("/api/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "the event stream"}},
             summary="Live training events (status, run, batch, epoch, filters, done, error)")
 async def events(hub: EventHub = Depends(get_hub),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                  after: str | None = Query(None, description="replay events after this id "
                                            "(as Last-Event-ID, for clients that cannot set it)"),
-                 ) -> AsyncIterable[ServerSentEvent]:
+                 ) -> EventSourceResponse:
     subscription = hub.subscribe(_event_id(last_event_id) or _event_id(after))
+    return EventSourceResponse(_stream(hub, subscription))
+
+
+async def _stream(hub: EventHub, subscription: Subscription) -> AsyncIterator[bytes]:
     try:
-        yield ServerSentEvent(comment="connected", retry=RETRY_MILLISECONDS)
-        while (event := await subscription.next_event()) is not None:
-            yield ServerSentEvent(raw_data=event.data, event=event.name, id=str(event.id))
+        yield format_sse_event(comment="connected", retry=RETRY_MILLISECONDS)
+        while True:
+            try:
+                event = await asyncio.wait_for(subscription.next_event(), KEEPALIVE_SECONDS)
+            except asyncio.TimeoutError:
+                yield format_sse_event(comment="ping")
+                continue
+            if event is None:  # dropped for falling behind: the browser reconnects
+                return
+            yield event.wire
     finally:
         hub.unsubscribe(subscription)

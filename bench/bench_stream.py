@@ -1,0 +1,301 @@
+"""Streaming costs the training almost nothing.
+
+Starts the real app (uvicorn, in a child process on a socket bound to port 0) and
+trains one full epoch of the `default` preset with no SSE client connected, then with
+20 clients reading /api/events, alternating (0, 20, 0, 20 with --repeats 2). The
+training throughput is the epoch record's `images_per_second` (training only, not
+the test evaluation), read from GET /api/runs. Prints each run's images/s, the
+medians and the ratio with/without clients (target >= 0.95), and checks that every
+client received every event of its run (the epoch event included) with gap-free
+increasing ids.
+
+The clients are threads of this process (httpx streams), so they compete for the
+same cores as the server, as browsers on the same machine would; with
+--nice-clients they run at the lowest priority, which leaves mostly the server's own
+cost of streaming (as with browsers on other machines). The CPU seconds of the
+server process and of this one (the clients) are printed for each run.
+
+Usage: python bench/bench_stream.py [--data-dir DIR] [--clients 20] [--repeats 2]
+                                    [--train-size N] [--test-size N] [--nice-clients]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# OpenBLAS settings that some of these machines set for old builds slow a current
+# numpy down; a benchmark measures the app as users run it, so it drops them for its
+# own process (before numpy loads; the server process inherits the cleaned
+# environment) and prints the kernel it then gets.
+_SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+if any(v in os.environ for v in _SLOW_BLAS_VARIABLES) and "--keep-blas-env" not in sys.argv:
+    env = {k: v for k, v in os.environ.items() if k not in _SLOW_BLAS_VARIABLES}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+ACTIVE_STATES = ("running", "paused", "stopping")
+
+
+def describe_blas(prefix: str = "") -> None:
+    import numpy as np
+    print(f"{prefix}python {platform.python_version()}, numpy {np.__version__}, "
+          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}", flush=True)
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            print(f"{prefix}  {pool.get('internal_api')}: {pool.get('version')}, "
+                  f"kernel {pool.get('architecture')}, {pool.get('num_threads')} threads",
+                  flush=True)
+    except ImportError:
+        print(f"{prefix}  (pip install threadpoolctl to see the BLAS kernel)")
+    for name in _SLOW_BLAS_VARIABLES:
+        print(f"{prefix}  {name}={os.environ.get(name, '(unset)')}", flush=True)
+
+
+# -- the server (child process) ---------------------------------------------------------------
+
+def serve(fd: int, data_dir: str | None) -> None:
+    """Run the app with uvicorn on the listening socket inherited as `fd`."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    sock = socket.socket(fileno=fd)
+    app = create_app(Settings.from_env(data_dir=data_dir, download=False))
+    import numpy  # noqa: F401  (loaded by the app; threadpoolctl now sees its BLAS)
+    describe_blas("server: ")
+    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning")).run(
+        sockets=[sock])
+
+
+class Server:
+    def __init__(self, data_dir: str | None) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(128)
+        self.url = "http://127.0.0.1:%d" % self.socket.getsockname()[1]
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve-fd",
+                   str(self.socket.fileno())]
+        if data_dir:
+            command += ["--data-dir", data_dir]
+        self.process = subprocess.Popen(command, pass_fds=[self.socket.fileno()], cwd=ROOT)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited with code {self.process.returncode}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("the server did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.socket.close()
+
+
+# -- the clients ------------------------------------------------------------------------------
+
+class Client(threading.Thread):
+    """One browser: reads the stream, keeps (id, event, run_id) of every event, and
+    stops at the `done` event of the run it is told to watch."""
+
+    def __init__(self, url: str, nice: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.url, self.nice = url, nice
+        self.connected = threading.Event()
+        self.run_id: str | None = None  # set once the run is started
+        self.events: list[tuple[int, str, str | None]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if self.nice:  # Linux: the priority of this thread alone
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            with httpx.stream("GET", self.url + "/api/events",
+                              timeout=httpx.Timeout(10.0, read=60.0)) as response:
+                response.raise_for_status()
+                event_id, name, data = None, None, []
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        if line == ": connected":
+                            self.connected.set()
+                    elif line.startswith("id:"):
+                        event_id = int(line[3:].strip())
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+                    elif line == "" and name is not None:
+                        run_id = None
+                        if name in ("run", "epoch", "done"):
+                            run_id = json.loads("\n".join(data)).get("run_id")
+                        self.events.append((event_id, name, run_id))
+                        if name == "done" and run_id is not None and run_id == self.run_id:
+                            return
+                        event_id, name, data = None, None, []
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.connected.set()
+
+    def check(self, run_id: str, epochs: int) -> tuple[int, str | None]:
+        """(events of the run received, what is wrong or None)."""
+        if self.error is not None:
+            return 0, f"failed: {self.error!r}"
+        starts = [i for i, (_, name, rid) in enumerate(self.events)
+                  if name == "run" and rid == run_id]
+        if not starts:
+            return 0, "no run event"
+        run = self.events[starts[0]:]
+        ids = [event_id for event_id, _, _ in run]
+        if ids != list(range(ids[0], ids[0] + len(ids))):
+            return len(run), "ids not gap-free and increasing"
+        if run[-1][1:] != ("done", run_id):
+            return len(run), "no done event"
+        received = sum(1 for _, name, rid in run if name == "epoch" and rid == run_id)
+        if received != epochs:
+            return len(run), f"{received} epoch events of {epochs}"
+        return len(run), None
+
+
+# -- one timed run ----------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def train_once(url: str, body: dict, clients: int, server_pid: int,
+               nice: bool = False) -> dict:
+    server_cpu, own_cpu = cpu_seconds(server_pid), time.process_time()
+    readers = [Client(url, nice) for _ in range(clients)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        if not reader.connected.wait(30) or reader.error:
+            raise SystemExit(f"a client could not connect: {reader.error!r}")
+    response = httpx.post(url + "/api/runs", json=body, timeout=30)
+    if response.status_code != 201:
+        raise SystemExit(f"starting the run failed: {response.status_code} {response.text}")
+    run_id = response.json()["run_id"]
+    for reader in readers:
+        reader.run_id = run_id
+    while (status := httpx.get(url + "/api/status", timeout=30).json())["state"] in ACTIVE_STATES:
+        time.sleep(0.5)
+    if status["state"] != "finished":
+        raise SystemExit(f"the run ended {status['state']}: {status['message']}")
+    for reader in readers:
+        reader.join(60)
+    run = next(r for r in httpx.get(url + "/api/runs", timeout=30).json() if r["run_id"] == run_id)
+    epoch = run["epochs"][0]
+    checks = [reader.check(run_id, body["epochs"]) for reader in readers]
+    return {"clients": clients, "images_per_second": epoch["images_per_second"],
+            "server_cpu": cpu_seconds(server_pid) - server_cpu,
+            "clients_cpu": time.process_time() - own_cpu,
+            "seconds": epoch["seconds"], "accuracy": run["final_test_accuracy"],
+            "counts": [count for count, _ in checks],
+            "problems": [problem for _, problem in checks if problem]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = os.environ.get("CNN_LIVE_DATA_DIR") or (
+        str(ROOT.parent / "shared" / "data" / "mnist")
+        if (ROOT.parent / "shared" / "data" / "mnist").is_dir() else None)
+    parser.add_argument("--data-dir", default=default_data)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="pairs of runs (without, with clients)")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="training images per epoch (default: all 60,000)")
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--nice-clients", action="store_true",
+                        help="run the client threads at the lowest CPU priority, so that "
+                             "they read mostly on idle time: the server's own cost, as "
+                             "with browsers on other machines")
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+    parser.add_argument("--serve-fd", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_fd is not None:
+        serve(args.serve_fd, args.data_dir)
+        return
+
+    describe_blas()
+    print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
+          "(other busy processes skew the figures)", flush=True)
+    body = {"preset": "default", "epochs": 1}
+    if args.train_size:
+        body["train_size"] = args.train_size
+    if args.test_size:
+        body["test_size"] = args.test_size
+    server = Server(args.data_dir)
+    try:
+        server.wait_ready()
+        print(f"server {server.url} (pid {server.process.pid}); run: {body}", flush=True)
+        warmup_size = min(args.train_size or 2000, 2000)
+        warmup = train_once(server.url, {**body, "train_size": warmup_size}, 0,
+                            server.process.pid)
+        print(f"warm-up: {warmup['images_per_second']:,.0f} images/s", flush=True)
+        results = []
+        for repeat in range(args.repeats):
+            for clients in (0, args.clients):
+                result = train_once(server.url, body, clients, server.process.pid,
+                                    args.nice_clients)
+                results.append(result)
+                line = (f"run {len(results)}: {clients:2d} clients: "
+                        f"{result['images_per_second']:8,.0f} images/s, epoch "
+                        f"{result['seconds']:.1f} s, test accuracy {result['accuracy']:.4f}; "
+                        f"CPU s: server {result['server_cpu']:.1f}, this process (clients) "
+                        f"{result['clients_cpu']:.1f}; load {os.getloadavg()[0]:.1f}")
+                if clients:
+                    counts = result["counts"]
+                    line += (f"; events per client {min(counts)}..{max(counts)}, "
+                             f"{clients - len(result['problems'])}/{clients} complete")
+                print(line, flush=True)
+                for problem in sorted(set(result["problems"])):
+                    print(f"   client problem: {problem}", flush=True)
+    finally:
+        server.close()
+
+    without = statistics.median(r["images_per_second"] for r in results if r["clients"] == 0)
+    with_clients = statistics.median(r["images_per_second"] for r in results if r["clients"])
+    ratio = with_clients / without
+    complete = all(not r["problems"] for r in results)
+    print(f"median images/s: {without:,.0f} with 0 clients, {with_clients:,.0f} with "
+          f"{args.clients} clients{' (niced)' if args.nice_clients else ''}")
+    print(f"ratio with/without clients: {ratio:.3f} (target >= 0.95: "
+          f"{'met' if ratio >= 0.95 else 'NOT met'})")
+    print("every client received every event of its run, epoch event included, ids gap-free: "
+          + ("yes" if complete else "NO"))
+    sys.exit(0 if complete else 1)
+
+
+if __name__ == "__main__":
+    main()
