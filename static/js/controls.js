@@ -1,0 +1,418 @@
+// The training form, the API calls behind its buttons, and everything that shows the
+// run's state: the state badge, the buttons' enabled state, the progress bar and text,
+// the latest figures, and the data-missing and error banners.
+
+import { api, ApiError } from './api.js';
+import { formatDuration, formatInteger, formatNumber, formatPercent } from './format.js';
+
+const ACTIVE = new Set(['running', 'paused', 'stopping']);
+const STATES = ['idle', 'running', 'paused', 'stopping', 'finished', 'failed'];
+
+const byId = (id) => document.getElementById(id);
+
+function describeAugmentation(c) {
+  const parts = [];
+  if (c.augment_shift) parts.push(`shift ±${c.augment_shift} px`);
+  if (c.augment_scale) parts.push(`scale ±${Math.round(c.augment_scale * 100)}%`);
+  if (c.augment_rotation) parts.push(`rotation ±${c.augment_rotation}°`);
+  return parts.length ? `augmented: ${parts.join(', ')}` : 'no augmentation';
+}
+
+function describeFixed(c) {
+  if (!c) return '';
+  const train = c.train_size ? `${formatInteger(c.train_size)} training` : 'all 60,000 training';
+  const test = c.test_size ? `${formatInteger(c.test_size)} test images` : 'all 10,000 test images';
+  const parts = [`${train} / ${test}`];
+  if (c.lr_decay != null && c.lr_decay !== 1) parts.push(`learning rate ×${c.lr_decay} per epoch`);
+  if (c.optimizer === 'sgd' && c.momentum) parts.push(`momentum ${c.momentum}`);
+  parts.push(describeAugmentation(c));
+  if (c.shuffle === false) parts.push('not shuffled');
+  return parts.join(' · ');
+}
+
+export function createControls({ onStarted } = {}) {
+  const el = {
+    form: byId('run-form'),
+    preset: byId('preset'),
+    epochs: byId('epochs'),
+    batchSize: byId('batch-size'),
+    learningRate: byId('learning-rate'),
+    optimizer: byId('optimizer'),
+    seed: byId('seed'),
+    start: byId('start'),
+    pause: byId('pause'),
+    stop: byId('stop'),
+    state: byId('state'),
+    progress: byId('progress'),
+    progressText: byId('progress-text'),
+    formError: byId('form-error'),
+    presetDescription: byId('preset-description'),
+    presetFixed: byId('preset-fixed'),
+    dataMissing: byId('data-missing'),
+    dataMissingMessage: byId('data-missing-message'),
+    error: byId('error'),
+    errorMessage: byId('error-message'),
+    statTest: byId('stat-test-accuracy'),
+    statTestNote: byId('stat-test-note'),
+    statLoss: byId('stat-loss'),
+    statSpeed: byId('stat-speed'),
+    statLr: byId('stat-lr'),
+    statElapsed: byId('stat-elapsed'),
+  };
+
+  const presets = new Map();  // name -> {name, description, spec, config}
+  let status = null;          // the latest status
+  let runId = null;           // the run the progress belongs to
+  let progress = null;        // {epoch, epochs, step, steps, progress, eta, ips}
+  let outcome = null;         // the latest "done" event of this run
+  let bestTest = null;
+  let speed = null;           // images per second, a moving average over batch events
+  let busy = false;
+  let streamStatuses = 0;     // status events from the stream so far
+
+  // ----- presets -----
+  function readPresetsFromPage() {
+    for (const option of el.preset.options) {
+      let config = null;
+      try {
+        config = option.dataset.config ? JSON.parse(option.dataset.config) : null;
+      } catch {
+        config = null;
+      }
+      presets.set(option.value, {
+        name: option.value, description: option.dataset.description || '', config, spec: null,
+      });
+    }
+  }
+
+  function setPresets(list) {
+    const chosen = el.preset.value || 'default';
+    el.preset.replaceChildren();
+    presets.clear();
+    for (const preset of list) {
+      presets.set(preset.name, preset);
+      const option = document.createElement('option');
+      option.value = preset.name;
+      option.textContent = preset.name;
+      el.preset.append(option);
+    }
+    if (presets.has(chosen)) el.preset.value = chosen;
+    else if (presets.has('default')) el.preset.value = 'default';
+  }
+
+  function fillForm(config) {
+    if (!config) return;
+    if (config.epochs != null) el.epochs.value = String(config.epochs);
+    if (config.batch_size != null) el.batchSize.value = String(config.batch_size);
+    if (config.learning_rate != null) el.learningRate.value = String(config.learning_rate);
+    if (config.optimizer) el.optimizer.value = config.optimizer;
+    if (config.seed != null) el.seed.value = String(config.seed);
+  }
+
+  function showPreset(name, { fill = true, config = null } = {}) {
+    const preset = presets.get(name);
+    el.presetDescription.textContent = preset ? preset.description : '';
+    el.presetFixed.textContent = describeFixed(config || preset?.config);
+    if (fill && preset) fillForm(preset.config);
+  }
+
+  // Once the user has edited the form, a run's settings no longer overwrite it.
+  let edited = false;
+  let filledFromRun = false;
+  el.form.addEventListener('input', () => { edited = true; });
+  el.form.addEventListener('change', () => { edited = true; });
+
+  el.preset.addEventListener('change', () => {
+    hideFormError();
+    showPreset(el.preset.value);
+  });
+  el.optimizer.addEventListener('change', () => {
+    const preset = presets.get(el.preset.value);
+    if (preset?.config) {
+      el.presetFixed.textContent = describeFixed({ ...preset.config, optimizer: el.optimizer.value });
+    }
+  });
+
+  async function loadPresets() {
+    readPresetsFromPage();
+    if (presets.size && [...presets.values()].every((p) => p.config)) {
+      showPreset(el.preset.value);
+      return;
+    }
+    try {
+      setPresets(await api('GET', '/api/presets'));
+      // Late: keep what a run's settings or the user put in the form meanwhile.
+      showPreset(el.preset.value, { fill: !edited && !filledFromRun });
+    } catch (error) {
+      showFormError(`Could not load the presets: ${error.message}`);
+    }
+  }
+
+  // ----- the form -----
+  function showFormError(text) {
+    el.formError.textContent = text;
+    el.formError.hidden = false;
+  }
+
+  function hideFormError() {
+    el.formError.hidden = true;
+    el.formError.textContent = '';
+  }
+
+  function collect() {
+    const body = { preset: el.preset.value };
+    const numbers = [
+      ['epochs', el.epochs, 'Epochs'],
+      ['batch_size', el.batchSize, 'Batch size'],
+      ['learning_rate', el.learningRate, 'Learning rate'],
+      ['seed', el.seed, 'Seed'],
+    ];
+    for (const [key, input, label] of numbers) {
+      const text = input.value.trim();
+      if (text === '') {
+        if (input.validity && input.validity.badInput) throw new Error(`${label} must be a number.`);
+        continue;
+      }
+      const value = Number(text);
+      if (!Number.isFinite(value)) throw new Error(`${label} must be a number.`);
+      body[key] = value;
+    }
+    if (el.optimizer.value) body.optimizer = el.optimizer.value;
+    return body;
+  }
+
+  /** A status from an HTTP answer, asked for when the stream had sent `seen` statuses:
+   *  applied only if the stream has said nothing newer since (a stop's answer can come
+   *  after the stream's "finished"). */
+  function applyAnswer(answer, seen) {
+    if (answer && typeof answer === 'object' && typeof answer.state === 'string' && streamStatuses === seen) {
+      applyStatus(answer);
+    }
+  }
+
+  async function request(method, path, body) {
+    busy = true;
+    renderButtons();
+    const seen = streamStatuses;
+    try {
+      const answer = await api(method, path, body);
+      hideFormError();
+      applyAnswer(answer, seen);
+      return answer;
+    } catch (error) {
+      showFormError(error instanceof ApiError ? error.message : String(error.message || error));
+      return null;
+    } finally {
+      busy = false;
+      renderButtons();
+    }
+  }
+
+  el.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (busy || (status && ACTIVE.has(status.state))) return;
+    let body;
+    try {
+      body = collect();
+    } catch (error) {
+      showFormError(error.message);
+      return;
+    }
+    request('POST', '/api/runs', body).then((answer) => {
+      if (answer && answer.run_id && onStarted) onStarted(answer.run_id);
+    });
+  });
+
+  el.pause.addEventListener('click', () => {
+    const state = status?.state;
+    if (state === 'running') request('POST', '/api/runs/current/pause');
+    else if (state === 'paused') request('POST', '/api/runs/current/resume');
+  });
+
+  el.stop.addEventListener('click', () => {
+    request('POST', '/api/runs/current/stop');
+  });
+
+  // ----- state, buttons, progress -----
+  function renderButtons() {
+    const state = status?.state || 'idle';
+    const controllable = state === 'running' || state === 'paused';
+    el.start.disabled = busy || ACTIVE.has(state);
+    el.pause.disabled = busy || !controllable;
+    el.pause.textContent = state === 'paused' ? 'Resume' : 'Pause';
+    el.pause.setAttribute('aria-pressed', state === 'paused' ? 'true' : 'false');
+    el.stop.disabled = busy || !controllable;
+  }
+
+  function renderState() {
+    const state = status?.state || 'idle';
+    el.state.textContent = state;
+    for (const s of STATES) el.state.classList.toggle(`state-${s}`, s === state);
+    document.body.dataset.state = state;
+  }
+
+  function renderProgress() {
+    const state = status?.state || 'idle';
+    const p = progress;
+    if (!p || !runId) {
+      el.progress.value = 0;
+      el.progressText.textContent = 'No run yet: choose a preset and press Start.';
+      return;
+    }
+    const fraction = Number.isFinite(p.progress) ? Math.min(1, Math.max(0, p.progress)) : 0;
+    el.progress.value = fraction;
+    let text = `epoch ${p.epoch ?? 0}/${p.epochs ?? '?'} · step ${p.step ?? 0}/${p.steps ?? '?'}`;
+    if (state === 'running' && !p.steps) {
+      text += ' · starting…';
+    } else if (state === 'running') {
+      text += ` · ETA ${formatDuration(p.eta)}`;
+      if (Number.isFinite(p.ips)) text += ` · ${formatInteger(p.ips)} img/s`;
+    } else if (state === 'paused') {
+      text += ' · paused';
+    } else if (state === 'stopping') {
+      text += ' · stopping…';
+    } else if (state === 'failed') {
+      text += ' · failed';
+    } else if (outcome && outcome.state === 'stopped') {
+      text += ` · stopped after ${outcome.epochs_completed ?? 0} epoch${outcome.epochs_completed === 1 ? '' : 's'}`;
+    } else if (state === 'finished' || outcome) {
+      const seconds = outcome?.seconds ?? status?.elapsed_seconds;
+      text += ` · done in ${formatDuration(seconds)}`;
+    }
+    el.progressText.textContent = text;
+  }
+
+  function renderBanners() {
+    const data = status?.data;
+    if (data && data.available === false) {
+      el.dataMissingMessage.textContent = data.message
+        || `No MNIST files in ${data.directory || 'the data directory'}.`;
+      el.dataMissing.hidden = false;
+    } else {
+      el.dataMissing.hidden = true;
+    }
+  }
+
+  function showError(message) {
+    el.errorMessage.textContent = message || 'The run stopped with an error.';
+    el.error.hidden = false;
+  }
+
+  function hideError() {
+    el.error.hidden = true;
+    el.errorMessage.textContent = '';
+  }
+
+  function adoptRun(id) {
+    if (id && id !== runId) {
+      runId = id;
+      progress = {};
+      outcome = null;
+      bestTest = null;
+      speed = null;
+      resetStats();
+    }
+  }
+
+  function resetStats() {
+    el.statTest.textContent = '–';
+    el.statTestNote.textContent = 'after each epoch';
+    el.statLoss.textContent = '–';
+    el.statSpeed.textContent = '–';
+    el.statLr.textContent = '–';
+    el.statElapsed.textContent = 'elapsed –';
+  }
+
+  function applyStatus(s) {
+    status = s;
+    if (s.run_id) {
+      adoptRun(s.run_id);
+      progress = {
+        ...progress,
+        epoch: s.epoch, epochs: s.epochs, step: s.step, steps: s.steps,
+        progress: s.progress, eta: s.eta_seconds,
+      };
+      if (Number.isFinite(s.elapsed_seconds)) el.statElapsed.textContent = `elapsed ${formatDuration(s.elapsed_seconds)}`;
+    }
+    if (s.state === 'failed') showError(s.message);
+    else if (s.state === 'running' || s.state === 'paused') hideError();
+    renderState();
+    renderButtons();
+    renderProgress();
+    renderBanners();
+  }
+
+  /** GET /api/status, for a first picture before the stream has said anything. */
+  async function loadStatus() {
+    const seen = streamStatuses;
+    try {
+      applyAnswer(await api('GET', '/api/status'), seen);
+    } catch (error) {
+      console.warn('cnn-live: could not load the status', error);
+    }
+  }
+
+  return {
+    loadPresets,
+    loadStatus,
+    /** A status event from the stream. */
+    applyStatus(s) {
+      streamStatuses += 1;
+      applyStatus(s);
+    },
+    status: () => status,
+    /** A run started (or its history is being replayed). */
+    applyRun(run, { isNew }) {
+      adoptRun(run.run_id);
+      hideError();
+      if (run.config && Number.isFinite(run.config.epochs)) {
+        progress = { ...progress, epochs: run.config.epochs };
+      }
+      if (isNew && !edited) {
+        // Show the run's settings (a run started elsewhere, or the last one on load).
+        if (run.preset && presets.has(run.preset)) el.preset.value = run.preset;
+        showPreset(el.preset.value, { fill: false, config: run.config });
+        fillForm(run.config);
+        filledFromRun = true;
+      }
+      renderProgress();
+    },
+    applyBatch(b) {
+      adoptRun(b.run_id);
+      progress = {
+        ...progress,
+        epoch: b.epoch, step: b.step, steps: b.steps, progress: b.progress,
+        eta: b.eta_seconds, ips: speed ?? b.images_per_second,
+      };
+      if (Number.isFinite(b.images_per_second)) {
+        // Per-batch speed jitters: show a moving average.
+        speed = speed == null ? b.images_per_second : 0.8 * speed + 0.2 * b.images_per_second;
+        el.statSpeed.textContent = formatInteger(speed);
+      }
+      if (Number.isFinite(b.learning_rate)) el.statLr.textContent = formatNumber(b.learning_rate, 3);
+      renderProgress();
+    },
+    applyEpoch(e) {
+      adoptRun(e.run_id);
+      if (Number.isFinite(e.epochs)) progress = { ...progress, epochs: e.epochs };
+      if (Number.isFinite(e.test_accuracy)) {
+        bestTest = bestTest == null ? e.test_accuracy : Math.max(bestTest, e.test_accuracy);
+        el.statTest.textContent = formatPercent(e.test_accuracy);
+        el.statTestNote.textContent = `epoch ${e.epoch} · best ${formatPercent(bestTest)}`;
+        el.statTest.title = Number.isFinite(e.test_correct) && Number.isFinite(e.test_total)
+          ? `${formatInteger(e.test_correct)} of ${formatInteger(e.test_total)} test images` : '';
+      }
+      renderProgress();
+    },
+    applyDone(d) {
+      adoptRun(d.run_id);
+      outcome = d;
+      renderProgress();
+    },
+    showError,
+    /** The smoothed batch loss, as the loss chart last drew it. */
+    showLoss(value) {
+      el.statLoss.textContent = formatNumber(value);
+    },
+  };
+}

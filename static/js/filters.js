@@ -1,0 +1,236 @@
+// The convolution filters: one <canvas class="filter-canvas" data-layer="INDEX"> per
+// filter, grouped per conv layer. A filter with C input channels shows its C kernels
+// (K x K each) side by side in a small grid inside its tile (the first 16 when C > 16).
+// Colours diverge around 0: blue negative, red positive, normalised per layer to the
+// layer's largest |weight|. Each weight is drawn as an enlarged square; the canvas is
+// displayed at its own size, with `image-rendering: pixelated` for crisp upscaling.
+
+import { cssVar, formatNumber, frameTask } from './format.js';
+
+const TILE = 72;          // a filter tile's target size in CSS pixels
+const GAP = 2;            // pixels between one channel's kernel and the next
+const MAX_CHANNELS = 16;  // channels shown per filter
+
+function parseColour(text, fallback) {
+  const value = (text || '').trim();
+  let m = /^#([0-9a-f]{6})$/i.exec(value);
+  if (m) {
+    const n = parseInt(m[1], 16);
+    return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+  }
+  m = /^#([0-9a-f]{3})$/i.exec(value);
+  if (m) return [...m[1]].map((h) => parseInt(h + h, 16));
+  m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(value);
+  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
+  return fallback;
+}
+
+function palette() {
+  return {
+    negative: parseColour(cssVar('--filter-negative'), [33, 102, 172]),
+    zero: parseColour(cssVar('--filter-zero'), [247, 247, 247]),
+    positive: parseColour(cssVar('--filter-positive'), [178, 24, 43]),
+  };
+}
+
+function colourFor(t, p) {
+  const end = t < 0 ? p.negative : p.positive;
+  const a = Math.min(1, Math.abs(t));
+  const r = Math.round(p.zero[0] + (end[0] - p.zero[0]) * a);
+  const g = Math.round(p.zero[1] + (end[1] - p.zero[1]) * a);
+  const b = Math.round(p.zero[2] + (end[2] - p.zero[2]) * a);
+  return `rgb(${r},${g},${b})`;
+}
+
+/** Shape [F, C, K, K] from the event, or from the nested weights themselves. */
+function shapeOf(layer) {
+  if (Array.isArray(layer.shape) && layer.shape.length === 4) return layer.shape.map(Number);
+  const w = layer.weights;
+  return [w.length, w[0]?.length ?? 0, w[0]?.[0]?.length ?? 0, w[0]?.[0]?.[0]?.length ?? 0];
+}
+
+function geometry([, channels, kernel]) {
+  const shown = Math.max(1, Math.min(channels, MAX_CHANNELS));
+  // The squarest grid that leaves the fewest empty slots (8 channels: 4 x 2).
+  let cols = Math.ceil(Math.sqrt(shown));
+  for (let c = cols + 1, best = cols * Math.ceil(shown / cols) - shown; c <= 2 * Math.ceil(Math.sqrt(shown)) && best > 0; c++) {
+    const waste = c * Math.ceil(shown / c) - shown;
+    if (waste < best) {
+      best = waste;
+      cols = c;
+    }
+  }
+  const rows = Math.ceil(shown / cols);
+  const gap = cols > 1 ? GAP : 0;
+  const cell = Math.max(2, Math.floor((TILE - (cols - 1) * gap) / (cols * Math.max(kernel, 1))));
+  return {
+    shown, cols, rows, gap, cell,
+    width: cols * kernel * cell + (cols - 1) * gap,
+    height: rows * kernel * cell + (rows - 1) * gap,
+  };
+}
+
+function maxAbs(weights) {
+  let max = 0;
+  for (const filter of weights) for (const channel of filter) for (const row of channel) {
+    for (const w of row) {
+      const a = Math.abs(w);
+      if (a > max && Number.isFinite(a)) max = a;
+    }
+  }
+  return max;
+}
+
+function convLayersOf(spec) {
+  if (!spec || !Array.isArray(spec.layers)) return null;
+  return spec.layers.filter((layer) => layer && layer.type === 'conv');
+}
+
+export function createFilters({ container, stampEl }) {
+  let pending = null;
+  let last = null;        // the last event drawn (for a redraw after a theme change)
+  let version = 0;
+  let layoutKey = '';
+  let views = [];         // per layer: {canvases, geometry, scaleLow, scaleHigh}
+
+  function message(text) {
+    container.replaceChildren();
+    const p = document.createElement('p');
+    p.className = 'filters-empty';
+    p.textContent = text;
+    container.append(p);
+    layoutKey = '';
+    views = [];
+  }
+
+  function build(layers) {
+    container.replaceChildren();
+    views = layers.map((layer, position) => {
+      const shape = shapeOf(layer);
+      const [filters, channels, kernel] = shape;
+      const geo = geometry(shape);
+
+      const group = document.createElement('div');
+      group.className = 'filter-layer';
+      group.dataset.layer = String(layer.layer);
+
+      const head = document.createElement('div');
+      head.className = 'filter-layer-head';
+      const title = document.createElement('h3');
+      title.className = 'filter-layer-title';
+      title.textContent = `Conv layer ${position + 1}`;
+      const meta = document.createElement('span');
+      meta.className = 'filter-layer-meta';
+      const channelText = channels === 1 ? '1 input channel'
+        : channels > MAX_CHANNELS ? `${channels} input channels (first ${MAX_CHANNELS} shown)`
+          : `${channels} input channels`;
+      meta.textContent = `${layer.name || `layer ${layer.layer}`} · ${filters} filters ${kernel}×${kernel} · ${channelText}`;
+      title.append(' ', meta);
+
+      const scale = document.createElement('div');
+      scale.className = 'filter-scale';
+      scale.setAttribute('aria-label', 'colour scale');
+      const low = document.createElement('span');
+      const bar = document.createElement('span');
+      bar.className = 'filter-scale-bar';
+      const high = document.createElement('span');
+      scale.append(low, bar, high);
+      head.append(title, scale);
+
+      const grid = document.createElement('div');
+      grid.className = `filter-grid${geo.width > TILE * 1.2 ? ' filter-grid-wide' : ''}`;
+      const canvases = [];
+      for (let f = 0; f < filters; f++) {
+        const canvas = document.createElement('canvas');
+        canvas.className = 'filter-canvas';
+        canvas.dataset.layer = String(layer.layer);
+        canvas.dataset.filter = String(f);
+        canvas.width = geo.width;
+        canvas.height = geo.height;
+        canvas.setAttribute('role', 'img');
+        canvas.setAttribute('aria-label', `filter ${f + 1} of conv layer ${position + 1}`);
+        grid.append(canvas);
+        canvases.push(canvas);
+      }
+      group.append(head, grid);
+      container.append(group);
+      return { canvases, geo, low, high };
+    });
+  }
+
+  function draw() {
+    const event = pending;
+    pending = null;
+    if (!event || !Array.isArray(event.layers)) return;
+    const layers = event.layers.filter((l) => Array.isArray(l.weights) && l.weights.length);
+    if (!layers.length) return;
+    const key = layers.map((l) => `${l.layer}:${shapeOf(l).join('x')}`).join('|');
+    if (key !== layoutKey) {
+      build(layers);
+      layoutKey = key;
+    }
+    const colours = palette();
+    layers.forEach((layer, i) => {
+      const view = views[i];
+      const { geo } = view;
+      const [, , kernel] = shapeOf(layer);
+      const max = maxAbs(layer.weights) || 1;
+      view.low.textContent = `−${formatNumber(max, 2)}`;
+      view.high.textContent = `+${formatNumber(max, 2)}`;
+      layer.weights.forEach((filter, f) => {
+        const canvas = view.canvases[f];
+        if (!canvas) return;
+        const ctx = canvas.getContext('2d');
+        ctx.clearRect(0, 0, canvas.width, canvas.height);
+        for (let c = 0; c < geo.shown && c < filter.length; c++) {
+          const ox = (c % geo.cols) * (kernel * geo.cell + geo.gap);
+          const oy = Math.floor(c / geo.cols) * (kernel * geo.cell + geo.gap);
+          const channel = filter[c];
+          for (let y = 0; y < kernel; y++) {
+            for (let x = 0; x < kernel; x++) {
+              const w = channel[y]?.[x];
+              ctx.fillStyle = Number.isFinite(w) ? colourFor(w / max, colours) : 'rgb(128,128,128)';
+              ctx.fillRect(ox + x * geo.cell, oy + y * geo.cell, geo.cell, geo.cell);
+            }
+          }
+        }
+        canvas.title = `filter ${f + 1}`;
+      });
+    });
+    if (stampEl) {
+      stampEl.textContent = Number.isFinite(event.epoch)
+        ? `epoch ${event.epoch}${Number.isFinite(event.step) ? ` · step ${event.step}` : ''}` : '';
+    }
+    last = event;
+    version += 1;
+  }
+
+  const request = frameTask(draw);
+
+  return {
+    /** A new run: clear the tiles; `spec` (if known) says whether there will be any. */
+    reset(spec) {
+      pending = null;
+      last = null;
+      if (stampEl) stampEl.textContent = '';
+      const convs = convLayersOf(spec);
+      if (convs && convs.length === 0) {
+        message('This network has no convolution layers, so it has no filters to show.');
+      } else {
+        message('Waiting for the first weights…');
+      }
+    },
+    update(event) {
+      pending = event;
+      request();
+    },
+    restyle() {
+      if (last && !pending) {
+        pending = last;
+        version -= 1; // a restyle is not a new filter update
+        request();
+      }
+    },
+    version: () => version,
+  };
+}

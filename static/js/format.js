@@ -1,0 +1,69 @@
+// Small, pure formatting helpers shared by the other modules.
+
+const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+/** Seconds as "m:ss", or "h:mm:ss" from an hour on; "–" when unknown. */
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return '–';
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
+
+/** A fraction 0..1 as a percentage, e.g. 0.9912 -> "99.12%". */
+export function formatPercent(value, digits = 2) {
+  if (value == null || !Number.isFinite(value)) return '–';
+  return `${(value * 100).toFixed(digits)}%`;
+}
+
+/** A whole number with thousands separators. */
+export function formatInteger(value) {
+  if (value == null || !Number.isFinite(value)) return '–';
+  return integer.format(value);
+}
+
+/** A loss or weight: four significant digits, no exponent for ordinary sizes. */
+export function formatNumber(value, digits = 4) {
+  if (value == null || !Number.isFinite(value)) return '–';
+  if (value === 0) return '0';
+  const abs = Math.abs(value);
+  if (abs >= 1e5 || abs < 1e-4) return value.toExponential(2);
+  return String(Number(value.toPrecision(digits)));
+}
+
+/** A timestamp (ISO string or Unix seconds/milliseconds) as local "HH:MM". */
+export function formatClock(value) {
+  if (value == null || value === '') return '';
+  let date;
+  if (typeof value === 'number') date = new Date(value < 1e12 ? value * 1000 : value);
+  else date = new Date(value);
+  if (Number.isNaN(date.getTime())) return '';
+  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** Run `task` at most once per animation frame, however often it is requested.
+ *  A timer backs the frame up, so that a hidden tab still catches up now and then. */
+export function frameTask(task) {
+  let frame = 0;
+  let timer = 0;
+  const run = () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    frame = 0;
+    timer = 0;
+    task();
+  };
+  return function request() {
+    if (frame || timer) return;
+    frame = requestAnimationFrame(run);
+    timer = setTimeout(run, 250);
+  };
+}
+
+/** Read a CSS custom property from the root element. */
+export function cssVar(name, fallback = '') {
+  const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return value || fallback;
+}

@@ -1,0 +1,136 @@
+// Wiring: the event stream feeds the charts, the filters, the controls and the runs list.
+//
+// Events are applied in the order they come. A "run" event clears the live charts and
+// filters, so a page that connects mid-run (and is sent the run's history first) ends
+// up drawing exactly what a page that watched from the start draws.
+
+import { createCharts } from './charts.js';
+import { createControls } from './controls.js';
+import { createFilters } from './filters.js';
+import { createRuns } from './runs.js';
+import { connectStream } from './stream.js';
+
+const byId = (id) => document.getElementById(id);
+
+// A started run shows at once, even before its "run" event (which clears again).
+const controls = createControls({ onStarted: (runId) => follow(runId) });
+
+const charts = createCharts({
+  lossEl: byId('loss-chart'),
+  accuracyEl: byId('accuracy-chart'),
+  smoothingInput: byId('smoothing'),
+  smoothingOutput: byId('smoothing-value'),
+  logInput: byId('loss-log'),
+  onLossSmoothed: (value) => controls.showLoss(value),
+});
+
+const filters = createFilters({ container: byId('filters'), stampEl: byId('filters-stamp') });
+
+const runs = createRuns({
+  listEl: byId('runs'),
+  onChange: (list) => charts.setComparisons(list),
+});
+
+// ----- the live run -----
+let liveRun = null;             // the run the charts and filters show
+const knownRuns = new Set();    // runs whose "run" event has been seen
+
+/** Events of a run we have not seen start: adopt it, or switch to it. */
+function follow(runId) {
+  if (!runId || runId === liveRun) return;
+  if (liveRun !== null) {
+    charts.reset({ run_id: runId });
+    filters.reset(null);
+  } else {
+    charts.adoptRun(runId);
+  }
+  liveRun = runId;
+}
+
+const handlers = {
+  run(d) {
+    const isNew = !knownRuns.has(d.run_id);
+    knownRuns.add(d.run_id);
+    liveRun = d.run_id;
+    charts.reset(d);
+    filters.reset(d.spec);
+    controls.applyRun(d, { isNew });
+    runs.refresh();
+  },
+  status(d) {
+    if (d.run_id) {
+      follow(d.run_id);
+      charts.setPlannedEpochs(d.epochs);
+    }
+    controls.applyStatus(d);
+  },
+  batch(d) {
+    follow(d.run_id);
+    charts.addBatch(d);
+    controls.applyBatch(d);
+  },
+  epoch(d) {
+    follow(d.run_id);
+    charts.addEpoch(d);
+    controls.applyEpoch(d);
+  },
+  filters(d) {
+    follow(d.run_id);
+    filters.update(d);
+  },
+  done(d) {
+    controls.applyDone(d);
+    runs.refresh();
+  },
+  error(d) {
+    controls.showError(d.message);
+    runs.refresh();
+  },
+};
+
+function showConnection(state) {
+  const el = byId('connection');
+  const text = { connected: 'connected', reconnecting: 'reconnecting…', disconnected: 'disconnected' }[state];
+  if (!text) return;
+  el.textContent = text;
+  el.classList.remove('connected', 'reconnecting', 'disconnected');
+  el.classList.add(state);
+}
+
+const stream = connectStream({
+  url: '/api/events',
+  onEvent: (name, data) => {
+    const handler = handlers[name];
+    if (handler && data && typeof data === 'object') handler(data);
+  },
+  onConnection: (state) => {
+    showConnection(state);
+    if (state === 'connected') runs.refresh();
+  },
+});
+
+// A first picture before the stream has said anything.
+controls.loadPresets();
+controls.loadStatus();
+runs.refresh();
+
+// Colours live in CSS variables; follow a switch between light and dark.
+const scheme = window.matchMedia('(prefers-color-scheme: dark)');
+scheme.addEventListener('change', () => {
+  charts.restyle();
+  filters.restyle();
+  runs.restyle();
+});
+
+// Read-only hooks for browser tests.
+Object.defineProperty(window, 'cnnLive', {
+  value: Object.freeze({
+    lossPoints: () => charts.lossPoints(),
+    epochPoints: () => charts.epochPoints(),
+    filterVersion: () => filters.version(),
+    lastEventId: () => stream.lastEventId(),
+  }),
+  writable: false,
+  configurable: false,
+  enumerable: true,
+});

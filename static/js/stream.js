@@ -1,0 +1,116 @@
+// The server-sent event stream: one EventSource, its connection state, and a
+// reconnect of our own when the browser gives up (readyState CLOSED).
+//
+// While the browser retries by itself it sends Last-Event-ID and the server replays
+// what was missed. A new EventSource cannot send that header, so a reconnect of our
+// own asks for the same with `?after=ID`. (Without either, the server starts with the
+// current run's history, beginning with its "run" event; the handlers are idempotent.)
+
+export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'done', 'error'];
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 15000;
+
+/**
+ * @param {object} options
+ * @param {string} options.url
+ * @param {(name: string, data: any, id: string|null) => void} options.onEvent
+ * @param {(state: 'connected'|'reconnecting'|'disconnected') => void} options.onConnection
+ */
+export function connectStream({ url = '/api/events', onEvent, onConnection }) {
+  let source = null;
+  let lastEventId = null;
+  let retryTimer = 0;
+  let retryDelay = RETRY_MIN_MS;
+  let stopped = false;
+  let opened = false;
+
+  const setConnection = (state) => onConnection(state);
+
+  function dispatch(name, event) {
+    if (event.lastEventId) lastEventId = event.lastEventId;
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch (error) {
+      console.warn(`cnn-live: ignored a "${name}" event whose data is not JSON`, error);
+      return;
+    }
+    try {
+      onEvent(name, data, lastEventId);
+    } catch (error) {
+      // One bad event must not stop the stream; report it and go on.
+      console.warn(`cnn-live: could not apply a "${name}" event`, error);
+    }
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(retryTimer);
+    const delay = retryDelay;
+    retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
+    retryTimer = setTimeout(open, delay);
+  }
+
+  function open() {
+    if (stopped) return;
+    clearTimeout(retryTimer);
+    if (source) source.close();
+    const resumeUrl = lastEventId === null ? url
+      : `${url}${url.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastEventId)}`;
+    const es = new EventSource(resumeUrl);
+    source = es;
+    // The first connection keeps the page's initial "disconnected" until it opens.
+    if (opened) setConnection('reconnecting');
+
+    es.addEventListener('open', () => {
+      if (es !== source) return;
+      retryDelay = RETRY_MIN_MS;
+      opened = true;
+      setConnection('connected');
+    });
+
+    for (const name of EVENT_NAMES) {
+      if (name === 'error') continue;
+      es.addEventListener(name, (event) => {
+        if (es === source) dispatch(name, event);
+      });
+    }
+
+    // "error" is both the server's event name for a failed run (a MessageEvent with
+    // data) and the EventSource's own connection-error event (a plain Event).
+    es.addEventListener('error', (event) => {
+      if (es !== source) return;
+      if (typeof MessageEvent !== 'undefined' && event instanceof MessageEvent && typeof event.data === 'string') {
+        dispatch('error', event);
+        return;
+      }
+      if (es.readyState === EventSource.CLOSED) {
+        setConnection('disconnected');
+        scheduleReconnect();
+      } else {
+        setConnection('reconnecting');
+      }
+    });
+  }
+
+  // Come back at once when the network does, rather than waiting out the back-off.
+  window.addEventListener('online', () => {
+    if (!stopped && source && source.readyState === EventSource.CLOSED) {
+      retryDelay = RETRY_MIN_MS;
+      open();
+    }
+  });
+
+  open();
+
+  return {
+    lastEventId: () => lastEventId,
+    readyState: () => (source ? source.readyState : EventSource.CLOSED),
+    close() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      if (source) source.close();
+      setConnection('disconnected');
+    },
+  };
+}
