@@ -92,6 +92,8 @@ class RunInfo(BaseModel):
     epochs: list[EpochRecord]
     final_test_accuracy: float | None
     message: str | None
+    outcome: Literal["finished", "stopped", "failed"] | None = Field(
+        None, description="how the run ended (a stopped run's state is finished)")
 
 
 class ErrorMessage(BaseModel):

@@ -53,6 +53,7 @@ class RunRecord:
     finished_at: float | None = None
     epochs: list[dict] = field(default_factory=list)
     message: str | None = None
+    outcome: str | None = None  # "finished", "stopped" or "failed" once it has ended
 
     @property
     def final_test_accuracy(self) -> float | None:
@@ -62,7 +63,8 @@ class RunRecord:
         return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
                 "state": self.state, "started_at": self.started_at,
                 "finished_at": self.finished_at, "epochs": self.epochs,
-                "final_test_accuracy": self.final_test_accuracy, "message": self.message}
+                "final_test_accuracy": self.final_test_accuracy, "message": self.message,
+                "outcome": self.outcome}
 
     def metrics_csv(self) -> str:
         out = io.StringIO()
@@ -246,7 +248,7 @@ class TrainingManager:
     def _finish(self, run: RunRecord, outcome: str) -> None:
         with self._lock:
             # A stopped run is "finished" as a state; the done event says it was stopped.
-            run.state, run.finished_at = "finished", time.time()
+            run.state, run.finished_at, run.outcome = "finished", time.time(), outcome
         self.hub.publish("done", {"run_id": run.run_id, "state": outcome,
                                   "epochs_completed": len(run.epochs),
                                   "test_accuracy": run.final_test_accuracy,
@@ -257,6 +259,7 @@ class TrainingManager:
     def _fail(self, run: RunRecord, message: str) -> None:
         with self._lock:
             run.state, run.finished_at, run.message = "failed", time.time(), message
+            run.outcome = "failed"
         self.hub.publish("error", {"run_id": run.run_id, "message": message})
         self._publish_status()
         log.warning("run %s failed: %s", run.run_id, message)
