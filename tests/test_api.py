@@ -264,10 +264,15 @@ def test_a_paused_run_makes_no_progress_until_resumed_and_stops_when_asked(clien
     assert done["run_id"] == run_id and done["state"] == "stopped"
     assert done["epochs_completed"] < LONG_RUN["epochs"]
     assert client.post("/api/runs/current/stop").status_code == 409
+    listed = {run["run_id"]: run for run in client.get("/api/runs").json()}
+    assert listed[run_id]["outcome"] == "stopped"
 
     # The next run starts and completes.
-    assert start_run(client, **SHORT_RUN)["run_id"] != run_id
+    next_id = start_run(client, **SHORT_RUN)["run_id"]
+    assert next_id != run_id
     assert wait_for_run_end(client)["state"] == "finished"
+    listed = {run["run_id"]: run for run in client.get("/api/runs").json()}
+    assert listed[next_id]["outcome"] == "finished"
 
 
 def test_a_paused_run_can_be_stopped_without_resuming(client, fast_pings):
