@@ -73,6 +73,7 @@ const handlers = {
     follow(d.run_id);
     charts.addEpoch(d);
     controls.applyEpoch(d);
+    refreshRunsSoon();
   },
   filters(d) {
     follow(d.run_id);
@@ -87,6 +88,17 @@ const handlers = {
     runs.refresh();
   },
 };
+
+// The runs list shows each run's epochs so far. Epochs of a small network can come
+// many times a second: refresh at most once a second, and once more after the last.
+let runsRefreshTimer = null;
+function refreshRunsSoon() {
+  if (runsRefreshTimer !== null) return;
+  runsRefreshTimer = setTimeout(() => {
+    runsRefreshTimer = null;
+    runs.refresh();
+  }, 1000);
+}
 
 function showConnection(state) {
   const el = byId('connection');
