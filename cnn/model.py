@@ -25,7 +25,8 @@ from .layers import DTYPE, Conv2D, ConvPool, Dense, Flatten, Layer, MaxPool2D, R
 from .losses import LOSSES
 
 INITS = ("he", "glorot", "uniform")
-MAX_UNITS = 4096  # a guard against specs that would eat the machine's memory
+MAX_UNITS = 4096
+FUSE_FROM_BATCH = 16  # batches at least this big run conv+pool fused (see forward)  # a guard against specs that would eat the machine's memory
 LAYER_KEYS = {
     "conv": {"filters": None, "kernel": 3, "stride": 1, "padding": 0},
     "maxpool": {"size": 2},
@@ -200,8 +201,9 @@ class Model:
     def __init__(self, spec: dict, seed: int = 0) -> None:
         self.spec = normalize_spec(spec)
         self.layers = build_layers(self.spec)
-        self._run_order = _fuse_conv_and_pool(_pool_before_activation(self.layers),
-                                              tuple(self.spec["input"]))
+        unfused = _pool_before_activation(self.layers)
+        self._run_orders = (unfused, _fuse_conv_and_pool(unfused, tuple(self.spec["input"])))
+        self._run_order = unfused  # the order of the last forward, for its backward
         self.loss = LOSSES[self.spec["loss"]]()
         _init_parameters(self.layers, self.spec["init"], np.random.default_rng(seed))
 
@@ -218,6 +220,9 @@ class Model:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self._to_network_layout(x)
+        # Fusing a conv with its pool saves passes over big arrays but costs more
+        # Python calls: it pays from a few dozen images up, not for one at a time.
+        self._run_order = self._run_orders[out.shape[1] >= FUSE_FROM_BATCH]
         for layer in self._run_order:
             out = layer.forward(out)
         return out

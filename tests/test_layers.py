@@ -635,3 +635,27 @@ def test_conv_pool_is_not_used_where_it_does_not_fit():
     assert not ConvPool.fits(Conv2D(1, 2, 3), MaxPool2D(3), (1, 12, 12))
     assert not ConvPool.fits(Conv2D(1, 2, 3), MaxPool2D(2), (1, 11, 12))  # odd output
     assert not ConvPool.fits(Conv2D(1, 2, 3), ReLU(), (1, 12, 12))
+
+
+def test_a_model_gives_the_same_outputs_and_gradients_for_big_and_small_batches():
+    # Batches of FUSE_FROM_BATCH images or more run conv+pool fused; smaller ones do not.
+    from cnn.model import FUSE_FROM_BATCH, Model
+    from cnn.presets import PRESETS
+    rng = np.random.default_rng(5)
+    model = Model(PRESETS["default"].spec, seed=2)
+    x = rng.random((FUSE_FROM_BATCH, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, FUSE_FROM_BATCH)
+    big = model.forward(x).copy()
+    model.backward(model.loss(big, labels)[1])
+    big_grads = [g.copy() for g in model.gradients()]
+    small = np.concatenate([model.forward(x[i:i + 1]).copy() for i in range(FUSE_FROM_BATCH)])
+    np.testing.assert_allclose(small, big, rtol=1e-4, atol=1e-5)
+    half = FUSE_FROM_BATCH // 2
+    summed = None
+    for part in (slice(0, half), slice(half, None)):
+        out = model.forward(x[part])
+        model.backward(model.loss(out, labels[part])[1])
+        grads = [g * (len(labels[part]) / FUSE_FROM_BATCH) for g in model.gradients()]
+        summed = grads if summed is None else [a + b for a, b in zip(summed, grads)]
+    for a, b in zip(summed, big_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
