@@ -9,10 +9,11 @@ medians and the ratio with/without clients (target >= 0.95), and checks that eve
 client received every event of its run (the epoch event included) with gap-free
 increasing ids.
 
-The clients are threads of this process (httpx streams), so they compete for the
-same cores as the server, as browsers on the same machine would; with
---nice-clients they run at the lowest priority, which leaves mostly the server's own
-cost of streaming (as with browsers on other machines). The CPU seconds of the
+The clients run on one asyncio loop in a thread of this process, reading raw
+streams as cheaply as a client can: they share the server's two cores, as browsers
+on the same machine would; with --nice-clients they run at the lowest priority,
+which leaves mostly the server's own cost of streaming (as with browsers on other
+machines). The CPU seconds of the
 server process and of this one (the clients) are printed for each run.
 
 Usage: python bench/bench_stream.py [--data-dir DIR] [--clients 20] [--repeats 2]
@@ -22,6 +23,7 @@ Usage: python bench/bench_stream.py [--data-dir DIR] [--clients 20] [--repeats 2
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -120,48 +122,12 @@ class Server:
 
 # -- the clients ------------------------------------------------------------------------------
 
-class Client(threading.Thread):
-    """One browser: reads the stream, keeps (id, event, run_id) of every event, and
-    stops at the `done` event of the run it is told to watch."""
+class Client:
+    """One browser's record: (id, event, run_id) of every event it read."""
 
-    def __init__(self, url: str, nice: bool = False) -> None:
-        super().__init__(daemon=True)
-        self.url, self.nice = url, nice
-        self.connected = threading.Event()
-        self.run_id: str | None = None  # set once the run is started
+    def __init__(self) -> None:
         self.events: list[tuple[int, str, str | None]] = []
         self.error: BaseException | None = None
-
-    def run(self) -> None:
-        if self.nice:  # Linux: the priority of this thread alone
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            with httpx.stream("GET", self.url + "/api/events",
-                              timeout=httpx.Timeout(10.0, read=60.0)) as response:
-                response.raise_for_status()
-                event_id, name, data = None, None, []
-                for line in response.iter_lines():
-                    if line.startswith(":"):
-                        if line == ": connected":
-                            self.connected.set()
-                    elif line.startswith("id:"):
-                        event_id = int(line[3:].strip())
-                    elif line.startswith("event:"):
-                        name = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].lstrip())
-                    elif line == "" and name is not None:
-                        run_id = None
-                        if name in ("run", "epoch", "done"):
-                            run_id = json.loads("\n".join(data)).get("run_id")
-                        self.events.append((event_id, name, run_id))
-                        if name == "done" and run_id is not None and run_id == self.run_id:
-                            return
-                        event_id, name, data = None, None, []
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.connected.set()
 
     def check(self, run_id: str, epochs: int) -> tuple[int, str | None]:
         """(events of the run received, what is wrong or None)."""
@@ -183,6 +149,72 @@ class Client(threading.Thread):
         return len(run), None
 
 
+class Clients(threading.Thread):
+    """`count` SSE clients on one asyncio loop in one thread. Each reads the raw
+    stream (an HTTP/1.0 request, so the body is the event stream as it is, not in
+    chunks) and parses it with a few bytes operations, as cheaply as a client can:
+    they share the server's two cores, and a heavy client would measure itself.
+    They stop at the `done` event of the run they are told to watch."""
+
+    def __init__(self, url: str, count: int, nice: bool = False) -> None:
+        super().__init__(daemon=True)
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port, self.nice = host, int(port), nice
+        self.clients = [Client() for _ in range(count)]
+        self.connected = threading.Event()
+        self.run_id: str | None = None  # set once the run is started
+
+    def run(self) -> None:
+        if self.nice:  # Linux: the priority of this thread alone
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        asyncio.run(self._read_all())
+
+    async def _read_all(self) -> None:
+        opened = [asyncio.Event() for _ in self.clients]
+        tasks = [asyncio.create_task(self._read(client, ready))
+                 for client, ready in zip(self.clients, opened)]
+        await asyncio.gather(*(ready.wait() for ready in opened))
+        self.connected.set()
+        await asyncio.gather(*tasks)
+
+    async def _read(self, client: Client, ready: asyncio.Event) -> None:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            writer.write(b"GET /api/events HTTP/1.0\r\nHost: bench\r\n\r\n")
+            buffer = b""
+            while True:
+                chunk = await asyncio.wait_for(reader.read(65536), 120)
+                if not chunk:
+                    raise ConnectionError("the server closed the stream")
+                buffer += chunk
+                *blocks, buffer = buffer.split(b"\n\n")
+                for block in blocks:
+                    if block.startswith(b": connected") or b"\n: connected" in block:
+                        ready.set()
+                    if self._record(client, block):
+                        return
+        except BaseException as exc:
+            client.error = exc
+        finally:
+            ready.set()
+            if writer is not None:
+                writer.close()
+
+    def _record(self, client: Client, block: bytes) -> bool:
+        """Keep one event; True at the done event of the watched run."""
+        fields = dict(line.split(b": ", 1) for line in block.split(b"\n")
+                      if line and not line.startswith(b":") and b": " in line)
+        if b"event" not in fields:
+            return False
+        name = fields[b"event"].decode()
+        run_id = None
+        if name in ("run", "epoch", "done"):
+            run_id = json.loads(fields[b"data"]).get("run_id")
+        client.events.append((int(fields[b"id"]), name, run_id))
+        return name == "done" and run_id is not None and run_id == self.run_id
+
+
 # -- one timed run ----------------------------------------------------------------------------
 
 def cpu_seconds(pid: int) -> float:
@@ -194,27 +226,25 @@ def cpu_seconds(pid: int) -> float:
 def train_once(url: str, body: dict, clients: int, server_pid: int,
                nice: bool = False) -> dict:
     server_cpu, own_cpu = cpu_seconds(server_pid), time.process_time()
-    readers = [Client(url, nice) for _ in range(clients)]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        if not reader.connected.wait(30) or reader.error:
-            raise SystemExit(f"a client could not connect: {reader.error!r}")
+    readers = Clients(url, clients, nice)
+    if clients:
+        readers.start()
+        if not readers.connected.wait(30) or any(c.error for c in readers.clients):
+            raise SystemExit(f"a client could not connect: {readers.clients[0].error!r}")
     response = httpx.post(url + "/api/runs", json=body, timeout=30)
     if response.status_code != 201:
         raise SystemExit(f"starting the run failed: {response.status_code} {response.text}")
     run_id = response.json()["run_id"]
-    for reader in readers:
-        reader.run_id = run_id
+    readers.run_id = run_id
     while (status := httpx.get(url + "/api/status", timeout=30).json())["state"] in ACTIVE_STATES:
         time.sleep(0.5)
     if status["state"] != "finished":
         raise SystemExit(f"the run ended {status['state']}: {status['message']}")
-    for reader in readers:
-        reader.join(60)
+    if clients:
+        readers.join(60)
     run = next(r for r in httpx.get(url + "/api/runs", timeout=30).json() if r["run_id"] == run_id)
     epoch = run["epochs"][0]
-    checks = [reader.check(run_id, body["epochs"]) for reader in readers]
+    checks = [client.check(run_id, body["epochs"]) for client in readers.clients]
     return {"clients": clients, "images_per_second": epoch["images_per_second"],
             "server_cpu": cpu_seconds(server_pid) - server_cpu,
             "clients_cpu": time.process_time() - own_cpu,
