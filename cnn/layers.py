@@ -270,8 +270,10 @@ class ConvPool(Layer):
     its output in four blocks, one per position in the 2x2 pooling window (the
     "phases"): the pool is then a maximum of four contiguous blocks, and its
     gradient four contiguous masks, instead of strided passes over the full map.
-    To keep every im2col copy a contiguous run, the padded input is split the same
-    way into four sub-images, rows and columns of one parity each.
+    To make every im2col copy one contiguous run, the padded input is split the same
+    way into four sub-images (rows and columns of one parity each), the batch's laid
+    end to end, and the output is computed over their whole grid: the rows and
+    columns that fall outside the image are computed too, and dropped.
     """
 
     kind = "conv+maxpool"
@@ -300,33 +302,35 @@ class ConvPool(Layer):
         k, f = self.conv.kernel, self.conv.filters
         geometry = self._geometry(x.shape)
         self._input_shape, self._geometry_cache = x.shape, geometry
-        h2, w2, wq, run = geometry["h2"], geometry["w2"], geometry["wq"], geometry["run"]
+        h2, w2, hq, wq = geometry["h2"], geometry["w2"], geometry["hq"], geometry["wq"]
+        run = n * hq * wq  # every image's whole sub-image grid, one after the other
         subimages = self._split_into_phases(x, geometry)
-        cols = self._buffer("cols", (c * k * k + 1, 4 * n * run), x.dtype)
+        cols = self._buffer("cols", (c * k * k + 1, 4 * run), x.dtype)
         cols[-1] = 1.0
-        taps = cols[:-1].reshape(c, k, k, 4, n, run)
+        taps = cols[:-1].reshape(c, k, k, 4, run)
         for i, j, phase, parity, offset in self._tap_sources(wq):
-            taps[:, i, j, phase] = subimages[parity][:, :, offset:offset + run]
+            taps[:, i, j, phase] = subimages[parity][:, offset:offset + run]
         self._cols = cols
         weight_and_bias = np.empty((f, c * k * k + 1), x.dtype)
         weight_and_bias[:, :-1] = self.params["weight"].reshape(f, -1)
         weight_and_bias[:, -1] = self.params["bias"]
-        out = self._buffer("out", (f, 4 * n * run), x.dtype)
+        out = self._buffer("out", (f, 4 * run), x.dtype)
         np.matmul(weight_and_bias, cols, out=out)
-        phases = out.reshape(f, 4, n * run)
+        phases = out.reshape(f, 4, run)
         self._phases = [phases[:, q] for q in range(4)]
-        pooled = _max_of(self._buffer("pooled", (f, n * run), x.dtype), self._phases)
-        return pooled.reshape(f, n, h2, wq)[..., :w2]
+        pooled = _max_of(self._buffer("pooled", (f, run), x.dtype), self._phases)
+        return pooled.reshape(f, n, hq, wq)[:, :, :h2, :w2]
 
     def backward(self, grad):
         # grad: (F, N, H'/2, W'/2) -> (C, N, H, W)
         f, n, h2, w2 = grad.shape
         c, k = self.conv.in_channels, self.conv.kernel
         geometry = self._geometry_cache
-        wq, run = geometry["wq"], geometry["run"]
-        wide = self._buffer("grad_wide", (f, n, h2, wq), grad.dtype, zeroed=True)
-        wide[..., :w2] = grad  # the extra columns stay zero: they get no gradient
-        grad_phases = self._buffer("grad_phases", (f, 4, n * run), grad.dtype)
+        hq, wq = geometry["hq"], geometry["wq"]
+        run = n * hq * wq
+        wide = self._buffer("grad_wide", (f, n, hq, wq), grad.dtype, zeroed=True)
+        wide[:, :, :h2, :w2] = grad  # the extra rows and columns stay zero: no gradient
+        grad_phases = self._buffer("grad_phases", (f, 4, run), grad.dtype)
         _route_to_first_max(self._phases, wide.reshape(f, -1),
                             [grad_phases[:, q] for q in range(4)],
                             maxima=self._buffers["pooled"])
@@ -338,12 +342,12 @@ class ConvPool(Layer):
             return None
         grad_taps = self._buffer("grad_taps", (c * k * k, grad_rows.shape[1]), grad.dtype)
         np.matmul(self.params["weight"].reshape(f, -1).T, grad_rows, out=grad_taps)
-        grad_taps = grad_taps.reshape(c, k, k, 4, n, run)
-        grad_subimages = self._buffer("grad_subimages", (4, c, n, geometry["sub_size"]),
+        grad_taps = grad_taps.reshape(c, k, k, 4, run)
+        grad_subimages = self._buffer("grad_subimages", (4, c, run + geometry["slack"]),
                                       grad.dtype)
         grad_subimages.fill(0.0)
         for i, j, phase, parity, offset in self._tap_sources(wq):
-            grad_subimages[parity][:, :, offset:offset + run] += grad_taps[:, i, j, phase]
+            grad_subimages[parity][:, offset:offset + run] += grad_taps[:, i, j, phase]
         return self._merge_phases(grad_subimages, geometry)
 
     # -- the phase geometry ----------------------------------------------------------------
@@ -353,8 +357,8 @@ class ConvPool(Layer):
         k, p = self.conv.kernel, self.conv.padding
         _, ho, wo = self.conv.output_shape((self.conv.in_channels, h, w))
         hq, wq = -(-(h + 2 * p) // 2), -(-(w + 2 * p) // 2)  # sub-image sizes
-        return {"h2": ho // 2, "w2": wo // 2, "hq": hq, "wq": wq, "run": (ho // 2) * wq,
-                "sub_size": hq * wq + k}  # + k: the last tap's run may pass the end
+        # slack: the runs of the last image's taps reach past the end of its grid.
+        return {"h2": ho // 2, "w2": wo // 2, "hq": hq, "wq": wq, "slack": (k // 2 + 1) * (wq + 1)}
 
     def _tap_sources(self, wq: int):
         """For each kernel tap and output phase: the input sub-image and offset its
@@ -383,10 +387,10 @@ class ConvPool(Layer):
     def _split_into_phases(self, x, geometry):
         c, n, h, w = x.shape
         hq, wq = geometry["hq"], geometry["wq"]
-        subimages = self._buffer("subimages", (4, c, n, geometry["sub_size"]), x.dtype,
+        subimages = self._buffer("subimages", (4, c, n * hq * wq + geometry["slack"]), x.dtype,
                                  zeroed=True)  # the padding stays zero: only the inside is written
         for parity, (ys, xs), (us, vs) in self._parity_slices(geometry, h, w):
-            grid = subimages[parity][:, :, :hq * wq].reshape(c, n, hq, wq)
+            grid = subimages[parity][:, :n * hq * wq].reshape(c, n, hq, wq)
             grid[:, :, us, vs] = x[:, :, ys, xs]
         return subimages
 
@@ -395,7 +399,7 @@ class ConvPool(Layer):
         hq, wq = geometry["hq"], geometry["wq"]
         grad_input = self._buffer("grad_input", (c, n, h, w), grad_subimages.dtype)
         for parity, (ys, xs), (us, vs) in self._parity_slices(geometry, h, w):
-            grid = grad_subimages[parity][:, :, :hq * wq].reshape(c, n, hq, wq)
+            grid = grad_subimages[parity][:, :n * hq * wq].reshape(c, n, hq, wq)
             grad_input[:, :, ys, xs] = grid[:, :, us, vs]
         return grad_input
 
