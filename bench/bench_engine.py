@@ -16,42 +16,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# OpenBLAS settings that some of these machines set for old builds slow a current
-# numpy down; a benchmark measures the engine as users run it, so it drops them for
-# its own process (before numpy loads) and prints the kernel it then gets.
-_SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if any(v in os.environ for v in _SLOW_BLAS_VARIABLES) and "--keep-blas-env" not in sys.argv:
-    env = {k: v for k, v in os.environ.items() if k not in _SLOW_BLAS_VARIABLES}
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # noqa: E402
 
-import numpy as np  # noqa: E402
+machine.use_fast_blas()
+
+import numpy as np  # noqa: E402 (after the BLAS settings are dropped)
 
 sys.path.insert(0, str(ROOT))
 from cnn.data import load_mnist  # noqa: E402
 from cnn.model import Model, normalize_spec  # noqa: E402
 from cnn.presets import get_preset  # noqa: E402
 from cnn.train import make_dataset, make_optimizer  # noqa: E402
-
-
-def describe_machine() -> None:
-    print(f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}")
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            print(f"  {pool.get('internal_api')}: {pool.get('version')}, "
-                  f"kernel {pool.get('architecture')}, {pool.get('num_threads')} threads")
-    except ImportError:
-        print("  (pip install threadpoolctl to see the BLAS kernel)")
-    for name in _SLOW_BLAS_VARIABLES:
-        print(f"  {name}={os.environ.get(name, '(unset)')}")
 
 
 def numpy_epoch(spec, config, images, labels, order) -> float:
@@ -209,7 +191,7 @@ def main() -> None:
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
     args = parser.parse_args()
-    describe_machine()
+    machine.describe()
     mnist = load_mnist(args.data_dir, download=False)
     compare_with_torch(mnist, args.repeats, args.skip_torch)
     compare_with_naive(mnist)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -36,36 +35,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# OpenBLAS settings that some of these machines set for old builds slow a current
-# numpy down; a benchmark measures the app as users run it, so it drops them for its
-# own process (before numpy loads; the server process inherits the cleaned
-# environment) and prints the kernel it then gets.
-_SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if any(v in os.environ for v in _SLOW_BLAS_VARIABLES) and "--keep-blas-env" not in sys.argv:
-    env = {k: v for k, v in os.environ.items() if k not in _SLOW_BLAS_VARIABLES}
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # noqa: E402
 
+machine.use_fast_blas()
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
 ACTIVE_STATES = ("running", "paused", "stopping")
-
-
-def describe_blas(prefix: str = "") -> None:
-    import numpy as np
-    print(f"{prefix}python {platform.python_version()}, numpy {np.__version__}, "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}", flush=True)
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            print(f"{prefix}  {pool.get('internal_api')}: {pool.get('version')}, "
-                  f"kernel {pool.get('architecture')}, {pool.get('num_threads')} threads",
-                  flush=True)
-    except ImportError:
-        print(f"{prefix}  (pip install threadpoolctl to see the BLAS kernel)")
-    for name in _SLOW_BLAS_VARIABLES:
-        print(f"{prefix}  {name}={os.environ.get(name, '(unset)')}", flush=True)
 
 
 # -- the server (child process) ---------------------------------------------------------------
@@ -80,7 +58,7 @@ def serve(fd: int, data_dir: str | None) -> None:
     sock = socket.socket(fileno=fd)
     app = create_app(Settings.from_env(data_dir=data_dir, download=False))
     import numpy  # noqa: F401  (loaded by the app; threadpoolctl now sees its BLAS)
-    describe_blas("server: ")
+    machine.describe("server: ")
     uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning")).run(
         sockets=[sock])
 
@@ -277,7 +255,7 @@ def main() -> None:
         serve(args.serve_fd, args.data_dir)
         return
 
-    describe_blas()
+    machine.describe()
     print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
           "(other busy processes skew the figures)", flush=True)
     body = {"preset": "default", "epochs": 1}
