@@ -91,13 +91,20 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
 
   const xScale = (withComparisons) => ({ time: false, range: () => [0, xMax(withComparisons)] });
 
-  function lossOptions(width) {
-    const c = colours();
+  /** Size, cursor and legend: the same for both charts. */
+  function frameOptions(width) {
     return {
       width,
       height: chartHeight(width),
       cursor: { sync: { key: SYNC_KEY }, drag: { x: false, y: false }, points: { size: 7 } },
       legend: { live: true },
+    };
+  }
+
+  function lossOptions(width) {
+    const c = colours();
+    return {
+      ...frameOptions(width),
       scales: {
         x: xScale(false),
         y: logScale ? {
@@ -142,10 +149,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         points: { show: true, size: 5, fill: run.colour, stroke: run.colour }, value: accuracyValue });
     }
     return {
-      width,
-      height: chartHeight(width),
-      cursor: { sync: { key: SYNC_KEY }, drag: { x: false, y: false }, points: { size: 7 } },
-      legend: { live: true },
+      ...frameOptions(width),
       scales: {
         x: xScale(true),
         y: {
