@@ -5,6 +5,7 @@ training manager and the routers; `app` is the instance uvicorn imports
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 
 from .hub import EventHub
 from .paths import web_dir
-from .routers import events, pages, runs, system
+from .predict import Predictor
+from .routers import events, pages, predict, runs, system
 from .settings import Settings
 from .training import TrainingManager
 
@@ -23,7 +25,8 @@ log = logging.getLogger("cnn_live")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     hub = EventHub(settings.history_limit, settings.subscriber_backlog)
-    manager = TrainingManager(settings, hub)
+    predictor = Predictor()
+    manager = TrainingManager(settings, hub, predictor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,10 +40,77 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="cnn-live", lifespan=lifespan,
                   description="Train a NumPy-only CNN on MNIST and watch it learn, live.")
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
-    for router in (system.router, runs.router, events.router, pages.router):
+    app.state.predictor = predictor
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (system.router, runs.router, events.router, predict.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
     return app
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: a request body over `max_bytes` gets a 413 with a JSON
+    detail, whether it declares its Content-Length or streams in chunks (counted as
+    they arrive; reading stops at the limit)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0  # the server (h11, httptools) rejects it before us
+                if declared > self.max_bytes:
+                    await self._reject(send)
+                    return
+        received, exceeded, app_started, rejected = 0, False, False, False
+
+        async def limited_receive():
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise BodyTooLarge()
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal app_started, rejected
+            if exceeded and not app_started:
+                # The app's answer to the failed read (a 400 or 500) becomes our 413.
+                if not rejected:
+                    rejected = True
+                    await self._reject(send)
+                return
+            if message["type"] == "http.response.start":
+                app_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not app_started and not rejected:
+                await self._reject(send)
+
+    async def _reject(self, send) -> None:
+        body = json.dumps({"detail": f"the request body is larger than the server's limit of "
+                                     f"{self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 app = create_app()

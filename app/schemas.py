@@ -98,3 +98,54 @@ class RunInfo(BaseModel):
 
 class ErrorMessage(BaseModel):
     detail: str
+
+
+# -- predictions ----------------------------------------------------------------------------
+
+ModelSource = Literal["training", "finished", "bundled"]
+
+
+class PredictRequest(BaseModel):
+    """A drawing: H rows of W numbers, 0..255, ink high (8 <= H, W <= 512)."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"image": [[0] * 8] * 3 + [[0, 0, 0, 255, 255, 0, 0, 0]] * 2
+                      + [[0] * 8] * 3, "explain": False}]})
+
+    # Checked by app.predict.parse_drawing in the endpoint, not here: one error for
+    # the first bad pixel, not one per pixel, and quickly (a 512x512 drawing).
+    image: list = Field(description="H rows of W numbers 0..255 (ink high), 8 <= H, W <= 512",
+                        json_schema_extra={"items": {"type": "array",
+                                                     "items": {"type": "number", "minimum": 0,
+                                                               "maximum": 255}},
+                                           "minItems": 8, "maxItems": 512})
+    explain: bool = Field(False, strict=True,
+                          description="also return every image layer's output (feature maps)")
+
+
+class ModelInfo(BaseModel):
+    source: ModelSource = Field(description="training: a snapshot of the run in training; "
+                                            "finished: the last run's final weights; bundled: "
+                                            "the pretrained model shipped with the server")
+    run_id: str | None
+    epoch: int | None = Field(description="the epoch the snapshot was taken in")
+    step: int | None = Field(description="the step within that epoch")
+    description: str
+
+
+class FeatureMap(BaseModel):
+    layer: int = Field(description="the layer's index in the spec")
+    name: str = Field(description="e.g. 0.conv")
+    kind: str
+    shape: list[int] = Field(description="[C, H, W]")
+    maps: list[list[list[float]]] = Field(description="C x H x W, rounded to 3 decimals")
+    filters: list[list[list[list[float]]]] | None = Field(
+        description="a conv layer's weights, F x C x K x K; null for other layers")
+
+
+class Prediction(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    probabilities: list[float] = Field(min_length=10, max_length=10)
+    input: list[list[float]] = Field(description="the 28x28 image the network saw, 0..1")
+    model: ModelInfo
+    feature_maps: list[FeatureMap] | None = Field(
+        description="with explain: one entry per layer whose output is images, in spec order")

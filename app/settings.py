@@ -20,6 +20,15 @@ class Settings:
     history_limit: int = 20_000      # events of the current run kept for late browsers
     subscriber_backlog: int = 2_000  # events queued for one slow browser before it is dropped
     log_level: str = "info"          # CNN_LIVE_LOG_LEVEL
+    max_body_bytes: int = 2 * 1024 * 1024  # CNN_LIVE_MAX_BODY_BYTES: larger requests get a 413
+    # CNN_LIVE_TRAINING_BLAS_THREADS: BLAS threads while a run trains (threadpoolctl;
+    # process-wide for OpenBLAS); 0 leaves the BLAS library's own choice (all cores).
+    # 1 by default: on 2 cores with anything else busy (predictions at 50/s, other
+    # processes), 2 OpenBLAS threads collapsed to 770-1,400 images/s against 7,500-8,200
+    # with 1 (bench/bench_predict.py and alternating in-process runs), and predictions
+    # answered faster. On an otherwise idle machine 2 threads train faster (README:
+    # ~13,000 images/s): set 0 there if nothing else runs.
+    training_blas_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -32,12 +41,15 @@ class Settings:
             "history_limit": _int(env, "CNN_LIVE_HISTORY_LIMIT", cls.history_limit),
             "subscriber_backlog": _int(env, "CNN_LIVE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
             "log_level": env.get("CNN_LIVE_LOG_LEVEL", cls.log_level).lower(),
+            "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
+            "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",
+                                          cls.training_blas_threads, minimum=0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -45,6 +57,6 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0 or value > 10_000_000:
-        raise SettingsError(f"{name} must be from 1 to 10000000, got {value}")
+    if value < minimum or value > 10_000_000:
+        raise SettingsError(f"{name} must be from {minimum} to 10000000, got {value}")
     return value

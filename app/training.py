@@ -10,6 +10,7 @@ page shows: idle, running, paused, stopping, finished, failed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -26,6 +27,7 @@ from cnn.presets import PRESETS, Preset
 from cnn.train import Trainer, TrainConfig, make_dataset
 
 from .hub import EventHub
+from .predict import Predictor
 from .settings import Settings
 
 log = logging.getLogger("cnn_live.training")
@@ -35,6 +37,20 @@ STATUS_EVENT_INTERVAL = 1.0
 ACTIVE_STATES = ("running", "paused", "stopping")
 EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                 "test_correct", "test_total", "seconds", "images_per_second", "learning_rate")
+
+
+def blas_threads(count: int):
+    """Limit the BLAS threads while a run trains (0: no limit). For OpenBLAS the limit
+    is process-wide: predictions on request threads run single-threaded meanwhile,
+    which suits their small matrices."""
+    if count <= 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.warning("CNN_LIVE_TRAINING_BLAS_THREADS is set but threadpoolctl is not installed")
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=count, user_api="blas")
 
 
 class RunConflict(RuntimeError):
@@ -109,8 +125,9 @@ def _with_filters(spec: dict, filters: list[int]) -> dict:
 
 
 class TrainingManager:
-    def __init__(self, settings: Settings, hub: EventHub) -> None:
+    def __init__(self, settings: Settings, hub: EventHub, predictor: Predictor | None = None) -> None:
         self.settings, self.hub = settings, hub
+        self.predictor = predictor or Predictor()  # answers /api/predict (snapshots of runs)
         self.runs: dict[str, RunRecord] = {}
         self._lock = threading.Lock()
         self._current: RunRecord | None = None
@@ -217,7 +234,7 @@ class TrainingManager:
         try:
             data = make_dataset(self._load_data(), config)
             model = Model(spec, seed=config.seed)
-            trainer = Trainer(model, config, data, self._reporter(run))
+            trainer = Trainer(model, config, data, self._reporter(run, model))
             with self._lock:
                 self._trainer = trainer
                 pending, self._pending_action = self._pending_action, None
@@ -225,7 +242,10 @@ class TrainingManager:
                     trainer.stop()
                 elif pending is not None:
                     pending(trainer)
-            trainer.run()
+            with blas_threads(self.settings.training_blas_threads):
+                trainer.run()
+            if trainer.stopped and self._progress.step:  # as stopped: they answer predictions
+                self.predictor.offer(run.run_id, model, self._progress.epoch, self._progress.step)
             self._finish(run, "stopped" if trainer.stopped else "finished")
         except TrainingDiverged as exc:
             self._fail(run, f"training diverged: {exc}")
@@ -246,6 +266,7 @@ class TrainingManager:
         return self._mnist
 
     def _finish(self, run: RunRecord, outcome: str) -> None:
+        self.predictor.run_ended(run.run_id, outcome)
         with self._lock:
             # A stopped run is "finished" as a state; the done event says it was stopped.
             run.state, run.finished_at, run.outcome = "finished", time.time(), outcome
@@ -257,6 +278,7 @@ class TrainingManager:
         log.info("run %s %s after %d epochs", run.run_id, outcome, len(run.epochs))
 
     def _fail(self, run: RunRecord, message: str) -> None:
+        self.predictor.run_ended(run.run_id, "failed")
         with self._lock:
             run.state, run.finished_at, run.message = "failed", time.time(), message
             run.outcome = "failed"
@@ -267,15 +289,26 @@ class TrainingManager:
     def _publish_status(self) -> None:
         self.hub.publish("status", self.status())
 
-    def _reporter(self, run: RunRecord):
-        """The trainer's callback for this run: throttles and forwards its events."""
+    def _reporter(self, run: RunRecord, model: Model | None = None):
+        """The trainer's callback for this run: throttles and forwards its events, and
+        hands the predictor a snapshot of `model` (this thread, between batches, after
+        a successful step) at most every predictor.snapshot_interval s and at each
+        epoch end."""
         last_batch = last_status = 0.0
+        last_snapshot = -float("inf")
         loss_sum, loss_count = 0.0, 0
+        latest = (0, 0)  # (epoch, step) of the last batch
 
         def report(event: dict) -> None:
-            nonlocal last_batch, last_status, loss_sum, loss_count
+            nonlocal last_batch, last_status, loss_sum, loss_count, last_snapshot, latest
             kind = event["type"]
             now = time.monotonic()
+            if model is not None and kind in ("batch", "epoch"):
+                if kind == "batch":
+                    latest = (event["epoch"], event["step"])
+                if kind == "epoch" or now - last_snapshot >= self.predictor.snapshot_interval:
+                    self.predictor.offer(run.run_id, model, *latest)
+                    last_snapshot = now
             if kind == "batch":
                 loss_sum += event["loss"]
                 loss_count += 1

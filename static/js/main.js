@@ -6,6 +6,7 @@
 
 import { createCharts } from './charts.js';
 import { createControls } from './controls.js';
+import { createDraw } from './draw.js';
 import { createFilters } from './filters.js';
 import { createRuns } from './runs.js';
 import { connectStream } from './stream.js';
@@ -25,6 +26,20 @@ const charts = createCharts({
 });
 
 const filters = createFilters({ container: byId('filters'), stampEl: byId('filters-stamp') });
+
+// The drawing pad and the network's reading of it (POST /api/predict).
+const draw = createDraw({
+  canvas: byId('draw-canvas'),
+  clearButton: byId('draw-clear'),
+  penInput: byId('pen-width'),
+  penOutput: byId('pen-width-value'),
+  predictionEl: byId('prediction'),
+  modelEl: byId('prediction-model'),
+  probabilitiesEl: byId('probabilities'),
+  inputCanvas: byId('network-input'),
+  mapsEl: byId('feature-maps'),
+  errorEl: byId('draw-error'),
+});
 
 const runs = createRuns({
   listEl: byId('runs'),
@@ -132,6 +147,7 @@ scheme.addEventListener('change', () => {
   charts.restyle();
   filters.restyle();
   runs.restyle();
+  draw.restyle();
 });
 
 // Read-only hooks for browser tests.
@@ -141,6 +157,8 @@ Object.defineProperty(window, 'cnnLive', {
     epochPoints: () => charts.epochPoints(),
     filterVersion: () => filters.version(),
     lastEventId: () => stream.lastEventId(),
+    predictions: () => draw.predictions(),
+    lastPrediction: () => draw.lastPrediction(),
   }),
   writable: false,
   configurable: false,

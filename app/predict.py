@@ -1,0 +1,229 @@
+"""Which model answers "what digit is this drawing?", and how a drawing is checked.
+
+The answering model is, in order of preference:
+1. the run being trained right now: a snapshot of its weights (`Model.copy()`, taken
+   in the training thread between batches, at most every SNAPSHOT_INTERVAL seconds
+   and at every epoch end, then swapped in by one assignment: never half-updated);
+2. else the last run that finished (or was stopped): its final weights;
+3. else the small pretrained model bundled in app/assets/default-model.npz, loaded
+   on first use.
+A snapshot is only taken after a successful step, and `Model.copy()` refuses weights
+that are not finite; a run that fails (diverges) is dropped and the answers come
+from (2) or (3) again.
+
+Models keep work buffers between calls and are not thread-safe: each snapshot has
+its own lock, held for the ~1 ms of a prediction. The training thread never touches
+a snapshot after publishing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnn.model import Model, ModelFileError
+from cnn.preprocess import preprocess_drawing
+
+log = logging.getLogger("cnn_live.predict")
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "default-model.npz"
+SNAPSHOT_INTERVAL = 0.5  # seconds between snapshots of a run in training
+MIN_SIDE, MAX_SIDE = 8, 512
+MAX_VALUE = 255.0
+IMAGE_LAYERS = ("conv", "relu", "sigmoid", "tanh", "maxpool")
+
+
+class DrawingError(ValueError):
+    """A drawing the server cannot read; the message says what is wrong."""
+
+
+class NoModel(RuntimeError):
+    """No run has trained a model and the bundled one cannot be loaded."""
+
+
+# -- checking a drawing ----------------------------------------------------------------------
+
+def _where(row: int, col: int | None = None) -> str:
+    return f"row {row}" if col is None else f"row {row}, column {col}"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_drawing(image) -> np.ndarray:
+    """A request's `image` (parsed JSON) -> (H, W) float64 array, or DrawingError.
+
+    One pass over the rows in C loops (`map(type, row)`), one conversion by NumPy:
+    a 512x512 drawing takes a few milliseconds, and a bad one is reported by the
+    first place it goes wrong, not with one error per pixel."""
+    if not isinstance(image, list) or not image:
+        raise DrawingError("'image' must be a non-empty list of rows, each a list of numbers "
+                           "0..255 (ink high)")
+    height = len(image)
+    first = image[0]
+    if not isinstance(first, list):
+        raise DrawingError(f"'image' must be a list of rows, each a list of numbers: "
+                           f"{_where(0)} is {type(first).__name__}")
+    width = len(first)
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+        raise DrawingError(f"the drawing is {height} rows x {width} columns; each side must be "
+                           f"from {MIN_SIDE} to {MAX_SIDE} pixels")
+    types: set[type] = set()
+    for index, row in enumerate(image):
+        if not isinstance(row, list):
+            raise DrawingError(f"'image' must be a list of rows, each a list of numbers: "
+                               f"{_where(index)} is {type(row).__name__}")
+        if len(row) != width:
+            raise DrawingError(f"all rows must have the same length: row 0 has {width} "
+                               f"values, {_where(index)} has {len(row)}")
+        types.update(map(type, row))
+    if not types <= {int, float}:  # bool is a subclass of int, not int itself
+        for index, row in enumerate(image):
+            for col, value in enumerate(row):
+                if type(value) not in (int, float):
+                    kind = "null" if value is None else type(value).__name__
+                    raise DrawingError(f"every pixel must be a number 0..255: {_where(index, col)}"
+                                       f" is {kind} {_short(value)}")
+    try:
+        pixels = np.array(image, dtype=np.float64)
+    except OverflowError:  # a whole number too big for a float
+        raise DrawingError(f"every pixel must be a number 0..{MAX_VALUE:g}; some are far "
+                           "larger") from None
+    if not np.isfinite(pixels).all():
+        row, col = np.argwhere(~np.isfinite(pixels))[0]
+        raise DrawingError(f"every pixel must be a finite number 0..255: {_where(row, col)} is "
+                           f"{pixels[row, col]}")
+    outside = (pixels < 0) | (pixels > MAX_VALUE)
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise DrawingError(f"every pixel must be from 0 to 255: {_where(row, col)} is "
+                           f"{pixels[row, col]:g}")
+    if not pixels.any():
+        raise DrawingError("the drawing is empty (no ink): draw a digit first")
+    return pixels
+
+
+def prepare(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) drawing -> the network's (28, 28) float32 input, 0..1."""
+    try:
+        return preprocess_drawing(pixels)
+    except ValueError as exc:  # EmptyDrawing, or anything else preprocessing refuses
+        message = str(exc) or "the drawing could not be read"
+        raise DrawingError(message) from None
+
+
+# -- the answering models ---------------------------------------------------------------------
+
+@dataclass
+class Snapshot:
+    """A model that answers predictions, with what it is."""
+    model: Model
+    source: str                   # "training", "finished" or "bundled"
+    description: str
+    run_id: str | None = None
+    epoch: int | None = None
+    step: int | None = None
+    taken_at: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def info(self) -> dict:
+        return {"source": self.source, "run_id": self.run_id, "epoch": self.epoch,
+                "step": self.step, "description": self.description}
+
+    def predict(self, image: np.ndarray, explain: bool = False) -> tuple[np.ndarray, list | None]:
+        """(28, 28) image -> (10 probabilities as float64, feature maps or None)."""
+        batch = image[None, None].astype(self.model.dtype, copy=False)
+        with self.lock:
+            probabilities = self.model.predict_proba(batch)[0].astype(np.float64)
+            maps = self._feature_maps(batch) if explain else None
+        return probabilities, maps
+
+    def _feature_maps(self, batch: np.ndarray) -> list[dict]:
+        out = []
+        for index, (name, value) in enumerate(self.model.feature_maps(batch)):
+            layer = self.model.layers[index]
+            if value.ndim != 4 or layer.kind not in IMAGE_LAYERS:
+                continue
+            maps = value[0].astype(np.float64)
+            filters = layer.params.get("weight") if layer.kind == "conv" else None
+            out.append({"layer": index, "name": name, "kind": layer.kind,
+                        "shape": list(maps.shape), "maps": np.round(maps, 3).tolist(),
+                        "filters": (np.round(filters.astype(np.float64), 5).tolist()
+                                    if filters is not None else None)})
+        return out
+
+
+class Predictor:
+    """Holds the snapshots and picks the one that answers (see the module doc)."""
+
+    def __init__(self, bundled_path: str | Path | None = None,
+                 snapshot_interval: float = SNAPSHOT_INTERVAL) -> None:
+        self.bundled_path = Path(bundled_path) if bundled_path else BUNDLED_MODEL
+        self.snapshot_interval = snapshot_interval
+        self._live: Snapshot | None = None      # the run in training
+        self._finished: Snapshot | None = None  # the last run that ended well
+        self._bundled: Snapshot | None = None
+        self._bundled_lock = threading.Lock()
+        self._bundled_error: str | None = None
+
+    # -- from the training thread ----------------------------------------------------------
+
+    def offer(self, run_id: str, model: Model, epoch: int, step: int) -> bool:
+        """A consistent copy of `model` (call between batches, from the thread that
+        trains it) becomes the answering model. False if its weights are not finite."""
+        try:
+            copy = model.copy()  # load_state refuses weights that are not finite
+        except ValueError as exc:
+            log.warning("run %s: no snapshot at epoch %s step %s: %s", run_id, epoch, step, exc)
+            return False
+        self._live = Snapshot(copy, "training", f"run {run_id} in training: epoch {epoch}, "
+                              f"step {step}", run_id, epoch, step)
+        return True
+
+    def run_ended(self, run_id: str, outcome: str) -> None:
+        """The run is over: finished or stopped -> its last snapshot answers from now
+        on; failed -> its snapshots are dropped (the previous answer comes back)."""
+        live = self._live
+        if live is not None and live.run_id == run_id and outcome != "failed":
+            verb = "finished" if outcome == "finished" else "stopped"
+            # Same model, same lock: a request may still be using it as `live`.
+            self._finished = dataclasses.replace(
+                live, source="finished",
+                description=f"run {run_id}, {verb} (epoch {live.epoch}, step {live.step})")
+        self._live = None
+
+    # -- from the request threads -----------------------------------------------------------
+
+    def current(self) -> Snapshot:
+        """The snapshot that answers now (one read of each attribute: no lock needed)."""
+        return self._live or self._finished or self.bundled()
+
+    def bundled(self) -> Snapshot:
+        if self._bundled is None:
+            with self._bundled_lock:
+                if self._bundled is None:
+                    self._bundled = self._load_bundled()
+        return self._bundled
+
+    def _load_bundled(self) -> Snapshot:
+        try:
+            model, metadata = Model.load_with_metadata(self.bundled_path)
+        except (ModelFileError, OSError) as exc:
+            log.error("cannot load the bundled model: %s", exc)
+            raise NoModel(f"no model to answer yet: start a run, or restore the bundled "
+                          f"model ({exc}; `make bundled-model` makes it)") from None
+        accuracy = metadata.get("test_accuracy")  # written by `cnn-live train --save`
+        described = f"bundled {metadata.get('preset', 'pretrained')} model"
+        if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
+            described += f" ({100 * accuracy:.2f}% on the MNIST test images)"
+        log.info("loaded the bundled model from %s", self.bundled_path)
+        return Snapshot(model, "bundled", described)

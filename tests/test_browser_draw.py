@@ -1,0 +1,372 @@
+"""The drawing pad in a real Chromium (Playwright), against a real uvicorn server: a digit
+drawn with the mouse or a finger is read by the network, the answer is shown (digit,
+ten bars, the 28x28 image the network saw, the feature maps), a finger drawing never
+scrolls the page, Clear empties everything, and an empty drawing asks nothing.
+
+The browser rule, fixtures and helpers are those of test_browser.py (imported: when
+the browser is missing this module is skipped too, or fails under
+CNN_LIVE_REQUIRE_BROWSER=1).
+
+POST /api/predict: when the app has the route, the real one answers (a fresh server's
+bundled model). When it does not yet, `predictor` fakes it with page.route: the real
+preprocessing (cnn.preprocess) gives the 28x28 input, the digit and maps are made up,
+so only the check that a drawn "1" is read as 1 needs the real route (it is skipped
+without it). Either way every request the page sends is checked against the API's
+contract (2D, 8..512 per side, integers 0..255).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
+    PHONE, Problems, browser_context_args, browser_type_launch_args, hook, open_dashboard,
+    save_screenshot, server, wait_hook,
+)
+from playwright.sync_api import Page, Route, expect  # noqa: E402
+
+from cnn.preprocess import EmptyDrawing, preprocess_drawing  # noqa: E402
+
+PREDICT = "/api/predict"
+EMPTY_DETAIL = "the drawing is empty: draw a digit first"
+
+
+# -- POST /api/predict: the real route, or a stand-in --------------------------------------
+
+def has_predict_route(server) -> bool:
+    """Asked over HTTP (FastAPI's included routers do not list their paths in app.routes):
+    a blank drawing is refused by the route (422) and unknown without it (404/405)."""
+    response = httpx.post(server.url + PREDICT, json={"image": [[0] * 8] * 8, "explain": False},
+                          timeout=10)
+    return response.status_code not in (404, 405)
+
+
+def check_contract(body: dict) -> np.ndarray:
+    """The request as the API defines it; returns the image."""
+    assert set(body) == {"image", "explain"}, body.keys()
+    assert isinstance(body["explain"], bool)
+    image = body["image"]
+    assert isinstance(image, list) and image and all(isinstance(row, list) for row in image)
+    height, width = len(image), len(image[0])
+    assert all(len(row) == width for row in image), "ragged rows"
+    assert 8 <= height <= 200 and 8 <= width <= 200, (height, width)
+    assert all(type(v) is int and 0 <= v <= 255 for row in image for v in row)
+    return np.asarray(image, dtype=np.float64)
+
+
+def _valid_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    k = kernel.shape[0]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k))
+    return np.einsum("ijkl,kl->ij", windows, kernel)
+
+
+def fake_answer(image: np.ndarray, explain: bool) -> dict:
+    """What the real route answers, made up past the preprocessing."""
+    x = preprocess_drawing(image)
+    logits = np.cos(np.arange(10) + 10 * float(x.mean()))
+    probabilities = np.exp(logits) / np.exp(logits).sum()
+    maps = None
+    if explain:
+        kernels = np.array([[[-1, 0, 1]] * 3, [[-1] * 3, [0] * 3, [1] * 3]], dtype=float)
+        conv = np.stack([_valid_conv(x, k) for k in kernels])
+        relu = np.maximum(conv, 0)
+        pooled = relu.reshape(2, 13, 2, 13, 2).max(axis=(2, 4))
+        maps = [
+            {"layer": 0, "name": "0.conv", "kind": "conv", "shape": list(conv.shape),
+             "maps": conv.tolist(), "filters": kernels[:, None].tolist()},
+            {"layer": 1, "name": "1.relu", "kind": "relu", "shape": list(relu.shape),
+             "maps": relu.tolist(), "filters": None},
+            {"layer": 2, "name": "2.maxpool", "kind": "maxpool", "shape": list(pooled.shape),
+             "maps": pooled.tolist(), "filters": None},
+        ]
+    return {"digit": int(probabilities.argmax()), "probabilities": probabilities.tolist(),
+            "input": x.tolist(), "feature_maps": maps,
+            "model": {"source": "bundled", "run_id": None, "epoch": None, "step": None,
+                      "description": "a stand-in for POST /api/predict (test_browser_draw.py)"}}
+
+
+class Predictor:
+    """Every POST /api/predict the page sends (checked against the contract), answered
+    by the real route when the server has it, else by `fake_answer`."""
+
+    def __init__(self, page: Page, real: bool) -> None:
+        self.real = real
+        self.requests: list[dict] = []
+        self.finished = 0
+        page.on("request", self._seen)
+        page.on("requestfinished", self._finished)
+        if not real:
+            page.route(f"**{PREDICT}", self._fake)
+
+    def _seen(self, request) -> None:
+        if request.method == "POST" and request.url.endswith(PREDICT):
+            body = request.post_data_json
+            check_contract(body)
+            self.requests.append({"explain": body["explain"], "size": (len(body["image"]),
+                                                                      len(body["image"][0]))})
+
+    def _finished(self, request) -> None:
+        if request.method == "POST" and request.url.endswith(PREDICT):
+            self.finished += 1
+
+    def settle(self, page: Page, timeout: float = 10.0) -> None:
+        """Wait for the last stroke's answer (explain: true): every request answered,
+        the feature maps current. (Page events arrive while Playwright waits.)"""
+        deadline = time.monotonic() + timeout
+        while not (self.requests and self.requests[-1]["explain"]
+                   and self.finished == len(self.requests)):
+            assert time.monotonic() < deadline, f"no final answer: {self.requests}"
+            page.wait_for_timeout(25)
+        expect(page.locator("#feature-maps")).not_to_have_class(re.compile(r"\bis-stale\b"))
+
+    @staticmethod
+    def _fake(route: Route) -> None:
+        body = route.request.post_data_json
+        try:
+            image = check_contract(body)
+            answer, status = fake_answer(image, body["explain"]), 200
+        except EmptyDrawing as exc:
+            answer, status = {"detail": str(exc)}, 422
+        except AssertionError as exc:
+            answer, status = {"detail": f"not the API's request: {exc}"}, 422
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(answer))
+
+
+@pytest.fixture
+def predictor(server, page) -> Predictor:
+    return Predictor(page, has_predict_route(server))
+
+
+# -- drawing ---------------------------------------------------------------------------------
+
+def pad_box(page: Page) -> dict:
+    canvas = page.locator("#draw-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["width"] >= 200 and abs(box["width"] - box["height"]) < 1, box
+    return box
+
+
+def at(box: dict, fx: float, fy: float) -> tuple[float, float]:
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def mouse_stroke(page: Page, points: list[tuple[float, float]], pause_ms: int = 0):
+    """One stroke through `points` (fractions of the pad), 10 mouse moves per segment."""
+    box = pad_box(page)  # read again each time: a click elsewhere may have scrolled
+    page.mouse.move(*at(box, *points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*at(box, *point), steps=10)
+        if pause_ms:
+            page.wait_for_timeout(pause_ms)
+    page.mouse.up()
+
+
+def draw_one(page: Page, pause_ms: int = 0) -> None:
+    """A "1": one vertical stroke down the middle."""
+    mouse_stroke(page, [(0.5, 0.15), (0.5, 0.5), (0.5, 0.85)], pause_ms)
+
+
+def draw_seven(page: Page) -> None:
+    """A "7" in two strokes: the bar, then the diagonal."""
+    mouse_stroke(page, [(0.25, 0.2), (0.75, 0.2)])
+    mouse_stroke(page, [(0.75, 0.2), (0.45, 0.85)])
+
+
+def ink_pixels(page: Page, selector: str) -> int:
+    """How many pixels of the canvas are not fully transparent."""
+    return page.evaluate("""(selector) => {
+        const canvas = document.querySelector(selector);
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i]) n++;
+        return n;
+    }""", selector)
+
+
+def expect_a_prediction(page: Page, predictor: Predictor) -> int:
+    """The page shows the full answer to the last stroke; returns the digit shown."""
+    predictor.settle(page)
+    wait_hook(page, "predictions", ">", 0)
+    expect(page.locator("#prediction")).to_have_text(re.compile(r"^[0-9]$"))
+    bars = page.locator("#probabilities li")
+    expect(bars).to_have_count(10)
+    for digit in range(10):
+        expect(bars.nth(digit)).to_have_text(re.compile(rf"^\s*{digit}\s+\d{{1,3}}\.\d%\s*$"))
+    digit = int(page.locator("#prediction").text_content())
+    expect(page.locator("#probabilities li.is-top")).to_have_count(1)
+    expect(page.locator("#probabilities li.is-top")).to_have_attribute("data-digit", str(digit))
+    assert page.evaluate("""() => { const c = document.getElementById('network-input');
+        return [c.width, c.height]; }""") == [28, 28]
+    assert ink_pixels(page, "#network-input") > 10, "the network's input is blank"
+    assert hook(page, "lastPrediction") == digit
+    return digit
+
+
+def expect_feature_maps(page: Page) -> None:
+    maps = page.locator("#feature-maps .fmap-layer")
+    expect(maps.first).to_be_visible()
+    assert page.locator("#feature-maps canvas.fmap-canvas").count() > 0
+    expect(page.locator("#feature-maps .fmap-layer-title").first).to_contain_text("×")
+    expect(page.locator("#feature-maps")).not_to_have_class(re.compile(r"\bis-stale\b"))
+    assert ink_pixels(page, "#feature-maps canvas.fmap-canvas") > 0
+
+
+def expect_cleared(page: Page) -> None:
+    expect(page.locator("#prediction")).to_have_text("")
+    expect(page.locator("#probabilities li.is-top")).to_have_count(0)
+    expect(page.locator("#probabilities .prob-value")).to_have_text(["–"] * 10)
+    expect(page.locator("#feature-maps canvas")).to_have_count(0)
+    expect(page.locator("#prediction-model")).to_have_text("")
+    expect(page.locator("#draw-error")).to_be_hidden()
+    assert ink_pixels(page, "#draw-canvas") == 0, "the pad still has ink"
+    assert ink_pixels(page, "#network-input") == 0, "the network's input is still shown"
+    assert hook(page, "lastPrediction") is None
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+def test_a_one_drawn_with_the_mouse_is_read_while_drawing_and_explained_when_the_pen_lifts(
+        server, page, predictor):
+    problems = Problems(page)
+    open_dashboard(page, server)
+    expect(page.locator("#prediction")).to_have_text("")
+    pad_box(page)
+
+    draw_one(page, pause_ms=200)  # slow enough for predictions while drawing
+    digit = expect_a_prediction(page, predictor)
+    expect_feature_maps(page)
+    assert ink_pixels(page, "#draw-canvas") > 0
+    explained = [r["explain"] for r in predictor.requests]
+    assert explained and explained[-1] is True, explained       # the stroke's end
+    assert False in explained, "nothing was asked while the stroke was drawn"
+    assert all(r["size"] == predictor.requests[0]["size"] for r in predictor.requests)
+    if predictor.real:  # needs the real POST /api/predict (the bundled model)
+        assert digit == 1, f"a drawn 1 was read as {digit}"
+        expect(page.locator("#prediction-model")).not_to_have_text("")
+
+    # A "7" in two strokes, after a clear.
+    page.click("#draw-clear")
+    count = hook(page, "predictions")
+    draw_seven(page)
+    wait_hook(page, "predictions", ">", count)
+    expect_a_prediction(page, predictor)
+    expect_feature_maps(page)
+    save_screenshot(page.locator("#draw"), "draw.png")
+    page.wait_for_timeout(200)  # late answers and their errors
+    assert problems.items == []
+
+
+def test_a_finger_draws_on_a_phone_without_scrolling_the_page(
+        server, browser, browser_context_args):
+    context = browser.new_context(**{**browser_context_args, "viewport": PHONE, "is_mobile": True,
+                                     "has_touch": True, "device_scale_factor": 2})
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        predictor = Predictor(page, has_predict_route(server))
+        open_dashboard(page, server)
+        page.evaluate("() => document.getElementById('draw-canvas').scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(100)
+        box = page.locator("#draw-canvas").bounding_box()
+        scroll = page.evaluate("() => window.scrollY")
+        assert scroll > 0, "the page must be scrolled for the check to mean anything"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        sizes = page.evaluate("""() => ({inner: window.innerWidth,
+            scroll: document.documentElement.scrollWidth,
+            backing: document.getElementById('draw-canvas').width})""")
+        assert sizes["scroll"] <= sizes["inner"] + 1, f"horizontal scroll: {sizes}"
+        assert sizes["backing"] >= 2 * box["width"] - 2, f"not drawn at the pixel ratio: {sizes}"
+
+        cdp = context.new_cdp_session(page)
+        x = box["x"] + box["width"] / 2
+        top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
+                                              "touchPoints": [{"x": x, "y": top, "id": 1}]})
+        for i in range(1, 13):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x + (i % 2), "y": top + (bottom - top) * i / 12, "id": 1}]})
+            page.wait_for_timeout(16)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+        expect_a_prediction(page, predictor)
+        expect_feature_maps(page)
+        assert predictor.requests and predictor.requests[-1]["explain"] is True
+        assert ink_pixels(page, "#draw-canvas") > 0
+        assert page.evaluate("() => window.scrollY") == scroll, "the finger scrolled the page"
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"] + 1
+        save_screenshot(page, "draw-phone.png")
+        assert problems.items == []
+    finally:
+        context.close()
+
+
+def test_clear_empties_the_pad_and_every_result_and_drops_an_answer_still_on_its_way(
+        server, page, predictor):
+    problems = Problems(page)
+    open_dashboard(page, server)
+    pad_box(page)
+
+    draw_one(page)
+    expect_a_prediction(page, predictor)
+    expect_feature_maps(page)
+    count = hook(page, "predictions")
+    page.click("#draw-clear")
+    expect_cleared(page)
+    assert hook(page, "predictions") == count
+
+    # Cleared at once after the stroke, before its answer came back: it is not shown.
+    asked = len(predictor.requests)
+    draw_one(page)
+    page.click("#draw-clear")
+    page.wait_for_timeout(600)
+    assert len(predictor.requests) > asked
+    expect_cleared(page)
+    assert problems.items == []
+
+
+def test_an_empty_drawing_asks_nothing_and_a_refused_one_shows_a_short_message(
+        server, page, predictor):
+    problems = Problems(page)
+    open_dashboard(page, server)
+    pad_box(page)
+
+    page.click("#draw-clear")  # nothing drawn: nothing to ask
+    page.wait_for_timeout(400)
+    assert predictor.requests == []
+    expect_cleared(page)
+    assert hook(page, "predictions") == 0
+
+    # The server refuses a drawing (422): a short message, no result, no exception.
+    def refuse(route: Route) -> None:
+        route.fulfill(status=422, content_type="application/json",
+                      body=json.dumps({"detail": EMPTY_DETAIL}))
+
+    page.route(f"**{PREDICT}", refuse)
+    draw_one(page)
+    expect(page.locator("#draw-error")).to_be_visible()
+    expect(page.locator("#draw-error")).to_have_text(EMPTY_DETAIL)
+    expect(page.locator("#prediction")).to_have_text("")
+    assert hook(page, "predictions") == 0
+    page.unroute(f"**{PREDICT}", refuse)
+
+    # The next stroke is answered: the message goes.
+    mouse_stroke(page, [(0.45, 0.2), (0.45, 0.8)])
+    expect_a_prediction(page, predictor)
+    expect(page.locator("#draw-error")).to_be_hidden()
+    # Only the refusals themselves show up (as the 422 answers and Chromium's own
+    # "Failed to load resource" line for them): nothing thrown, nothing else logged.
+    unexpected = [item for item in problems.items
+                  if not (f"HTTP 422: POST {server.url}{PREDICT}" == item
+                          or ("Failed to load resource" in item and "422" in item))]
+    assert unexpected == []

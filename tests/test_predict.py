@@ -1,0 +1,330 @@
+"""Tests for "draw a digit -> prediction" (app/predict.py, app/routers/predict.py): the
+bundled model, a drawn digit recognised, feature maps, bad drawings refused with a
+422 (and an oversized body with a 413) without harming the server, and which model
+answers: the run in training, the last finished run, or the bundled model, never a
+broken one. In process, with Starlette's TestClient as a context manager."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import cnn.model
+from app.predict import BUNDLED_MODEL, DrawingError, Predictor, parse_drawing
+from cnn.model import Model, TrainingDiverged
+from cnn.presets import PRESETS
+from cnn.train import scale_images
+from server_helpers import LONG_RUN, make_app, start_run, wait_for, wait_for_run_end
+
+MAX_BODY = 2 * 1024 * 1024
+# A run that trains for a few seconds: long enough to be seen in training.
+TRAINING_RUN = {"preset": "default", "epochs": 2, "train_size": 5000, "test_size": 1000}
+
+
+@pytest.fixture
+def client(mnist_dir):
+    with TestClient(make_app(mnist_dir)) as client:
+        yield client
+
+
+def drawing_of(digit: np.ndarray, canvas: int = 200, scale: int = 5,
+               top: int = 50, left: int = 15) -> list[list[int]]:
+    """An MNIST digit (28x28 uint8) upscaled onto a larger canvas, off-centre, as a
+    page's canvas would send it."""
+    big = np.kron(digit.astype(np.int64), np.ones((scale, scale), np.int64))
+    image = np.zeros((canvas, canvas), np.int64)
+    image[top:top + big.shape[0], left:left + big.shape[1]] = big
+    return image.tolist()
+
+
+@pytest.fixture(scope="module")
+def drawn(mnist):
+    """(label, drawing) of the first MNIST test digit."""
+    return int(mnist.test_labels[0]), drawing_of(mnist.test_images[0])
+
+
+def assert_good_prediction(body: dict) -> None:
+    probabilities = body["probabilities"]
+    assert len(probabilities) == 10 and all(math.isfinite(p) and 0 <= p <= 1
+                                            for p in probabilities)
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert body["digit"] == int(np.argmax(probabilities))
+    image = np.array(body["input"])
+    assert image.shape == (28, 28) and image.min() >= 0 and image.max() <= 1
+
+
+def predict(client, image, **extra):
+    response = client.post("/api/predict", json={"image": image, **extra})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_good_prediction(body)
+    return body
+
+
+# -- the bundled model -------------------------------------------------------------------------
+
+def test_the_bundled_model_is_small_and_accurate(mnist):
+    assert BUNDLED_MODEL.is_file(), "run `make bundled-model`"
+    assert BUNDLED_MODEL.stat().st_size < 1_000_000
+    model, metadata = Model.load_with_metadata(BUNDLED_MODEL)
+    assert model.spec == cnn.model.normalize_spec(PRESETS["default"].spec)
+    _, correct = model.evaluate(scale_images(mnist.test_images), mnist.test_labels)
+    assert correct / len(mnist.test_labels) >= 0.985, correct
+
+
+# -- predictions -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_drawn_digit_is_recognised_by_the_bundled_model(client, mnist, index):
+    label = int(mnist.test_labels[index])
+    body = predict(client, drawing_of(mnist.test_images[index], top=20 + 10 * index,
+                                      left=50 - 8 * index))
+    assert body["digit"] == label, body["probabilities"]
+    assert body["probabilities"][label] > 0.5
+    assert body["model"]["source"] == "bundled"
+    assert body["model"]["run_id"] is None and body["model"]["epoch"] is None
+    assert body["model"]["description"]
+    assert body["feature_maps"] is None
+
+
+def test_the_input_is_the_digit_fitted_and_centred(client, drawn):
+    image = np.array(predict(client, drawn[1])["input"])
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # fits 20x20 (grey edges)
+    assert image == pytest.approx(np.round(image, 4))
+    total = image.sum()
+    centre = (image.sum(axis=1) @ np.arange(28) / total, image.sum(axis=0) @ np.arange(28) / total)
+    assert centre == pytest.approx((13.5, 13.5), abs=1.0)
+
+
+def test_explain_returns_every_image_layers_output(client, drawn):
+    body = predict(client, drawn[1], explain=True)
+    maps = body["feature_maps"]
+    expected = [(0, "conv", [8, 28, 28]), (1, "relu", [8, 28, 28]), (2, "maxpool", [8, 14, 14]),
+                (3, "conv", [16, 14, 14]), (4, "relu", [16, 14, 14]),
+                (5, "maxpool", [16, 7, 7])]
+    assert [(m["layer"], m["kind"], m["shape"]) for m in maps] == expected
+    for entry in maps:
+        assert entry["name"] == f"{entry['layer']}.{entry['kind']}"
+        assert np.array(entry["maps"]).shape == tuple(entry["shape"])
+        if entry["kind"] == "relu":
+            assert np.array(entry["maps"]).min() >= 0
+    assert np.array(maps[0]["filters"]).shape == (8, 1, 3, 3)
+    assert np.array(maps[3]["filters"]).shape == (16, 8, 3, 3)
+    assert all(m["filters"] is None for m in maps if m["kind"] != "conv")
+
+
+def test_the_model_info_says_which_model_answers(client):
+    info = client.get("/api/model/info").json()
+    assert info["source"] == "bundled" and "bundled" in info["description"]
+
+
+def test_the_endpoint_is_documented(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/predict" in paths and "/api/model/info" in paths
+    schema = paths["/api/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "PredictRequest" in schema["schema"]["$ref"]
+
+
+def test_a_large_drawing_is_checked_quickly():
+    image = np.random.default_rng(0).integers(0, 256, (512, 512)).tolist()
+    best = min(_timed(parse_drawing, image) for _ in range(3))
+    assert best < 0.05, f"checking a 512x512 drawing took {best * 1000:.0f} ms"
+
+
+def _timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+# -- bad drawings -------------------------------------------------------------------------------
+
+def _grid(height=16, width=16, value=0, at=None):
+    image = [[0] * width for _ in range(height)]
+    image[height // 2][width // 2] = 200  # some ink
+    if at is not None:
+        image[at[0]][at[1]] = value
+    return image
+
+
+BAD_BODIES = {
+    "image is a string": ({"image": "a digit"}, "list"),
+    "image is a flat list": ({"image": list(range(64))}, "list of rows"),
+    "image is empty": ({"image": []}, "list"),
+    "ragged rows": ({"image": _grid()[:-1] + [[0] * 15]}, "same length"),
+    "too small": ({"image": _grid(7, 16)}, "512"),
+    "too narrow": ({"image": _grid(16, 4)}, "from 8 to 512"),
+    "too large": ({"image": [[1] * 8] * 513}, "from 8 to 512"),
+    "a string pixel": ({"image": _grid(value="255", at=(3, 4))}, "row 3, column 4"),
+    "a null pixel": ({"image": _grid(value=None, at=(2, 2))}, "null"),
+    "a bool pixel": ({"image": _grid(value=True, at=(1, 1))}, "bool"),
+    "a list pixel": ({"image": _grid(value=[1], at=(1, 1))}, "number"),
+    "a negative pixel": ({"image": _grid(value=-1, at=(0, 0))}, "0 to 255"),
+    "a pixel over 255": ({"image": _grid(value=255.5, at=(0, 0))}, "0 to 255"),
+    "a huge whole number": ({"image": _grid(value=10 ** 400, at=(0, 0))}, "255"),
+    "an empty drawing": ({"image": [[0] * 20] * 20}, "draw a digit first"),
+    "explain is not a bool": ({"image": _grid(), "explain": "yes"}, "bool"),
+    "no image": ({"explain": True}, "image"),
+    "an unknown field": ({"image": _grid(), "colour": "red"}, "colour"),
+}
+
+
+def detail_text(response) -> str:
+    detail = response.json()["detail"]
+    if isinstance(detail, str):
+        assert detail.strip()
+        return detail
+    assert isinstance(detail, list) and detail
+    return "; ".join(".".join(map(str, item["loc"])) + ": " + item["msg"] for item in detail)
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_a_bad_drawing_is_a_422_with_a_message(client, drawn, name):
+    body, words = BAD_BODIES[name]
+    response = client.post("/api/predict", content=json.dumps(body),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert words.lower() in detail_text(response).lower()
+    predict(client, drawn[1])  # and the server keeps answering
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_a_422(client, drawn, token):
+    text = json.dumps({"image": _grid()}).replace("200", token, 1)
+    assert token in text
+    response = client.post("/api/predict", content=text,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "finite" in detail_text(response)
+    predict(client, drawn[1])
+
+
+def test_a_body_that_is_not_json_is_a_422(client, drawn):
+    response = client.post("/api/predict", content=b"[[1, 2",
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    detail_text(response)
+    predict(client, drawn[1])
+
+
+def test_an_oversized_body_is_a_413(client, drawn):
+    body = b'{"image": [' + b"0," * (MAX_BODY // 2) + b"0]}"
+    response = client.post("/api/predict", content=body,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    predict(client, drawn[1])
+
+
+def test_an_oversized_body_without_a_length_is_a_413(client, drawn):
+    def chunks():  # sent chunked: no Content-Length to check, the bytes are counted
+        yield b'{"image": ['
+        for _ in range(40):
+            yield b"0," * 32768
+        yield b"0]}"
+
+    response = client.post("/api/predict", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    predict(client, drawn[1])
+
+
+def test_the_body_limit_is_a_setting(mnist_dir, drawn):
+    with TestClient(make_app(mnist_dir, max_body_bytes=1000)) as client:
+        response = client.post("/api/predict", json={"image": drawn[1]})
+        assert response.status_code == 413
+        assert "1000 bytes" in response.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+
+
+# -- which model answers --------------------------------------------------------------------------
+
+def test_predictions_come_from_the_run_in_training_then_from_the_finished_run(client, drawn):
+    run_id = start_run(client, **TRAINING_RUN)["run_id"]
+    during = wait_for(lambda: (b := predict(client, drawn[1]))["model"]["source"] == "training"
+                      and b, timeout=30, what="a prediction from the run in training")
+    model = during["model"]
+    assert model["run_id"] == run_id and model["epoch"] >= 1 and model["step"] >= 1
+    assert client.get("/api/status").json()["state"] in ("running", "finished")
+    wait_for_run_end(client, timeout=120)
+    after = predict(client, drawn[1])["model"]
+    steps = -(-TRAINING_RUN["train_size"] // 64)
+    assert after == {**after, "source": "finished", "run_id": run_id, "epoch": 2, "step": steps}
+    assert client.get("/api/model/info").json() == after
+
+
+def test_a_stopped_run_answers_with_the_weights_it_stopped_with(client, drawn):
+    run_id = start_run(client, **LONG_RUN)["run_id"]
+    wait_for(lambda: predict(client, drawn[1])["model"]["source"] == "training", timeout=30,
+             what="a prediction from the run in training")
+    assert client.post("/api/runs/current/stop").status_code == 200
+    status = wait_for_run_end(client)
+    model = predict(client, drawn[1])["model"]
+    assert model["source"] == "finished" and model["run_id"] == run_id
+    assert "stopped" in model["description"]
+    assert (model["epoch"], model["step"]) == (status["epoch"], status["step"])
+
+
+def fail_after(monkeypatch, steps: int, error: BaseException) -> None:
+    """Model.train_step raises `error` from its (steps + 1)-th call on."""
+    real_step, calls = cnn.model.Model.train_step, []
+
+    def train_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > steps:
+            raise error
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(cnn.model.Model, "train_step", train_step)
+
+
+def test_a_diverging_run_leaves_a_good_model_answering(client, drawn, monkeypatch):
+    fail_after(monkeypatch, 4, TrainingDiverged("the loss became nan: training diverged"))
+    start_run(client, **TRAINING_RUN)
+    assert wait_for_run_end(client)["state"] == "failed"
+    body = predict(client, drawn[1])
+    assert body["model"]["source"] == "bundled"
+    assert body["digit"] == drawn[0]
+
+
+def test_a_failed_run_after_a_finished_one_leaves_the_finished_one_answering(
+        client, drawn, monkeypatch):
+    run_id = start_run(client, **{**TRAINING_RUN, "epochs": 1, "train_size": 1000})["run_id"]
+    wait_for_run_end(client)
+    fail_after(monkeypatch, 3, TrainingDiverged("the loss became nan: training diverged"))
+    start_run(client, **TRAINING_RUN)
+    assert wait_for_run_end(client)["state"] == "failed"
+    model = predict(client, drawn[1])["model"]
+    assert model["source"] == "finished" and model["run_id"] == run_id
+
+
+def test_weights_that_are_not_finite_are_never_snapshot(drawn):
+    predictor = Predictor()
+    model = Model(PRESETS["default"].spec, seed=1)
+    assert predictor.offer("good", model, 1, 5)
+    good = predictor.current()
+    model.parameters()[0][...] = np.nan
+    assert not predictor.offer("good", model, 1, 6)
+    assert predictor.current() is good
+    image = np.zeros((28, 28), np.float32)
+    image[8:20, 12:16] = 1
+    probabilities, _ = good.predict(image)
+    assert np.isfinite(probabilities).all()
+
+
+def test_parse_drawing_returns_floats():
+    pixels = parse_drawing([[0, 1.5] * 4] * 8)
+    assert pixels.dtype == np.float64 and pixels.shape == (8, 8)
+    with pytest.raises(DrawingError, match="draw a digit first"):
+        parse_drawing([[0] * 8] * 8)
