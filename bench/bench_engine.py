@@ -165,7 +165,7 @@ def compare_with_naive(mnist, images_count: int = 1000, naive_count: int = 20) -
     config = preset.config
     data = make_dataset(mnist, config)
     images, labels = data.train_images[:images_count], data.train_labels[:images_count]
-    print(f"\n2. the seed network, one image per SGD update")
+    print("\n2. the seed network, one image per SGD update")
     model = Model(preset.spec, seed=0)
     optimizer = make_optimizer(config)
     started = time.perf_counter()

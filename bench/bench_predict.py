@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
+from server import Server  # noqa: E402
 
 machine.use_fast_blas()
 
@@ -42,59 +41,6 @@ import httpx  # noqa: E402
 
 ACTIVE_STATES = ("running", "paused", "stopping")
 TARGET_P99_MS = 10.0
-
-
-# -- the server (child process) ---------------------------------------------------------------
-
-def serve(fd: int, data_dir: str | None) -> None:
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-
-    sock = socket.socket(fileno=fd)
-    app = create_app(Settings.from_env(data_dir=data_dir, download=False))
-    machine.describe("server: ")
-    print(f"server: CNN_LIVE_TRAINING_BLAS_THREADS="
-          f"{os.environ.get('CNN_LIVE_TRAINING_BLAS_THREADS', '(unset)')}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning")).run(
-        sockets=[sock])
-
-
-class Server:
-    def __init__(self, data_dir: str | None, env: dict) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(128)
-        self.url = "http://127.0.0.1:%d" % self.socket.getsockname()[1]
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve-fd",
-                   str(self.socket.fileno())]
-        if data_dir:
-            command += ["--data-dir", data_dir]
-        self.process = subprocess.Popen(command, pass_fds=[self.socket.fileno()], cwd=ROOT,
-                                        env={**os.environ, **env})
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with code {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("the server did not start")
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.socket.close()
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -218,11 +164,7 @@ def main() -> None:
                         help="do not train a second epoch without predictions")
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
-    parser.add_argument("--serve-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_fd is not None:
-        serve(args.serve_fd, args.data_dir)
-        return
 
     machine.describe()
     print(f"load average before the runs: {os.getloadavg()[0]:.1f} "

@@ -26,9 +26,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
+from server import Server  # noqa: E402
 
 machine.use_fast_blas()
 sys.path.insert(0, str(ROOT))
@@ -44,58 +43,6 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 ACTIVE_STATES = ("running", "paused", "stopping")
-
-
-# -- the server (child process) ---------------------------------------------------------------
-
-def serve(fd: int, data_dir: str | None) -> None:
-    """Run the app with uvicorn on the listening socket inherited as `fd`."""
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-
-    sock = socket.socket(fileno=fd)
-    app = create_app(Settings.from_env(data_dir=data_dir, download=False))
-    import numpy  # noqa: F401  (loaded by the app; threadpoolctl now sees its BLAS)
-    machine.describe("server: ")
-    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning")).run(
-        sockets=[sock])
-
-
-class Server:
-    def __init__(self, data_dir: str | None) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(128)
-        self.url = "http://127.0.0.1:%d" % self.socket.getsockname()[1]
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve-fd",
-                   str(self.socket.fileno())]
-        if data_dir:
-            command += ["--data-dir", data_dir]
-        self.process = subprocess.Popen(command, pass_fds=[self.socket.fileno()], cwd=ROOT)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with code {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("the server did not start")
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.socket.close()
 
 
 # -- the clients ------------------------------------------------------------------------------
@@ -249,11 +196,7 @@ def main() -> None:
                              "with browsers on other machines")
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
-    parser.add_argument("--serve-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_fd is not None:
-        serve(args.serve_fd, args.data_dir)
-        return
 
     machine.describe()
     print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
