@@ -16,6 +16,7 @@ from .hub import EventHub
 from .paths import web_dir
 from .predict import Predictor
 from .routers import events, pages, predict, runs, system
+from .security import SecurityHeaders
 from .settings import Settings
 from .training import TrainingManager
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
     app.state.predictor = predictor
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # added last: it wraps every answer, a 413 included
     for router in (system.router, runs.router, events.router, predict.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
