@@ -30,8 +30,11 @@ def offline_and_isolated(monkeypatch, tmp_path):
 def mnist_dir() -> Path:
     """The shared MNIST folder; never write into it."""
     if find_mnist(SHARED_MNIST) is None:
-        pytest.skip(f"real MNIST not found in {SHARED_MNIST} "
-                    "(set CNN_LIVE_DATA_DIR to a folder holding the four MNIST files)")
+        message = (f"real MNIST not found in {SHARED_MNIST} "
+                   "(set CNN_LIVE_DATA_DIR to a folder holding the four MNIST files)")
+        if os.environ.get("CI"):  # in CI, tests that skip for want of data check nothing
+            pytest.fail(message)
+        pytest.skip(message)
     return SHARED_MNIST
 
 
