@@ -31,6 +31,14 @@ class Status(BaseModel):
     data: DataStatus
 
 
+class AuthInfo(BaseModel):
+    """Which requests need `Authorization: Bearer <token>` (CNN_LIVE_TOKEN), so that the
+    page can ask for it up front. This route itself is always open."""
+    write: bool = Field(description="starting and steering runs needs the token")
+    read: bool = Field(description="every /api/* route needs it (CNN_LIVE_TOKEN_READ); "
+                                   "/api/events also takes it as ?token=")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 
@@ -29,6 +29,10 @@ class Settings:
     # answered faster. On an otherwise idle machine 2 threads train faster (README:
     # ~13,000 images/s): set 0 there if nothing else runs.
     training_blas_threads: int = 1
+    # CNN_LIVE_TOKEN: when set, changing state (starting and steering runs) needs
+    # `Authorization: Bearer <token>`; CNN_LIVE_TOKEN_READ=1: every /api/* route too.
+    token: str | None = field(default=None, repr=False)
+    token_read: bool = False                # CNN_LIVE_TOKEN_READ
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -44,6 +48,8 @@ class Settings:
             "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
             "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",
                                           cls.training_blas_threads, minimum=0),
+            "token": env.get("CNN_LIVE_TOKEN") or None,
+            "token_read": env.get("CNN_LIVE_TOKEN_READ", "").strip().lower() in ("1", "true"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

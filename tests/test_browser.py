@@ -373,3 +373,35 @@ def test_the_connection_indicator_shows_when_the_server_goes_away_and_comes_back
                                                           timeout=20_000)
         expect(page.locator("#connection")).to_have_text("connected")
         page.close()  # before the server stops: its event stream would hold uvicorn up
+
+
+def test_a_server_with_a_token_asks_for_it_on_start_and_then_starts_the_run(mnist_dir, page):
+    token = "browser-test-token"
+    with LiveServer(make_app(mnist_dir, token=token)) as server:
+        problems = Problems(page)
+        open_dashboard(page, server)
+        expect(page.locator("#state")).to_have_text("idle")
+        expect(page.locator("#token-dialog")).to_be_hidden()
+
+        page.select_option("#preset", "seed")
+        page.fill("#epochs", "1")
+        page.click("#start")
+        expect(page.locator("#token-dialog")).to_be_visible(timeout=10_000)
+
+        # A wrong token is refused with a clear message, and the dialog asks again.
+        page.fill("#token-input", "not-the-token")
+        page.click("#token-submit")
+        expect(page.locator("#token-message")).to_contain_text("not accepted", timeout=10_000)
+        expect(page.locator("#token-dialog")).to_be_visible()
+
+        page.fill("#token-input", token)
+        page.click("#token-submit")
+        expect(page.locator("#token-dialog")).to_be_hidden(timeout=10_000)
+        expect(page.locator("#state")).not_to_have_text("idle", timeout=10_000)
+        assert httpx.get(server.url + "/api/status").json()["run_id"]
+        expect(page.locator("#form-error")).to_be_hidden()
+        assert page.evaluate("() => sessionStorage.getItem('cnn-live-token')") == token
+
+        page.wait_for_timeout(300)
+        assert [item for item in problems.items if "401" not in item] == []
+        page.close()  # before the server stops: its event stream would hold uvicorn up

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from ..dependencies import get_hub
+from ..dependencies import UNAUTHORIZED, get_hub, require_read_stream
 from ..hub import EventHub, Subscription
 
 router = APIRouter(tags=["events"])
@@ -33,7 +33,8 @@ def _event_id(value: str | None) -> int | None:
 # yields events to format one by one; this endpoint returns the response itself.
 @router.get("/api/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
-                             "description": "the event stream"}},
+                             "description": "the event stream"}, **UNAUTHORIZED},
+            dependencies=[Depends(require_read_stream)],
             summary="Live training events (status, run, batch, epoch, filters, done, error)")
 async def events(hub: EventHub = Depends(get_hub),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),

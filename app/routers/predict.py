@@ -6,10 +6,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from ..dependencies import UNAUTHORIZED, require_read
 from ..predict import DrawingError, NoModel, Predictor, Snapshot, parse_drawing, prepare
 from ..schemas import ErrorMessage, ModelInfo, Prediction, PredictRequest
 
-router = APIRouter(prefix="/api", tags=["predict"])
+router = APIRouter(prefix="/api", tags=["predict"], dependencies=[Depends(require_read)],
+                   responses=UNAUTHORIZED)
 NO_MODEL = {503: {"model": ErrorMessage, "description": "no model to answer: no run yet and "
                                                          "the bundled model is missing"}}
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import PlainTextResponse
 
-from ..dependencies import get_manager
+from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
 from ..schemas import ErrorMessage, RunInfo, RunRequest, Status
 from ..training import RunConflict, TrainingManager
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_read)],
+                   responses=UNAUTHORIZED)
 CONFLICT = {409: {"model": ErrorMessage, "description": "not possible in the current state"}}
 
 
-@router.post("", status_code=201, response_model=Status,
+@router.post("", status_code=201, response_model=Status, dependencies=[Depends(require_write)],
              responses={**CONFLICT, 422: {"model": ErrorMessage, "description": "invalid settings"}},
              summary="Start a run from a preset, with optional overrides")
 def start_run(request: RunRequest, manager: TrainingManager = Depends(get_manager)) -> dict:
@@ -41,7 +42,8 @@ for _action, _summary in (("pause", "Pause the current run between batches"),
                           ("resume", "Resume the paused run"),
                           ("stop", "Stop the current run between batches")):
     router.add_api_route(f"/current/{_action}", _control(_action), methods=["POST"],
-                         response_model=Status, responses=CONFLICT, summary=_summary)
+                         dependencies=[Depends(require_write)], response_model=Status,
+                         responses=CONFLICT, summary=_summary)
 
 
 @router.get("", response_model=list[RunInfo], summary="This server's runs, oldest first")

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends
 
 from cnn.presets import PRESETS
 
-from ..dependencies import get_manager
-from ..schemas import Health, PresetInfo, Status
+from ..dependencies import UNAUTHORIZED, get_manager, get_settings, require_read
+from ..schemas import AuthInfo, Health, PresetInfo, Status
+from ..settings import Settings
 from ..training import TrainingManager
 
 router = APIRouter(tags=["system"])
@@ -18,11 +19,18 @@ def healthz() -> Health:
     return Health()
 
 
-@router.get("/api/status", response_model=Status, summary="The current run's state and progress")
+@router.get("/api/auth", response_model=AuthInfo, summary="Which requests need the token")
+def auth(settings: Settings = Depends(get_settings)) -> AuthInfo:
+    return AuthInfo(write=bool(settings.token), read=bool(settings.token and settings.token_read))
+
+
+@router.get("/api/status", response_model=Status, dependencies=[Depends(require_read)],
+            responses=UNAUTHORIZED, summary="The current run's state and progress")
 def status(manager: TrainingManager = Depends(get_manager)) -> dict:
     return manager.status()
 
 
-@router.get("/api/presets", response_model=list[PresetInfo], summary="The presets")
+@router.get("/api/presets", response_model=list[PresetInfo], dependencies=[Depends(require_read)],
+            responses=UNAUTHORIZED, summary="The presets")
 def presets() -> list[dict]:
     return [preset.to_dict() for preset in PRESETS.values()]

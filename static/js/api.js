@@ -1,4 +1,52 @@
-// JSON over fetch, with the server's error details turned into readable text.
+// JSON over fetch, with the server's error details turned into readable text, and the
+// server's token (CNN_LIVE_TOKEN): kept in sessionStorage, sent as `Authorization: Bearer`
+// on every call, and asked for (through `setTokenAsker`) when the server answers 401;
+// the call is then sent again with it.
+
+const TOKEN_KEY = 'cnn-live-token';
+let asker = null;          // async (message) => token, or null when the user gives up
+let pendingAsk = null;     // one question at a time, shared by the calls that need it
+
+export function getToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+function setToken(token) {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage refused (private mode): the token lasts as long as the question did
+  }
+}
+
+/** `ask(message)` shows the question and resolves to the token, or null. */
+export function setTokenAsker(ask) {
+  asker = ask;
+}
+
+/** Asks for the token (once, however many calls wait for it); resolves to it, or ''. */
+export function askForToken(wrong = false) {
+  if (!asker) return Promise.resolve('');
+  if (!pendingAsk) {
+    const message = wrong
+      ? 'That token was not accepted. Check it and enter it again.'
+      : 'This server needs a token for this. Enter the token it was started with (CNN_LIVE_TOKEN).';
+    pendingAsk = Promise.resolve(asker(message)).then((token) => {
+      pendingAsk = null;
+      const given = (token || '').trim();
+      if (given) setToken(given);
+      return given;
+    }, () => {
+      pendingAsk = null;
+      return '';
+    });
+  }
+  return pendingAsk;
+}
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -27,19 +75,33 @@ export function describeError(payload, status = 0, statusText = '') {
   return status ? `The server answered ${status}${statusText ? ` ${statusText}` : ''}.` : 'Request failed.';
 }
 
-/** fetch + JSON; throws ApiError (status 0 when the server could not be reached). */
+/** fetch + JSON; throws ApiError (status 0 when the server could not be reached). A 401
+ *  asks for the token and sends the call again, until it passes or the user gives up. */
 export async function api(method, path, body) {
+  for (;;) {
+    const sent = getToken();
+    const response = await send(method, path, body, sent);
+    if (response.status !== 401 || !asker) return read(response);
+    if (getToken() !== sent) continue;  // another call got a new token meanwhile
+    if (!(await askForToken(Boolean(sent)))) return read(response);
+  }
+}
+
+async function send(method, path, body, token) {
   const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  let response;
   try {
-    response = await fetch(path, init);
+    return await fetch(path, init);
   } catch {
     throw new ApiError(0, 'Cannot reach the server.');
   }
+}
+
+async function read(response) {
   const text = await response.text();
   let payload = null;
   if (text) {

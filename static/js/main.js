@@ -10,8 +10,19 @@ import { createDraw } from './draw.js';
 import { createFilters } from './filters.js';
 import { createRuns } from './runs.js';
 import { connectStream } from './stream.js';
+import { api, askForToken, getToken, setTokenAsker } from './api.js';
+import { createTokenDialog } from './token.js';
 
 const byId = (id) => document.getElementById(id);
+
+// The server's token, asked for when a request gets 401 (see api.js).
+setTokenAsker(createTokenDialog({
+  dialog: byId('token-dialog'),
+  form: byId('token-form'),
+  input: byId('token-input'),
+  message: byId('token-message'),
+  cancel: byId('token-cancel'),
+}));
 
 // A started run shows at once, even before its "run" event (which clears again).
 const controls = createControls({ onStarted: (runId) => follow(runId) });
@@ -124,8 +135,24 @@ function showConnection(state) {
   el.classList.add(state);
 }
 
+// Which requests need the token (GET /api/auth, always open). With CNN_LIVE_TOKEN_READ
+// even watching does: ask up front, and give the event stream the token as ?token=
+// (EventSource cannot send headers).
+let auth = { write: false, read: false };
+try {
+  auth = await api('GET', '/api/auth');
+} catch (error) {
+  console.warn('cnn-live: could not ask which requests need a token', error);
+}
+if (auth.read && !getToken()) await askForToken();
+
+function eventsUrl() {
+  const token = auth.read ? getToken() : '';
+  return token ? `/api/events?token=${encodeURIComponent(token)}` : '/api/events';
+}
+
 const stream = connectStream({
-  url: '/api/events',
+  url: eventsUrl,
   onEvent: (name, data) => {
     const handler = handlers[name];
     if (handler && data && typeof data === 'object') handler(data);

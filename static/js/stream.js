@@ -13,7 +13,7 @@ const RETRY_MAX_MS = 15000;
 
 /**
  * @param {object} options
- * @param {string} options.url
+ * @param {string|(() => string)} options.url  a function is asked again at each (re)connection
  * @param {(name: string, data: any, id: string|null) => void} options.onEvent
  * @param {(state: 'connected'|'reconnecting'|'disconnected') => void} options.onConnection
  */
@@ -55,8 +55,9 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
     if (stopped) return;
     clearTimeout(retryTimer);
     if (source) source.close();
-    const resumeUrl = lastEventId === null ? url
-      : `${url}${url.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastEventId)}`;
+    const base = typeof url === 'function' ? url() : url;
+    const resumeUrl = lastEventId === null ? base
+      : `${base}${base.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastEventId)}`;
     const es = new EventSource(resumeUrl);
     source = es;
     // The first connection keeps the page's initial "disconnected" until it opens.

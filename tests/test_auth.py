@@ -1,0 +1,188 @@
+"""Tests for access control (CNN_LIVE_TOKEN, CNN_LIVE_TOKEN_READ): with a token, every
+route that changes state needs `Authorization: Bearer <token>` (401 with
+WWW-Authenticate otherwise); reads stay open unless token_read, which closes every
+/api/* route but /api/auth (the page, /static and /healthz stay open) and lets
+/api/events take ?token=; tokens are compared with hmac.compare_digest; and a server
+without a token is open as before. In process, with Starlette's TestClient."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import hmac
+
+import pytest
+from fastapi.testclient import TestClient
+
+import app.dependencies
+from app.dependencies import TOKEN_NEEDED
+from app.settings import Settings
+from server_helpers import (LONG_RUN, SHORT_RUN, fast_pings, make_app,  # noqa: F401
+                            stream_events, wait_for, wait_for_run_end)
+
+TOKEN = "s3cret-T0ken_with.symbols~"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+WRONG = {"Authorization": "Bearer not-the-token"}
+WRITES = ["/api/runs", "/api/runs/current/pause", "/api/runs/current/resume",
+          "/api/runs/current/stop"]
+READS = ["/api/status", "/api/runs", "/api/presets", "/api/model/info", "/api/auth"]
+OPEN_ALWAYS = ["/", "/healthz", "/static/js/api.js"]
+
+
+def header(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(mnist_dir):
+    with TestClient(make_app(mnist_dir, token=TOKEN)) as client:
+        yield client
+
+
+@pytest.fixture
+def read_client(mnist_dir):
+    with TestClient(make_app(mnist_dir, token=TOKEN, token_read=True)) as client:
+        yield client
+
+
+def body_for(path: str) -> dict | None:
+    return LONG_RUN if path == "/api/runs" else None
+
+
+def assert_unauthorized(response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json() == {"detail": TOKEN_NEEDED}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+def test_settings_read_the_token_from_the_environment():
+    settings = Settings.from_env({"CNN_LIVE_TOKEN": "abc", "CNN_LIVE_TOKEN_READ": "true"})
+    assert settings.token == "abc" and settings.token_read is True
+    assert "abc" not in repr(settings)
+    assert Settings.from_env({"CNN_LIVE_TOKEN_READ": "1"}).token_read is True
+    empty = Settings.from_env({"CNN_LIVE_TOKEN": "", "CNN_LIVE_TOKEN_READ": "0"})
+    assert empty.token is None and empty.token_read is False
+    assert Settings.from_env({}).token is None
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", WRITES)
+@pytest.mark.parametrize("headers", [None, WRONG, {"Authorization": "Basic " + TOKEN},
+                                     {"Authorization": "Bearer "}],
+                         ids=["no-header", "wrong-token", "not-bearer", "empty"])
+def test_a_write_without_the_right_token_gets_401(client, path, headers):
+    assert_unauthorized(client.post(path, json=body_for(path),
+                                    headers=headers))
+    assert client.get("/api/status").json()["state"] == "idle"
+    assert client.get("/api/runs").json() == []
+
+
+def test_the_right_token_starts_pauses_resumes_and_stops_a_run(client):
+    response = client.post("/api/runs", json=LONG_RUN, headers=header(TOKEN))
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "running"
+    for action, state in (("pause", "paused"), ("resume", "running")):
+        response = client.post(f"/api/runs/current/{action}", headers=header(TOKEN))
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == state
+    response = client.post("/api/runs/current/stop", headers=header(TOKEN))
+    assert response.status_code == 200 and response.json()["state"] in ("stopping", "finished")
+    assert wait_for_run_end(client)["state"] == "finished"
+
+
+def test_reads_and_predictions_stay_open_without_token_read(client):
+    for path in READS + OPEN_ALWAYS:
+        assert client.get(path).status_code == 200, path
+    assert client.get("/api/auth").json() == {"write": True, "read": False}
+    drawing = [[0] * 28 for _ in range(28)]
+    for row in range(6, 22):
+        drawing[row][14] = 255
+    response = client.post("/api/predict", json={"image": drawing})
+    assert response.status_code == 200, response.text
+    with client.stream("GET", "/api/events") as response:
+        assert response.status_code == 200
+
+
+# -- reading, with token_read -----------------------------------------------------------------
+
+@pytest.mark.parametrize("method,path", [("GET", p) for p in READS if p != "/api/auth"]
+                         + [("POST", "/api/predict"), ("GET", "/api/events"),
+                            ("GET", "/api/runs/run-1/metrics.csv"), ("POST", "/api/runs")])
+def test_with_token_read_every_api_route_needs_the_token(read_client, method, path):
+    body = {"image": [[0] * 28] * 28} if path == "/api/predict" else body_for(path)
+    assert_unauthorized(read_client.request(method, path, json=body))
+    assert_unauthorized(read_client.request(method, path, json=body, headers=header("nope")))
+
+
+def test_with_token_read_the_token_opens_the_api(read_client):
+    for path in READS:
+        assert read_client.get(path, headers=header(TOKEN)).status_code == 200, path
+    assert read_client.get("/api/auth").json() == {"write": True, "read": True}
+
+
+def test_with_token_read_the_page_static_files_and_health_stay_open(read_client):
+    for path in OPEN_ALWAYS:
+        response = read_client.get(path)
+        assert response.status_code == 200, path
+    assert read_client.get("/api/auth").status_code == 200  # the page asks it first
+
+
+def test_with_token_read_the_event_stream_takes_the_token_as_a_query_parameter(
+        read_client, fast_pings):
+    response = read_client.post("/api/runs", json=SHORT_RUN, headers=header(TOKEN))
+    assert response.status_code == 201, response.text
+    records = stream_events(read_client, lambda r: r.event == "run", params={"token": TOKEN})
+    assert records[-1].json()["run_id"] == response.json()["run_id"]
+    records = stream_events(read_client, lambda r: r.event == "run", headers=header(TOKEN))
+    assert records[-1].event == "run"
+    assert_unauthorized(read_client.get("/api/events", params={"token": "nope"}))
+    read_client.headers.update(AUTH)  # for wait_for_run_end's status polls
+    wait_for_run_end(read_client)
+
+
+# -- how tokens are compared, and no token at all ---------------------------------------------
+
+def test_tokens_are_compared_in_constant_time(client, monkeypatch):
+    calls = []
+
+    def spy(a, b):
+        calls.append((a, b))
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(app.dependencies, "compare_digest", spy)
+    assert_unauthorized(client.post("/api/runs/current/stop", headers=WRONG))
+    assert calls == [(b"not-the-token", TOKEN.encode())]
+    assert client.post("/api/runs/current/stop", headers=header(TOKEN)).status_code == 409
+    assert calls[-1] == (TOKEN.encode(), TOKEN.encode())
+
+
+def test_the_event_stream_query_token_is_compared_in_constant_time(read_client, monkeypatch):
+    calls = []
+
+    def spy(a, b):
+        calls.append((a, b))
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(app.dependencies, "compare_digest", spy)
+    assert_unauthorized(read_client.get("/api/events", params={"token": "guess"}))
+    assert calls == [(b"guess", TOKEN.encode())]
+
+
+def test_without_a_token_everything_is_open_as_before(mnist_dir):
+    with TestClient(make_app(mnist_dir)) as client:
+        assert client.get("/api/auth").json() == {"write": False, "read": False}
+        response = client.post("/api/runs", json=SHORT_RUN)
+        assert response.status_code == 201, response.text
+        wait_for_run_end(client)
+
+
+def test_token_read_without_a_token_changes_nothing(mnist_dir):
+    with TestClient(make_app(mnist_dir, token_read=True)) as client:
+        assert client.get("/api/auth").json() == {"write": False, "read": False}
+        assert client.get("/api/status").status_code == 200
