@@ -201,6 +201,14 @@ class Predictor:
                 description=f"run {run_id}, {verb} (epoch {live.epoch}, step {live.step})")
         self._live = None
 
+    def accept_upload(self, model: Model, metadata: dict) -> Snapshot:
+        """An uploaded model answers from now on, until a run trains or finishes."""
+        preset = metadata.get("preset")
+        described = f"uploaded model{f' ({preset})' if isinstance(preset, str) else ''}"
+        snapshot = Snapshot(model, "uploaded", described)
+        self._finished = snapshot
+        return snapshot
+
     # -- from the request threads -----------------------------------------------------------
 
     def current(self) -> Snapshot:

@@ -102,6 +102,7 @@ class RunInfo(BaseModel):
     message: str | None
     outcome: Literal["finished", "stopped", "failed"] | None = Field(
         None, description="how the run ended (a stopped run's state is finished)")
+    checkpoint: str | None = Field(None, description="the .npz of its last completed epoch")
 
 
 class ErrorMessage(BaseModel):
@@ -110,7 +111,7 @@ class ErrorMessage(BaseModel):
 
 # -- predictions ----------------------------------------------------------------------------
 
-ModelSource = Literal["training", "finished", "bundled"]
+ModelSource = Literal["training", "finished", "uploaded", "bundled"]
 
 
 class PredictRequest(BaseModel):
@@ -132,7 +133,8 @@ class PredictRequest(BaseModel):
 
 class ModelInfo(BaseModel):
     source: ModelSource = Field(description="training: a snapshot of the run in training; "
-                                            "finished: the last run's final weights; bundled: "
+                                            "finished: the last run's final weights; uploaded: "
+                                            "a model sent to POST /api/model; bundled: "
                                             "the pretrained model shipped with the server")
     run_id: str | None
     epoch: int | None = Field(description="the epoch the snapshot was taken in")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
+
+from cnn.data import user_cache_dir
+
+
+def checkpoint_dir(settings: "Settings") -> Path:
+    """Where runs' checkpoints go: CNN_LIVE_RUNS_DIR, else beside the MNIST cache."""
+    if settings.runs_dir:
+        return Path(settings.runs_dir)
+    return user_cache_dir().parent / "runs"
 
 
 class SettingsError(ValueError):
@@ -20,6 +30,7 @@ class Settings:
     history_limit: int = 20_000      # events of the current run kept for late browsers
     subscriber_backlog: int = 2_000  # events queued for one slow browser before it is dropped
     log_level: str = "info"          # CNN_LIVE_LOG_LEVEL
+    runs_dir: str | None = None      # CNN_LIVE_RUNS_DIR: checkpoints; else the per-user cache
     max_body_bytes: int = 2 * 1024 * 1024  # CNN_LIVE_MAX_BODY_BYTES: larger requests get a 413
     # CNN_LIVE_TRAINING_BLAS_THREADS: BLAS threads while a run trains (threadpoolctl;
     # process-wide for OpenBLAS); 0 leaves the BLAS library's own choice (all cores).
@@ -45,6 +56,7 @@ class Settings:
             "history_limit": _int(env, "CNN_LIVE_HISTORY_LIMIT", cls.history_limit),
             "subscriber_backlog": _int(env, "CNN_LIVE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
             "log_level": env.get("CNN_LIVE_LOG_LEVEL", cls.log_level).lower(),
+            "runs_dir": env.get("CNN_LIVE_RUNS_DIR") or None,
             "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
             "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",
                                           cls.training_blas_threads, minimum=0),

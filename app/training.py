@@ -28,7 +28,7 @@ from cnn.train import Trainer, TrainConfig, make_dataset
 
 from .hub import EventHub
 from .predict import Predictor
-from .settings import Settings
+from .settings import Settings, checkpoint_dir
 
 log = logging.getLogger("cnn_live.training")
 
@@ -70,6 +70,7 @@ class RunRecord:
     epochs: list[dict] = field(default_factory=list)
     message: str | None = None
     outcome: str | None = None  # "finished", "stopped" or "failed" once it has ended
+    checkpoint: str | None = None  # the .npz of the last completed epoch
 
     @property
     def final_test_accuracy(self) -> float | None:
@@ -80,7 +81,7 @@ class RunRecord:
                 "state": self.state, "started_at": self.started_at,
                 "finished_at": self.finished_at, "epochs": self.epochs,
                 "final_test_accuracy": self.final_test_accuracy, "message": self.message,
-                "outcome": self.outcome}
+                "outcome": self.outcome, "checkpoint": self.checkpoint}
 
     def metrics_csv(self) -> str:
         out = io.StringIO()
@@ -286,6 +287,18 @@ class TrainingManager:
         self._publish_status()
         log.warning("run %s failed: %s", run.run_id, message)
 
+    def _save_checkpoint(self, run: RunRecord, model: Model, record: dict) -> None:
+        """Each completed epoch, in the training thread (weights consistent): the run's
+        checkpoint, written atomically, so a server stopped any time keeps it."""
+        path = checkpoint_dir(self.settings) / f"run-{run.run_id}.npz"
+        try:
+            model.save(path, metadata={"run_id": run.run_id, "preset": run.preset,
+                                       "config": run.config, **record})
+        except OSError as exc:  # a full or read-only disk must not end the run
+            log.warning("run %s: checkpoint not written to %s: %s", run.run_id, path, exc)
+            return
+        run.checkpoint = str(path)
+
     def _publish_status(self) -> None:
         self.hub.publish("status", self.status())
 
@@ -325,6 +338,8 @@ class TrainingManager:
             elif kind == "epoch":
                 record = {key: event[key] for key in EPOCH_FIELDS}
                 run.epochs.append(record)
+                if model is not None:
+                    self._save_checkpoint(run, model, record)
                 self.hub.publish("epoch", {**record, "run_id": run.run_id})
             elif kind == "filters":
                 self.hub.publish("filters", {

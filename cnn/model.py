@@ -330,18 +330,25 @@ class Model:
 
     # -- files -----------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-        """Write spec, weights and metadata to one `.npz`, atomically: a temporary file
-        in the same folder, then a rename, so a crash never leaves half a model."""
-        path = Path(path)
+    def to_bytes(self, metadata: dict | None = None) -> bytes:
+        """The `.npz` file's content: spec, weights and metadata (JSON), no pickles."""
         arrays = dict(self.state())
         arrays["spec"] = np.array(json.dumps(self.spec))
         arrays["metadata"] = np.array(json.dumps(metadata or {}))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write `to_bytes()` to a file atomically: a temporary file in the same folder,
+        then a rename, so a crash never leaves half a model."""
+        path = Path(path)
+        content = self.to_bytes(metadata)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                f.write(content)
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary file
             os.replace(tmp, path)
         except BaseException:
