@@ -11,7 +11,8 @@
 // answer that comes back after the pad was cleared is dropped.
 
 import { api, ApiError } from './api.js';
-import { cssVar, formatPercent } from './format.js';
+import { cssVar, formatPercent, parseColour } from './format.js';
+import { palette as filterPalette } from './filters.js';
 
 const SEND_SIZE = 140;        // side of the image sent (at most 200), 5 x 28
 const DEBOUNCE_MS = 150;
@@ -19,26 +20,10 @@ const REFERENCE_SIZE = 280;   // the pen width is given in CSS pixels of a 280 p
 const MAX_CHANNELS = 32;      // feature maps shown per layer
 const MAX_FILTER_CHANNELS = 16;
 
-function parseColour(text, fallback) {
-  const value = (text || '').trim();
-  let m = /^#([0-9a-f]{6})$/i.exec(value);
-  if (m) {
-    const n = parseInt(m[1], 16);
-    return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
-  }
-  m = /^#([0-9a-f]{3})$/i.exec(value);
-  if (m) return [...m[1]].map((h) => parseInt(h + h, 16));
-  m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(value);
-  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
-  return fallback;
-}
-
 function colours() {
   return {
     ink: parseColour(cssVar('--draw-ink'), [17, 24, 39]),
-    negative: parseColour(cssVar('--filter-negative'), [33, 102, 172]),
-    zero: parseColour(cssVar('--filter-zero'), [247, 247, 247]),
-    positive: parseColour(cssVar('--filter-positive'), [178, 24, 43]),
+    ...filterPalette(),
   };
 }
 

@@ -5,27 +5,14 @@
 // layer's largest |weight|. Each weight is drawn as an enlarged square; the canvas is
 // displayed at its own size, with `image-rendering: pixelated` for crisp upscaling.
 
-import { cssVar, formatNumber, frameTask } from './format.js';
+import { cssVar, formatNumber, frameTask, parseColour } from './format.js';
 
 const TILE = 72;          // a filter tile's target size in CSS pixels
 const GAP = 2;            // pixels between one channel's kernel and the next
 const MAX_CHANNELS = 16;  // channels shown per filter
 
-function parseColour(text, fallback) {
-  const value = (text || '').trim();
-  let m = /^#([0-9a-f]{6})$/i.exec(value);
-  if (m) {
-    const n = parseInt(m[1], 16);
-    return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
-  }
-  m = /^#([0-9a-f]{3})$/i.exec(value);
-  if (m) return [...m[1]].map((h) => parseInt(h + h, 16));
-  m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(value);
-  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
-  return fallback;
-}
-
-function palette() {
+/** The diverging colours of weights (negative, zero, positive), from the CSS. */
+export function palette() {
   return {
     negative: parseColour(cssVar('--filter-negative'), [33, 102, 172]),
     zero: parseColour(cssVar('--filter-zero'), [247, 247, 247]),

@@ -67,3 +67,18 @@ export function cssVar(name, fallback = '') {
   const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   return value || fallback;
 }
+
+/** A CSS colour (#rgb, #rrggbb or rgb()/rgba()) as [r, g, b], else `fallback`. */
+export function parseColour(text, fallback) {
+  const value = (text || '').trim();
+  let m = /^#([0-9a-f]{6})$/i.exec(value);
+  if (m) {
+    const n = parseInt(m[1], 16);
+    return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+  }
+  m = /^#([0-9a-f]{3})$/i.exec(value);
+  if (m) return [...m[1]].map((h) => parseInt(h + h, 16));
+  m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(value);
+  if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
+  return fallback;
+}
