@@ -188,8 +188,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-torch", action="store_true")
-    parser.add_argument("--keep-blas-env", action="store_true",
-                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+    machine.add_blas_argument(parser)
     args = parser.parse_args()
     machine.describe()
     mnist = load_mnist(args.data_dir, download=False)

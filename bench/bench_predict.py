@@ -162,13 +162,10 @@ def main() -> None:
                              "(default: the server's default only)")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="do not train a second epoch without predictions")
-    parser.add_argument("--keep-blas-env", action="store_true",
-                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+    machine.add_blas_argument(parser)
     args = parser.parse_args()
 
-    machine.describe()
-    print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
-          "(other busy processes skew the figures)", flush=True)
+    machine.describe_with_load()
     label, image = drawing(args.data_dir)
     import json
     body = json.dumps({"image": image}).encode()

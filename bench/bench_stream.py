@@ -194,13 +194,10 @@ def main() -> None:
                         help="run the client threads at the lowest CPU priority, so that "
                              "they read mostly on idle time: the server's own cost, as "
                              "with browsers on other machines")
-    parser.add_argument("--keep-blas-env", action="store_true",
-                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+    machine.add_blas_argument(parser)
     args = parser.parse_args()
 
-    machine.describe()
-    print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
-          "(other busy processes skew the figures)", flush=True)
+    machine.describe_with_load()
     body = {"preset": "default", "epochs": 1}
     if args.train_size:
         body["train_size"] = args.train_size

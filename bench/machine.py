@@ -21,6 +21,19 @@ def use_fast_blas() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
+def add_blas_argument(parser) -> None:
+    """The flag `use_fast_blas` looks for, so that --help shows it."""
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+
+
+def describe_with_load() -> None:
+    """`describe()`, and the load average: other busy processes skew any figure."""
+    describe()
+    print(f"load average before the runs: {os.getloadavg()[0]:.1f} "
+          "(other busy processes skew the figures)", flush=True)
+
+
 def describe(prefix: str = "") -> None:
     import numpy as np
     print(f"{prefix}python {platform.python_version()}, numpy {np.__version__}, "

@@ -7,6 +7,8 @@ Imported by path, like naive_reference: `sys.path.insert(0, str(Path(__file__).p
 
 from __future__ import annotations
 
+import cnn.model
+
 import asyncio
 import json
 import socket
@@ -288,3 +290,15 @@ def run_async(main: Callable[[], object], timeout: float = 30.0):
         raise outcome["error"]
     return outcome.get("value")
 
+
+def fail_after(monkeypatch, steps: int, error: BaseException) -> None:
+    """Model.train_step raises `error` from its (steps + 1)-th call on."""
+    real_step, calls = cnn.model.Model.train_step, []
+
+    def train_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > steps:
+            raise error
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(cnn.model.Model, "train_step", train_step)

@@ -19,11 +19,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-import cnn.model
 from cnn.model import TrainingDiverged
 from cnn.presets import PRESETS
-from server_helpers import (LONG_RUN, SHORT_RUN, fast_pings, is_done, make_app,  # noqa: F401
-                            start_run, stream_events, wait_for, wait_for_run_end)
+from server_helpers import (LONG_RUN, SHORT_RUN, fail_after, fast_pings, is_done,  # noqa: F401
+                            make_app, start_run, stream_events, wait_for, wait_for_run_end)
 
 EPOCH_FIELDS = ["epoch", "epochs", "train_loss", "train_accuracy", "test_loss",
                 "test_accuracy", "test_correct", "test_total", "seconds",
@@ -326,19 +325,6 @@ def test_metrics_of_an_unknown_run_is_a_404(finished_run):
 
 
 # -- failures inside the training thread -----------------------------------------------------
-
-def fail_after(monkeypatch, steps: int, error: BaseException) -> None:
-    """Model.train_step raises `error` from its (steps + 1)-th call on."""
-    real_step, calls = cnn.model.Model.train_step, []
-
-    def train_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > steps:
-            raise error
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(cnn.model.Model, "train_step", train_step)
-
 
 def test_an_exception_in_the_training_thread_fails_the_run_but_not_the_server(
         client, monkeypatch, fast_pings):

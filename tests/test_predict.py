@@ -23,7 +23,8 @@ from app.predict import BUNDLED_MODEL, DrawingError, Predictor, parse_drawing
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS
 from cnn.train import scale_images
-from server_helpers import LONG_RUN, make_app, start_run, wait_for, wait_for_run_end
+from server_helpers import (LONG_RUN, fail_after, make_app, start_run, wait_for,
+                            wait_for_run_end)
 
 MAX_BODY = 2 * 1024 * 1024
 # A run that trains for a few seconds: long enough to be seen in training.
@@ -274,19 +275,6 @@ def test_a_stopped_run_answers_with_the_weights_it_stopped_with(client, drawn):
     assert model["source"] == "finished" and model["run_id"] == run_id
     assert "stopped" in model["description"]
     assert (model["epoch"], model["step"]) == (status["epoch"], status["step"])
-
-
-def fail_after(monkeypatch, steps: int, error: BaseException) -> None:
-    """Model.train_step raises `error` from its (steps + 1)-th call on."""
-    real_step, calls = cnn.model.Model.train_step, []
-
-    def train_step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) > steps:
-            raise error
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(cnn.model.Model, "train_step", train_step)
 
 
 def test_a_diverging_run_leaves_a_good_model_answering(client, drawn, monkeypatch):
