@@ -257,14 +257,21 @@ class Model:
 
     def evaluate(self, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, int]:
         """Mean loss and number correct over a data set, in batches."""
-        total_loss, correct = 0.0, 0
+        loss, probabilities = self.evaluate_probabilities(x, labels, batch_size)
+        return loss, int((probabilities.argmax(axis=1) == labels).sum())
+
+    def evaluate_probabilities(self, x: np.ndarray, labels: np.ndarray,
+                               batch_size: int = 1000) -> tuple[float, np.ndarray]:
+        """Mean loss over a data set, and each image's class probabilities (N, classes)."""
+        total_loss, chunks = 0.0, []
         for i in range(0, len(x), batch_size):
             outputs = self.forward(x[i:i + batch_size])
             batch_labels = labels[i:i + batch_size]
+            chunks.append(self.loss.probabilities(outputs))  # before the loss reuses outputs
             loss, _ = self.loss(outputs, batch_labels)
             total_loss += loss * len(batch_labels)
-            correct += int((outputs.argmax(axis=1) == batch_labels).sum())
-        return total_loss / max(len(x), 1), correct
+        probabilities = np.concatenate(chunks) if chunks else np.zeros((0, 0), self.dtype)
+        return total_loss / max(len(x), 1), probabilities
 
     def feature_maps(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Every layer's output for a batch, images as (N, C, H, W), vectors as (N, D)."""

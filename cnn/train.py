@@ -6,11 +6,21 @@ Events are plain dicts with a "type":
              learning_rate, progress (0..1), eta_seconds
 - "epoch":   epoch, epochs, train_loss, train_accuracy, test_loss, test_accuracy,
              test_correct, test_total, seconds, images_per_second, learning_rate
+- "evaluation": epoch, evaluation (an insight.Evaluation of the test images), after
+             each "epoch"
+- "histograms": epoch, layers: [{"layer", "name", "shape", "weights", "gradients"}],
+             at the start (epoch 0, gradients None) and after each epoch; each histogram
+             has edges, counts and start_counts (see insight.histogram)
 - "filters": epoch, step, layers: [{"layer": index, "weights": (F, C, K, K) array}]
 - "state":   state ("paused" or "running"): the trainer paused or resumed between batches
+- "hyperparameters": epoch, step, steps, global_step, progress, learning_rate, momentum,
+             previous: a live change took effect before the next batch; step is the
+             number of this epoch's batches done before it
 
-The trainer can be paused, resumed and stopped from another thread; it acts on
-it between batches. The same seed gives the same run.
+The trainer can be paused, resumed, stopped, stepped (one epoch more, then pause)
+and have its learning rate and momentum changed from another thread; it acts on it
+between batches. After it finished, `extend()` trains more epochs. The same seed
+gives the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from .augment import Augmentation, augment
+from .insight import Evaluation, histogram
 from .layers import Conv2D
 from .model import Model, TrainingDiverged  # noqa: F401 (raised from train_step)
 from .optim import OPTIMIZERS
@@ -52,6 +63,7 @@ class TrainConfig:
     augment_shift: float = 0.0     # pixels
     augment_scale: float = 0.0     # relative
     augment_rotation: float = 0.0  # degrees
+    augment_stroke: float = 0.0    # pixels the strokes get thicker or thinner
 
     def validated(self) -> "TrainConfig":
         """This config, checked; raises ConfigError naming the first bad setting."""
@@ -72,12 +84,13 @@ class TrainConfig:
         _check_number("augment_shift", self.augment_shift, 0.0, 8.0)
         _check_number("augment_scale", self.augment_scale, 0.0, 0.5)
         _check_number("augment_rotation", self.augment_rotation, 0.0, 45.0)
+        _check_number("augment_stroke", self.augment_stroke, 0.0, 1.0)
         return self
 
     def augmentation(self) -> Augmentation | None:
-        if not (self.augment_shift or self.augment_scale or self.augment_rotation):
-            return None
-        return Augmentation(self.augment_shift, self.augment_scale, self.augment_rotation)
+        settings = Augmentation(self.augment_shift, self.augment_scale, self.augment_rotation,
+                                self.augment_stroke)
+        return settings if settings.active else None
 
     def replace(self, **changes) -> "TrainConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -152,6 +165,12 @@ class Trainer:
         self._augment_rng = np.random.default_rng([self.config.seed, 2])
         self._augmentation = self.config.augmentation()
         self._last_filters = 0.0
+        self._pause_after_epoch = False
+        self._hyperparameter_lock = threading.Lock()
+        self._pending_hyperparameters: dict[str, float] = {}
+        self.last_evaluation: Evaluation | None = None
+        self._start_weights = self._weights()  # what the histograms compare with
+        self._first_gradients: list[np.ndarray] | None = None
 
     # -- control (any thread) --------------------------------------------------------
 
@@ -165,6 +184,24 @@ class Trainer:
         self._stop_requested.set()
         self._running.set()  # a paused trainer wakes up to stop
 
+    def step_epoch(self) -> None:
+        """Train to the end of the current epoch (a whole one if paused between
+        epochs), then pause again."""
+        self._pause_after_epoch = True
+        self._running.set()
+
+    def set_hyperparameters(self, learning_rate: float | None = None,
+                            momentum: float | None = None) -> None:
+        """Change the learning rate and/or momentum (Adam's beta1) from the next batch
+        on; ConfigError for values out of range, and nothing changes then."""
+        changes = {"learning_rate": learning_rate, "momentum": momentum}
+        changes = {name: value for name, value in changes.items() if value is not None}
+        if not changes:
+            raise ConfigError("give a learning_rate, a momentum or both")
+        self.config.replace(**changes)  # validates, with the same ranges as at the start
+        with self._hyperparameter_lock:
+            self._pending_hyperparameters.update(changes)
+
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
@@ -174,8 +211,22 @@ class Trainer:
     def run(self) -> list[dict]:
         """Train for config.epochs epochs (or until stopped); returns the epoch history."""
         self._emit_filters(epoch=0, step=0)
-        for epoch in range(1, self.config.epochs + 1):
-            if not self.run_epoch(epoch):
+        self._emit_histograms(epoch=0)
+        return self._train_until(self.config.epochs)
+
+    def extend(self, epochs: int = 1) -> list[dict]:
+        """After run() ended (finished or stopped): train `epochs` more whole epochs,
+        numbered on from the last completed one."""
+        target = len(self.history) + epochs
+        self.config = self.config.replace(epochs=max(self.config.epochs, target))
+        self.stopped = False
+        self._stop_requested.clear()
+        self._running.set()
+        return self._train_until(target)
+
+    def _train_until(self, last_epoch: int) -> list[dict]:
+        while len(self.history) < last_epoch:
+            if not self.run_epoch(len(self.history) + 1):
                 break
         return self.history
 
@@ -191,6 +242,7 @@ class Trainer:
             if not self._wait_if_paused():
                 self.stopped = True
                 return False
+            self._apply_hyperparameters(epoch, step - 1, steps)
             batch = order[(step - 1) * config.batch_size: step * config.batch_size]
             batch_started = time.perf_counter()
             labels, images = data.train_labels[batch], data.train_images[batch]
@@ -207,7 +259,10 @@ class Trainer:
             if now - self._last_filters >= config.filter_interval:
                 self._emit_filters(epoch, step)
         train_seconds = time.perf_counter() - started
-        test_loss, test_correct = self.model.evaluate(data.test_images, data.test_labels)
+        test_loss, probabilities = self.model.evaluate_probabilities(data.test_images,
+                                                                     data.test_labels)
+        evaluation = Evaluation.from_probabilities(data.test_labels, probabilities)
+        test_correct = int((evaluation.predicted == evaluation.labels).sum())
         test_total = len(data.test_labels)
         record = {
             "type": "epoch", "epoch": epoch, "epochs": config.epochs,
@@ -217,11 +272,20 @@ class Trainer:
             "seconds": time.perf_counter() - started,
             "images_per_second": n / max(train_seconds, 1e-9),
             "learning_rate": self.optimizer.learning_rate,
+            "momentum": self.optimizer.momentum,
         }
         self.history.append(record)
+        self.last_evaluation = evaluation
         self.callback(record)
+        self.callback({"type": "evaluation", "epoch": epoch, "evaluation": evaluation})
+        if self._first_gradients is None:
+            self._first_gradients = self._weight_gradients()
+        self._emit_histograms(epoch)
         self._emit_filters(epoch, steps)
         self.optimizer.learning_rate *= config.lr_decay
+        if self._pause_after_epoch:  # a step: the next batch waits for a resume
+            self._pause_after_epoch = False
+            self._running.clear()
         return True
 
     def _wait_if_paused(self) -> bool:
@@ -243,6 +307,7 @@ class Trainer:
             "global_step": (epoch - 1) * steps + step, "loss": loss, "accuracy": accuracy,
             "images_per_second": images_per_second,
             "learning_rate": self.optimizer.learning_rate,
+            "momentum": self.optimizer.momentum,
             "progress": done_epochs / self.config.epochs,
             "eta_seconds": (self.config.epochs - done_epochs) * seconds_per_epoch,
         })
@@ -253,3 +318,49 @@ class Trainer:
                   for index, layer in enumerate(self.model.layers) if isinstance(layer, Conv2D)]
         if layers:
             self.callback({"type": "filters", "epoch": epoch, "step": step, "layers": layers})
+
+    def _apply_hyperparameters(self, epoch: int, done_steps: int, steps: int) -> None:
+        """Live changes asked for since the last batch take effect now."""
+        with self._hyperparameter_lock:
+            changes, self._pending_hyperparameters = self._pending_hyperparameters, {}
+        if not changes:
+            return
+        previous = {"learning_rate": self.optimizer.learning_rate,
+                    "momentum": self.optimizer.momentum}
+        for name, value in changes.items():
+            setattr(self.optimizer, name, value)
+        done_epochs = epoch - 1 + done_steps / steps
+        self.callback({
+            "type": "hyperparameters", "epoch": epoch, "step": done_steps, "steps": steps,
+            "global_step": (epoch - 1) * steps + done_steps,
+            "progress": done_epochs / self.config.epochs,
+            "learning_rate": self.optimizer.learning_rate, "momentum": self.optimizer.momentum,
+            "previous": previous,
+        })
+
+    # -- histograms ----------------------------------------------------------------------
+
+    def _weighted_layers(self) -> list[tuple[int, object]]:
+        return [(index, layer) for index, layer in enumerate(self.model.layers)
+                if "weight" in layer.params]
+
+    def _weights(self) -> list[np.ndarray]:
+        return [layer.params["weight"].copy() for _, layer in self._weighted_layers()]
+
+    def _weight_gradients(self) -> list[np.ndarray]:
+        return [layer.grads["weight"].copy() for _, layer in self._weighted_layers()]
+
+    def _emit_histograms(self, epoch: int) -> None:
+        """Each weighted layer's weights against the start of the run, and (after an
+        epoch) its last batch's weight gradients against those of the first epoch."""
+        gradients = self._weight_gradients() if epoch else None
+        layers = []
+        for position, (index, layer) in enumerate(self._weighted_layers()):
+            weights = layer.params["weight"]
+            layers.append({
+                "layer": index, "name": f"{index}.{layer.kind}", "shape": list(weights.shape),
+                "weights": histogram(weights, self._start_weights[position]),
+                "gradients": (histogram(gradients[position], self._first_gradients[position])
+                              if gradients is not None else None),
+            })
+        self.callback({"type": "histograms", "epoch": epoch, "layers": layers})

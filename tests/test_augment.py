@@ -279,10 +279,10 @@ def test_augmentation_is_none_when_all_three_settings_are_zero():
 
 
 @pytest.mark.parametrize("changes", [{"augment_shift": 2.0}, {"augment_scale": 0.1},
-                                     {"augment_rotation": 10.0}])
+                                     {"augment_rotation": 10.0}, {"augment_stroke": 0.5}])
 def test_augmentation_carries_the_settings_when_any_one_is_on(changes):
     config = TrainConfig().replace(**changes)
-    expected = {"shift": 0.0, "scale": 0.0, "rotation": 0.0,
+    expected = {"shift": 0.0, "scale": 0.0, "rotation": 0.0, "stroke": 0.0,
                 **{key.removeprefix("augment_"): value for key, value in changes.items()}}
     assert config.augmentation().to_dict() == expected
 
