@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from .hub import EventHub
 from .paths import web_dir
 from .predict import Predictor
-from .routers import events, model, pages, predict, runs, system
+from .routers import augment, events, model, pages, predict, runs, system
 from .security import SecurityHeaders
 from .settings import Settings
 from .training import TrainingManager
@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.predictor = predictor
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)  # added last: it wraps every answer, a 413 included
-    for router in (system.router, runs.router, events.router, predict.router, model.router,
-                   pages.router):
+    for router in (system.router, runs.router, augment.router, events.router, predict.router,
+                   model.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
     return app

@@ -139,27 +139,35 @@ class Snapshot:
         return {"source": self.source, "run_id": self.run_id, "epoch": self.epoch,
                 "step": self.step, "description": self.description}
 
-    def predict(self, image: np.ndarray, explain: bool = False) -> tuple[np.ndarray, list | None]:
-        """(28, 28) image -> (10 probabilities as float64, feature maps or None)."""
+    def predict(self, image: np.ndarray, explain: bool = False) -> tuple[np.ndarray, dict | None]:
+        """(28, 28) image -> (10 probabilities as float64, and with `explain` every
+        layer's output: {"feature_maps": [...], "vectors": [...]}, else None)."""
         batch = image[None, None].astype(self.model.dtype, copy=False)
         with self.lock:
             probabilities = self.model.predict_proba(batch)[0].astype(np.float64)
-            maps = self._feature_maps(batch) if explain else None
-        return probabilities, maps
+            layers = self._layer_outputs(batch) if explain else None
+        return probabilities, layers
 
-    def _feature_maps(self, batch: np.ndarray) -> list[dict]:
-        out = []
+    def _layer_outputs(self, batch: np.ndarray) -> dict:
+        """Image layers' feature maps (with a conv's filters) and, after the flatten,
+        each layer's vector: the input turning into the prediction, layer by layer."""
+        maps, vectors = [], []
         for index, (name, value) in enumerate(self.model.feature_maps(batch)):
             layer = self.model.layers[index]
-            if value.ndim != 4 or layer.kind not in IMAGE_LAYERS:
-                continue
-            maps = value[0].astype(np.float64)
-            filters = layer.params.get("weight") if layer.kind == "conv" else None
-            out.append({"layer": index, "name": name, "kind": layer.kind,
-                        "shape": list(maps.shape), "maps": np.round(maps, 3).tolist(),
-                        "filters": (np.round(filters.astype(np.float64), 5).tolist()
-                                    if filters is not None else None)})
-        return out
+            if value.ndim == 4 and layer.kind in IMAGE_LAYERS:
+                maps.append(self._feature_map(index, name, layer, value[0].astype(np.float64)))
+            elif value.ndim == 2 and layer.kind != "flatten":
+                vectors.append({"layer": index, "name": name, "kind": layer.kind,
+                                "values": np.round(value[0].astype(np.float64), 4).tolist()})
+        return {"feature_maps": maps, "vectors": vectors}
+
+    @staticmethod
+    def _feature_map(index: int, name: str, layer, maps: np.ndarray) -> dict:
+        filters = layer.params.get("weight") if layer.kind == "conv" else None
+        return {"layer": index, "name": name, "kind": layer.kind,
+                "shape": list(maps.shape), "maps": np.round(maps, 3).tolist(),
+                "filters": (np.round(filters.astype(np.float64), 5).tolist()
+                            if filters is not None else None)}
 
 
 class Predictor:

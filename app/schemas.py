@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 State = Literal["idle", "running", "paused", "stopping", "finished", "failed"]
 
@@ -26,6 +26,9 @@ class Status(BaseModel):
     steps: int
     progress: float = Field(description="0..1 over the whole run")
     eta_seconds: float | None
+    learning_rate: float | None = Field(description="the current learning rate (it may have "
+                                                    "been changed live)")
+    momentum: float | None = Field(description="SGD's momentum or Adam's beta1, now")
     elapsed_seconds: float
     message: str | None = Field(description="why the run failed, if it did")
     data: DataStatus
@@ -70,6 +73,9 @@ class RunRequest(BaseModel):
     augment_shift: float | None = Field(None, ge=0, le=8)
     augment_scale: float | None = Field(None, ge=0, le=0.5)
     augment_rotation: float | None = Field(None, ge=0, le=45)
+    augment_stroke: float | None = Field(None, ge=0, le=1,
+                                         description="pixels the strokes get randomly thicker "
+                                                     "or thinner")
 
     def overrides(self) -> dict:
         return {key: value for key, value in self.model_dump().items()
@@ -88,6 +94,7 @@ class EpochRecord(BaseModel):
     seconds: float
     images_per_second: float
     learning_rate: float
+    momentum: float | None = None
 
 
 class RunInfo(BaseModel):
@@ -107,6 +114,79 @@ class RunInfo(BaseModel):
 
 class ErrorMessage(BaseModel):
     detail: str
+
+
+# -- steering and insight -------------------------------------------------------------------
+
+
+class HyperparametersRequest(BaseModel):
+    """New values for the run in training; they take effect at its next batch."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    learning_rate: float | None = Field(None, gt=0, le=100)
+    momentum: float | None = Field(None, ge=0, lt=1,
+                                   description="SGD's momentum, or Adam's beta1")
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> "HyperparametersRequest":
+        if self.learning_rate is None and self.momentum is None:
+            raise ValueError("give a learning_rate, a momentum or both")
+        return self
+
+
+class ScoredImage(BaseModel):
+    index: int = Field(description="its index in the MNIST test set")
+    label: int = Field(description="the true digit")
+    predicted: int = Field(description="the network's answer")
+    probability: float = Field(description="the probability the network gave its answer")
+    pixels: str = Field(description="base64 of 28x28 uint8, row-major, 0 = background")
+
+
+class ConfusionCell(BaseModel):
+    run_id: str
+    epoch: int = Field(description="the epoch whose evaluation this is (the latest)")
+    label: int
+    predicted: int
+    count: int = Field(description="how many test images are in this cell")
+    images: list[ScoredImage] = Field(description="the first `limit` of them, the network's "
+                                                "most confident answers first")
+
+
+class BatchRecord(BaseModel):
+    epoch: int
+    step: int
+    steps: int
+    global_step: int
+    loss: float = Field(description="mean loss of the batches since the previous point")
+    accuracy: float
+    learning_rate: float
+    momentum: float
+
+
+class RunMetrics(BaseModel):
+    run_id: str
+    preset: str
+    config: dict
+    spec: dict
+    state: State
+    outcome: Literal["finished", "stopped", "failed"] | None
+    started_at: float
+    finished_at: float | None
+    epochs: list[EpochRecord]
+    batches: list[BatchRecord] = Field(description="the loss points the page was sent")
+    hyperparameter_changes: list[dict] = Field(description="live changes, where they took "
+                                                           "effect, with the values before")
+
+
+class SampleImage(BaseModel):
+    label: int
+    pixels: str = Field(description="base64 of 28x28 uint8, row-major, 0 = background")
+
+
+class AugmentPreview(BaseModel):
+    originals: list[SampleImage] = Field(description="the first training images")
+    augmented: list[SampleImage] = Field(description="augmented[i] is a random distortion "
+                                                     "of originals[i]")
 
 
 # -- predictions ----------------------------------------------------------------------------
@@ -152,6 +232,13 @@ class FeatureMap(BaseModel):
         description="a conv layer's weights, F x C x K x K; null for other layers")
 
 
+class LayerVector(BaseModel):
+    layer: int
+    name: str = Field(description="e.g. 5.dense")
+    kind: str
+    values: list[float]
+
+
 class Prediction(BaseModel):
     digit: int = Field(ge=0, le=9)
     probabilities: list[float] = Field(min_length=10, max_length=10)
@@ -159,3 +246,6 @@ class Prediction(BaseModel):
     model: ModelInfo
     feature_maps: list[FeatureMap] | None = Field(
         description="with explain: one entry per layer whose output is images, in spec order")
+    vectors: list[LayerVector] | None = Field(
+        None, description="with explain: the output of every layer after the flatten "
+                          "(dense layers and their activations), in spec order")

@@ -3,15 +3,22 @@ event hub.
 
 The engine's trainer calls back after every batch; this module throttles what it
 passes on (batch events at most ~10 a second, status about once a second, filters
-as the trainer sends them: about once a second and at every epoch end), keeps a
-record of each run for the API, and maps the trainer's life onto the states the
-page shows: idle, running, paused, stopping, finished, failed.
+as the trainer sends them: about once a second and at every epoch end; evaluation
+and histograms once an epoch), keeps a record of each run for the API, and maps the
+trainer's life onto the states the page shows: idle, running, paused, stopping,
+finished, failed.
+
+Steering: the learning rate and momentum can be changed while a run is active, and
+a paused or finished run can be stepped one epoch on (the last run's trainer is kept
+in memory for that).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
+import dataclasses
 import io
 import logging
 import threading
@@ -22,9 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnn.data import DataError, find_mnist, load_mnist, resolve_data_dir
+from cnn.insight import Evaluation
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS, Preset
-from cnn.train import Trainer, TrainConfig, make_dataset
+from cnn.augment import Augmentation, augment
+from cnn.train import Trainer, TrainConfig, make_dataset, scale_images
 
 from .hub import EventHub
 from .predict import Predictor
@@ -36,7 +45,12 @@ BATCH_EVENT_INTERVAL = 0.1   # seconds: at most ~10 batch events a second
 STATUS_EVENT_INTERVAL = 1.0
 ACTIVE_STATES = ("running", "paused", "stopping")
 EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                "test_correct", "test_total", "seconds", "images_per_second", "learning_rate")
+                "test_correct", "test_total", "seconds", "images_per_second", "learning_rate",
+                "momentum")
+BATCH_FIELDS = ("epoch", "step", "steps", "global_step", "loss", "accuracy", "learning_rate",
+                "momentum")
+MAX_BATCH_RECORDS = 50_000  # published batch points kept per run for the JSON export
+GALLERY_SIZE = 36           # misclassified test images sent with each evaluation event
 
 
 def blas_threads(count: int):
@@ -57,6 +71,10 @@ class RunConflict(RuntimeError):
     """The request does not fit the current state (a run is active, or none is)."""
 
 
+class NotFound(LookupError):
+    """No such run, or nothing of the kind asked for yet; the message says which."""
+
+
 @dataclass
 class RunRecord:
     """What the API reports about one run of this server."""
@@ -71,6 +89,10 @@ class RunRecord:
     message: str | None = None
     outcome: str | None = None  # "finished", "stopped" or "failed" once it has ended
     checkpoint: str | None = None  # the .npz of the last completed epoch
+    batches: list[dict] = field(default_factory=list)  # the published (throttled) batch points
+    hyperparameter_changes: list[dict] = field(default_factory=list)
+    evaluation: Evaluation | None = None  # the last epoch's answers on the test images
+    evaluation_epoch: int | None = None
 
     @property
     def final_test_accuracy(self) -> float | None:
@@ -82,6 +104,14 @@ class RunRecord:
                 "finished_at": self.finished_at, "epochs": self.epochs,
                 "final_test_accuracy": self.final_test_accuracy, "message": self.message,
                 "outcome": self.outcome, "checkpoint": self.checkpoint}
+
+    def metrics(self) -> dict:
+        """Everything measured during the run, for the JSON export."""
+        return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
+                "spec": self.spec, "state": self.state, "outcome": self.outcome,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "epochs": self.epochs, "batches": self.batches,
+                "hyperparameter_changes": self.hyperparameter_changes}
 
     def metrics_csv(self) -> str:
         out = io.StringIO()
@@ -100,6 +130,8 @@ class Progress:
     steps: int = 0
     progress: float = 0.0
     eta_seconds: float | None = None
+    learning_rate: float | None = None
+    momentum: float | None = None
 
 
 def build_run(preset_name: str, overrides: dict, filters: list[int] | None) -> tuple[Preset, dict, TrainConfig]:
@@ -136,6 +168,7 @@ class TrainingManager:
         self._thread: threading.Thread | None = None
         self._progress = Progress()
         self._pending_action = None  # a pause or stop asked for while data was loading
+        self._steppable: Trainer | None = None  # the ended current run's trainer, for a step
         self._mnist = None
         self._data_message: str | None = None
 
@@ -168,6 +201,7 @@ class TrainingManager:
             "epoch": progress.epoch, "epochs": progress.epochs,
             "step": progress.step, "steps": progress.steps,
             "progress": progress.progress, "eta_seconds": progress.eta_seconds,
+            "learning_rate": progress.learning_rate, "momentum": progress.momentum,
             "elapsed_seconds": elapsed,
             "message": run.message if run else None,
             "data": self.data_status(),
@@ -184,7 +218,9 @@ class TrainingManager:
             run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec)
             self.runs[run.run_id] = run
             self._current = run
-            self._progress = Progress(epochs=config.epochs)
+            self._steppable = None
+            self._progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
+                                      momentum=config.momentum)
             self.hub.start_run()
             self.hub.publish("run", {"run_id": run.run_id, "preset": run.preset,
                                      "config": run.config, "spec": spec})
@@ -203,6 +239,54 @@ class TrainingManager:
 
     def stop(self) -> None:
         self._change_state("stop", ("running", "paused"), "stopping", lambda t: t.stop())
+
+    def set_hyperparameters(self, learning_rate: float | None = None,
+                            momentum: float | None = None) -> None:
+        """Change the active run's learning rate and/or momentum from its next batch;
+        RunConflict without an active run, ValueError (ConfigError) for bad values."""
+        with self._lock:
+            run, trainer = self._current, self._trainer
+            if run is None or run.state not in ("running", "paused"):
+                raise RunConflict(f"cannot change the learning rate: the run is "
+                                  f"{run.state if run else 'idle'}")
+            if trainer is None:
+                raise RunConflict("the run is still loading its data; try again in a moment")
+            trainer.set_hyperparameters(learning_rate, momentum)
+        log.info("run %s: learning rate %s, momentum %s asked for", run.run_id, learning_rate,
+                 momentum)
+
+    def step(self) -> None:
+        """One epoch more: a paused run trains to the end of its current epoch and
+        pauses again; a finished (or stopped) run trains one more whole epoch."""
+        with self._lock:
+            run = self._current
+            state = run.state if run else "idle"
+            if state == "paused" and self._trainer is not None:
+                self._trainer.step_epoch()
+                run.state = "running"
+            elif state == "finished" and self._steppable is not None:
+                self._continue(run, self._steppable)
+            elif state == "finished":
+                raise RunConflict("cannot step: this run's training state is no longer in "
+                                  "memory; start a new run")
+            else:
+                raise RunConflict(f"cannot step: the run is {state}; "
+                                  + ("pause it first" if state == "running"
+                                     else "step works on a paused or finished run"))
+            self._publish_status()
+        log.info("run %s: one epoch more", run.run_id)
+
+    def _continue(self, run: RunRecord, trainer: Trainer) -> None:
+        """(Holding the lock.) Train a finished run's trainer one more epoch."""
+        self._steppable = None
+        self._trainer = trainer
+        run.state, run.finished_at, run.outcome = "running", None, None
+        self._progress = Progress(len(run.epochs), len(run.epochs) + 1,
+                                  learning_rate=self._progress.learning_rate,
+                                  momentum=self._progress.momentum)
+        self._thread = threading.Thread(target=self._drive, args=(run, trainer, trainer.extend),
+                                        name=f"training-{run.run_id}", daemon=True)
+        self._thread.start()
 
     def _change_state(self, action: str, allowed: tuple[str, ...], new_state: str, apply) -> None:
         with self._lock:
@@ -236,29 +320,56 @@ class TrainingManager:
             data = make_dataset(self._load_data(), config)
             model = Model(spec, seed=config.seed)
             trainer = Trainer(model, config, data, self._reporter(run, model))
-            with self._lock:
-                self._trainer = trainer
-                pending, self._pending_action = self._pending_action, None
-                if run.state == "stopping":
-                    trainer.stop()
-                elif pending is not None:
-                    pending(trainer)
+        except Exception as exc:
+            self._handle_failure(run, exc)
+            return
+        with self._lock:
+            self._trainer = trainer
+            pending, self._pending_action = self._pending_action, None
+            if run.state == "stopping":
+                trainer.stop()
+            elif pending is not None:
+                pending(trainer)
+        self._drive(run, trainer, trainer.run)
+
+    def _drive(self, run: RunRecord, trainer: Trainer, work) -> None:
+        """Run `work` (trainer.run or trainer.extend) to its end in this thread, and
+        record how the run ended."""
+        try:
             with blas_threads(self.settings.training_blas_threads):
-                trainer.run()
+                work()
             if trainer.stopped and self._progress.step:  # as stopped: they answer predictions
-                self.predictor.offer(run.run_id, model, self._progress.epoch, self._progress.step)
+                self.predictor.offer(run.run_id, trainer.model, self._progress.epoch,
+                                     self._progress.step)
+            with self._lock:
+                self._steppable = trainer
             self._finish(run, "stopped" if trainer.stopped else "finished")
-        except TrainingDiverged as exc:
-            self._fail(run, f"training diverged: {exc}")
-        except DataError as exc:
-            self._data_message = str(exc)
-            self._fail(run, str(exc))
-        except Exception as exc:  # the server must outlive any failure of a run
-            log.exception("run %s failed", run.run_id)
-            self._fail(run, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self._handle_failure(run, exc)
         finally:
             with self._lock:
                 self._trainer = None
+
+    def _handle_failure(self, run: RunRecord, exc: Exception) -> None:
+        """Any failure ends the run as failed with a message: the server outlives it."""
+        if isinstance(exc, TrainingDiverged):
+            self._fail(run, f"training diverged: {exc}")
+        elif isinstance(exc, DataError):
+            self._data_message = str(exc)
+            self._fail(run, str(exc))
+        else:
+            log.error("run %s failed", run.run_id, exc_info=exc)
+            self._fail(run, f"{type(exc).__name__}: {exc}")
+
+    def augment_preview(self, settings: Augmentation, count: int, seed: int) -> dict:
+        """The first `count` training images and one random distortion of each, as
+        training would make it with these settings; DataError without MNIST."""
+        images = self._load_data().train_images[:count]
+        labels = self._mnist.train_labels[:count]
+        distorted = augment(scale_images(images), np.random.default_rng(seed), settings)
+        distorted = np.rint(np.clip(distorted[:, 0], 0, 1) * 255).astype(np.uint8)
+        return {"originals": [_sample(image, label) for image, label in zip(images, labels)],
+                "augmented": [_sample(image, label) for image, label in zip(distorted, labels)]}
 
     def _load_data(self):
         if self._mnist is None:
@@ -326,11 +437,14 @@ class TrainingManager:
                 loss_sum += event["loss"]
                 loss_count += 1
                 self._progress = Progress(event["epoch"], self._progress.epochs, event["step"],
-                                          event["steps"], event["progress"], event["eta_seconds"])
+                                          event["steps"], event["progress"], event["eta_seconds"],
+                                          event["learning_rate"], event["momentum"])
                 if now - last_batch >= BATCH_EVENT_INTERVAL or event["step"] == event["steps"]:
                     payload = {**event, "loss": loss_sum / loss_count, "run_id": run.run_id}
                     del payload["type"]
                     self.hub.publish("batch", payload)
+                    if len(run.batches) < MAX_BATCH_RECORDS:
+                        run.batches.append({key: payload[key] for key in BATCH_FIELDS})
                     last_batch, loss_sum, loss_count = now, 0.0, 0
                 if now - last_status >= STATUS_EVENT_INTERVAL:
                     self._publish_status()
@@ -341,6 +455,19 @@ class TrainingManager:
                 if model is not None:
                     self._save_checkpoint(run, model, record)
                 self.hub.publish("epoch", {**record, "run_id": run.run_id})
+            elif kind == "evaluation":
+                run.evaluation, run.evaluation_epoch = event["evaluation"], event["epoch"]
+                self.hub.publish("evaluation", self._evaluation_event(run))
+            elif kind == "histograms":
+                self.hub.publish("histograms", {"run_id": run.run_id, "epoch": event["epoch"],
+                                                "layers": event["layers"]})
+            elif kind == "hyperparameters":
+                self._hyperparameters_changed(run, event)
+            elif kind == "state":  # the trainer paused by itself at the end of a step
+                with self._lock:
+                    if run.state in ("running", "paused"):
+                        run.state = event["state"]
+                self._publish_status()
             elif kind == "filters":
                 self.hub.publish("filters", {
                     "run_id": run.run_id, "epoch": event["epoch"], "step": event["step"],
@@ -349,3 +476,55 @@ class TrainingManager:
                                 "weights": np.round(item["weights"].astype(np.float64), 5).tolist()}
                                for item in event["layers"]]})
         return report
+
+    def _hyperparameters_changed(self, run: RunRecord, event: dict) -> None:
+        change = {key: value for key, value in event.items() if key != "type"}
+        change["run_id"] = run.run_id
+        run.hyperparameter_changes.append(change)
+        self._progress = dataclasses.replace(self._progress, learning_rate=event["learning_rate"],
+                                             momentum=event["momentum"])
+        self.hub.publish("hyperparameters", change)
+        log.info("run %s: learning rate %g, momentum %g from epoch %d step %d", run.run_id,
+                 event["learning_rate"], event["momentum"], event["epoch"], event["step"] + 1)
+
+    # -- the test images behind the evaluation -------------------------------------------------
+
+    def _evaluation_event(self, run: RunRecord) -> dict:
+        evaluation = run.evaluation
+        mistakes = evaluation.mistakes()
+        return {"run_id": run.run_id, "epoch": run.evaluation_epoch,
+                "confusion": evaluation.confusion().tolist(),
+                "test_total": len(evaluation.labels), "misclassified_total": len(mistakes),
+                "misclassified": [self._test_image(evaluation, index)
+                                  for index in mistakes[:GALLERY_SIZE]]}
+
+    def confusion_cell(self, run_id: str, label: int, predicted: int, limit: int) -> dict:
+        """The test images of one cell of a run's latest confusion matrix; NotFound
+        when there is no such run or it has not been evaluated yet."""
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r} on this server")
+        evaluation = run.evaluation
+        if evaluation is None:
+            raise NotFound(f"run {run_id} has no evaluation yet: it comes after the first epoch")
+        indices = evaluation.cell(label, predicted)
+        return {"run_id": run_id, "epoch": run.evaluation_epoch, "label": label,
+                "predicted": predicted, "count": len(indices),
+                "images": [self._test_image(evaluation, index) for index in indices[:limit]]}
+
+    def _test_image(self, evaluation: Evaluation, index) -> dict:
+        """One test image (MNIST's own uint8 pixels, base64) with the network's answer."""
+        index = int(index)
+        return {"index": index, "label": int(evaluation.labels[index]),
+                "predicted": int(evaluation.predicted[index]),
+                "probability": round(float(evaluation.confidence[index]), 4),
+                "pixels": encode_pixels(self._mnist.test_images[index])}
+
+
+def encode_pixels(image: np.ndarray) -> str:
+    """A 28x28 uint8 image as base64 of its bytes, row-major: 1 KB, not 3 KB of JSON."""
+    return base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def _sample(image: np.ndarray, label) -> dict:
+    return {"label": int(label), "pixels": encode_pixels(image)}

@@ -26,7 +26,7 @@ from server_helpers import (LONG_RUN, SHORT_RUN, fail_after, fast_pings, is_done
 
 EPOCH_FIELDS = ["epoch", "epochs", "train_loss", "train_accuracy", "test_loss",
                 "test_accuracy", "test_correct", "test_total", "seconds",
-                "images_per_second", "learning_rate"]
+                "images_per_second", "learning_rate", "momentum"]
 
 
 @pytest.fixture

@@ -84,7 +84,10 @@ def test_a_new_subscriber_receives_the_whole_history_of_the_finished_run(replay)
     names = [event.event for event in events]
     assert names[0] == "run" and names.count("run") == 1
     assert names.count("done") == 1 and names.index("done") > names.index("run")
-    assert set(names) <= {"run", "status", "batch", "epoch", "filters", "done"}
+    assert set(names) <= {"run", "status", "batch", "epoch", "evaluation", "histograms",
+                          "filters", "done"}
+    assert names.count("evaluation") == names.count("epoch") == 2
+    assert names.count("histograms") == 3  # the start, then each epoch
 
     run = events[0].json()
     assert run["preset"] == "default" and run["config"]["epochs"] == SHORT_RUN["epochs"]

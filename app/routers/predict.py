@@ -41,7 +41,7 @@ async def predict(body: PredictRequest,
     except DrawingError as exc:
         raise HTTPException(422, str(exc)) from None
     snapshot = answering(predictor)
-    probabilities, maps = snapshot.predict(image, explain=body.explain)
+    probabilities, layers = snapshot.predict(image, explain=body.explain)
     if not np.isfinite(probabilities).all():  # never happens with finite weights
         raise HTTPException(503, "the answering model gave no usable answer")
     # Serialized here, not validated again against Prediction (which documents it):
@@ -49,7 +49,9 @@ async def predict(body: PredictRequest,
     return JSONResponse({"digit": int(probabilities.argmax()),
                          "probabilities": probabilities.tolist(),
                          "input": np.round(image.astype(np.float64), 4).tolist(),
-                         "model": snapshot.info(), "feature_maps": maps})
+                         "model": snapshot.info(),
+                         "feature_maps": layers["feature_maps"] if layers else None,
+                         "vectors": layers["vectors"] if layers else None})
 
 
 @router.get("/model/info", response_model=ModelInfo, responses=NO_MODEL,

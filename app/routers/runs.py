@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
-from ..schemas import ErrorMessage, RunInfo, RunRequest, Status
-from ..training import RunConflict, TrainingManager
+from ..schemas import (ConfusionCell, ErrorMessage, HyperparametersRequest, RunInfo, RunMetrics,
+                       RunRequest, Status)
+from ..training import NotFound, RunConflict, RunRecord, TrainingManager
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_read)],
                    responses=UNAUTHORIZED)
@@ -40,10 +41,27 @@ def _control(action: str):
 
 for _action, _summary in (("pause", "Pause the current run between batches"),
                           ("resume", "Resume the paused run"),
-                          ("stop", "Stop the current run between batches")):
+                          ("stop", "Stop the current run between batches"),
+                          ("step", "One epoch more: a paused run trains to the end of its "
+                                   "epoch and pauses again; a finished run trains one more")):
     router.add_api_route(f"/current/{_action}", _control(_action), methods=["POST"],
                          dependencies=[Depends(require_write)], response_model=Status,
                          responses=CONFLICT, summary=_summary)
+
+
+@router.post("/current/hyperparameters", response_model=Status,
+             dependencies=[Depends(require_write)],
+             responses={**CONFLICT, 422: {"model": ErrorMessage, "description": "invalid values"}},
+             summary="Change the learning rate and/or momentum from the next batch on")
+def set_hyperparameters(request: HyperparametersRequest,
+                        manager: TrainingManager = Depends(get_manager)) -> dict:
+    try:
+        manager.set_hyperparameters(request.learning_rate, request.momentum)
+    except RunConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ValueError as exc:  # ConfigError: out of the engine's range
+        raise HTTPException(422, str(exc)) from None
+    return manager.status()
 
 
 @router.get("", response_model=list[RunInfo], summary="This server's runs, oldest first")
@@ -51,11 +69,43 @@ def list_runs(manager: TrainingManager = Depends(get_manager)) -> list[dict]:
     return [run.to_dict() for run in manager.runs.values()]
 
 
-@router.get("/{run_id}/metrics.csv", response_class=PlainTextResponse,
-            responses={404: {"model": ErrorMessage}}, summary="One run's epoch metrics as CSV")
-def metrics_csv(run_id: str, manager: TrainingManager = Depends(get_manager)) -> PlainTextResponse:
+NOT_FOUND = {404: {"model": ErrorMessage, "description": "no such run"}}
+
+
+def get_run(run_id: str, manager: TrainingManager = Depends(get_manager)) -> RunRecord:
     run = manager.runs.get(run_id)
     if run is None:
         raise HTTPException(404, f"no run {run_id!r} on this server")
-    return PlainTextResponse(run.metrics_csv(), media_type="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="cnn-live-{run_id}.csv"'})
+    return run
+
+
+def _attachment(run_id: str, extension: str) -> dict:
+    return {"Content-Disposition": f'attachment; filename="cnn-live-{run_id}.{extension}"'}
+
+
+@router.get("/{run_id}/metrics.csv", response_class=PlainTextResponse, responses=NOT_FOUND,
+            summary="One run's epoch metrics as CSV")
+def metrics_csv(run: RunRecord = Depends(get_run)) -> PlainTextResponse:
+    return PlainTextResponse(run.metrics_csv(), media_type="text/csv",
+                             headers=_attachment(run.run_id, "csv"))
+
+
+@router.get("/{run_id}/metrics.json", response_model=RunMetrics, responses=NOT_FOUND,
+            summary="One run's metrics as JSON: epochs, loss points, live changes")
+def metrics_json(run: RunRecord = Depends(get_run)) -> dict:
+    return run.metrics()
+
+
+@router.get("/{run_id}/confusion", response_model=ConfusionCell,
+            responses={404: {"model": ErrorMessage,
+                             "description": "no such run, or no evaluation yet"}},
+            summary="The test images of one cell of the run's latest confusion matrix")
+def confusion_cell(run_id: str,
+                   label: int = Query(ge=0, le=9, description="the true digit (the row)"),
+                   predicted: int = Query(ge=0, le=9, description="the answer (the column)"),
+                   limit: int = Query(48, ge=1, le=200),
+                   manager: TrainingManager = Depends(get_manager)) -> dict:
+    try:
+        return manager.confusion_cell(run_id, label, predicted, limit)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
