@@ -27,7 +27,8 @@ TOKEN = "s3cret-T0ken_with.symbols~"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WRONG = {"Authorization": "Bearer not-the-token"}
 WRITES = ["/api/runs", "/api/runs/current/pause", "/api/runs/current/resume",
-          "/api/runs/current/stop"]
+          "/api/runs/current/stop", "/api/runs/current/step",
+          "/api/runs/current/hyperparameters"]
 READS = ["/api/status", "/api/runs", "/api/presets", "/api/model/info", "/api/auth"]
 OPEN_ALWAYS = ["/", "/healthz", "/static/js/api.js"]
 
@@ -49,7 +50,8 @@ def read_client(mnist_dir):
 
 
 def body_for(path: str) -> dict | None:
-    return LONG_RUN if path == "/api/runs" else None
+    return {"/api/runs": LONG_RUN,
+            "/api/runs/current/hyperparameters": {"learning_rate": 0.01}}.get(path)
 
 
 def assert_unauthorized(response) -> None:
