@@ -13,16 +13,16 @@
 import { api, ApiError } from './api.js';
 import { cssVar, formatPercent, parseColour } from './format.js';
 import { palette as filterPalette } from './filters.js';
+import { createLayerView, paintMap } from './layers.js';
 
 const SEND_SIZE = 140;        // side of the image sent (at most 200), 5 x 28
 const DEBOUNCE_MS = 150;
 const REFERENCE_SIZE = 280;   // the pen width is given in CSS pixels of a 280 px pad
-const MAX_CHANNELS = 32;      // feature maps shown per layer
-const MAX_FILTER_CHANNELS = 16;
 
 function colours() {
   return {
     ink: parseColour(cssVar('--draw-ink'), [17, 24, 39]),
+    axis: parseColour(cssVar('--chart-axis'), [91, 101, 118]),
     ...filterPalette(),
   };
 }
@@ -48,88 +48,6 @@ function describeFailure(error) {
   return error.message || `The server answered ${error.status}.`;
 }
 
-/** Paint `values` (H x W, any range) into `canvas` as ink of alpha 0..1, min..max per map. */
-function paintMap(canvas, values, ink, normalise) {
-  const h = values.length;
-  const w = values[0]?.length ?? 0;
-  if (!h || !w) return;
-  if (canvas.width !== w) canvas.width = w;
-  if (canvas.height !== h) canvas.height = h;
-  let low = 0;
-  let high = 1;
-  if (normalise) {
-    low = Infinity;
-    high = -Infinity;
-    for (const row of values) for (const v of row) {
-      if (v < low) low = v;
-      if (v > high) high = v;
-    }
-  }
-  const range = high - low;
-  const ctx = canvas.getContext('2d');
-  const image = ctx.createImageData(w, h);
-  const data = image.data;
-  for (let y = 0; y < h; y++) {
-    const row = values[y];
-    for (let x = 0; x < w; x++) {
-      const v = row[x];
-      const t = Number.isFinite(v) && range > 1e-12 ? (v - low) / range : 0;
-      const i = (y * w + x) * 4;
-      data[i] = ink[0];
-      data[i + 1] = ink[1];
-      data[i + 2] = ink[2];
-      data[i + 3] = Math.round(Math.min(1, Math.max(0, t)) * 255);
-    }
-  }
-  ctx.putImageData(image, 0, 0);
-}
-
-/** A conv filter C x K x K: its (first 16) channels' kernels in a grid, 1 px apart. */
-function paintFilter(canvas, filter, max, palette) {
-  const channels = Math.min(filter.length, MAX_FILTER_CHANNELS);
-  const k = filter[0]?.length ?? 0;
-  if (!channels || !k) return;
-  const cols = Math.ceil(Math.sqrt(channels));
-  const rows = Math.ceil(channels / cols);
-  const w = cols * (k + 1) - 1;
-  const h = rows * (k + 1) - 1;
-  if (canvas.width !== w) canvas.width = w;
-  if (canvas.height !== h) canvas.height = h;
-  const ctx = canvas.getContext('2d');
-  const image = ctx.createImageData(w, h);
-  const data = image.data;
-  for (let c = 0; c < channels; c++) {
-    const ox = (c % cols) * (k + 1);
-    const oy = Math.floor(c / cols) * (k + 1);
-    for (let y = 0; y < k; y++) {
-      for (let x = 0; x < k; x++) {
-        const wgt = filter[c][y]?.[x];
-        const t = Number.isFinite(wgt) ? Math.max(-1, Math.min(1, wgt / max)) : 0;
-        const end = t < 0 ? palette.negative : palette.positive;
-        const a = Math.abs(t);
-        const i = ((oy + y) * w + ox + x) * 4;
-        for (let j = 0; j < 3; j++) data[i + j] = Math.round(palette.zero[j] + (end[j] - palette.zero[j]) * a);
-        data[i + 3] = 255;
-      }
-    }
-  }
-  ctx.putImageData(image, 0, 0);
-}
-
-function maxAbs(filters) {
-  let max = 0;
-  for (const f of filters) for (const c of f) for (const row of c) for (const w of row) {
-    const a = Math.abs(w);
-    if (a > max && Number.isFinite(a)) max = a;
-  }
-  return max || 1;
-}
-
-function isMaps(layer) {
-  return layer && Array.isArray(layer.maps) && layer.maps.length
-    && Array.isArray(layer.maps[0]) && Array.isArray(layer.maps[0][0]);
-}
-
 export function createDraw({
   canvas, clearButton, penInput, penOutput, predictionEl, modelEl, probabilitiesEl,
   inputCanvas, mapsEl, errorEl,
@@ -138,7 +56,8 @@ export function createDraw({
   const rows = Array.from(probabilitiesEl.querySelectorAll('li[data-digit]'))
     .sort((a, b) => Number(a.dataset.digit) - Number(b.dataset.digit))
     .map((li) => ({ li, fill: li.querySelector('.prob-fill'), value: li.querySelector('.prob-value') }));
-  const emptyMapsText = mapsEl.textContent.trim() || 'Lift the pen after drawing to see the feature maps.';
+  // Every layer's output for the drawing, in order (layers.js).
+  const layerView = createLayerView({ container: mapsEl, colours: () => palette });
   const sampler = document.createElement('canvas');
   sampler.width = SEND_SIZE;
   sampler.height = SEND_SIZE;
@@ -157,8 +76,6 @@ export function createDraw({
   let applied = 0;
   let lastDigit = null;
   let lastAnswer = null;     // for a redraw after a theme change
-  let mapsKey = '';
-  let mapViews = [];         // per layer: {maps: [canvas], filters: [canvas] | null}
 
   // ----- the pad -----
   function penWidth() {
@@ -366,92 +283,13 @@ export function createDraw({
     modelEl.textContent = describeModel(answer.model);
     modelEl.title = answer.model?.description || '';
     if (explain) {
-      if (Array.isArray(answer.feature_maps)) showMaps(answer.feature_maps);
+      if (Array.isArray(answer.feature_maps)) layerView.show(answer);
       // Current unless more ink came since the request.
       if (!dirty && pointerId === null) mapsEl.classList.remove('is-stale');
     }
-    lastAnswer = { ...answer, feature_maps: explain ? answer.feature_maps : lastAnswer?.feature_maps };
+    lastAnswer = answer;
     lastDigit = answer.digit;
     applied += 1;
-  }
-
-  function buildMaps(layers) {
-    mapsEl.replaceChildren();
-    mapViews = layers.map((layer) => {
-      const [channels, h, w] = Array.isArray(layer.shape) ? layer.shape : [layer.maps.length, 0, 0];
-      const group = document.createElement('div');
-      group.className = 'fmap-layer';
-      group.dataset.layer = String(layer.layer);
-      const title = document.createElement('h4');
-      title.className = 'fmap-layer-title';
-      title.textContent = layer.name || `layer ${layer.layer}`;
-      const meta = document.createElement('span');
-      meta.className = 'fmap-layer-meta';
-      const shown = Math.min(layer.maps.length, MAX_CHANNELS);
-      meta.textContent = `${layer.kind || ''} · ${channels}×${h}×${w}`
-        + (shown < layer.maps.length ? ` (first ${shown} channels)` : '');
-      title.append(' ', meta);
-      const grid = document.createElement('div');
-      grid.className = 'fmap-grid';
-      const maps = [];
-      const filters = Array.isArray(layer.filters) ? [] : null;
-      for (let c = 0; c < shown; c++) {
-        const item = document.createElement('div');
-        item.className = 'fmap';
-        const map = document.createElement('canvas');
-        map.className = 'fmap-canvas';
-        map.dataset.layer = String(layer.layer);
-        map.dataset.channel = String(c);
-        map.setAttribute('role', 'img');
-        map.setAttribute('aria-label', `${layer.name || 'layer'} channel ${c + 1}`);
-        item.append(map);
-        maps.push(map);
-        if (filters) {
-          const filter = document.createElement('canvas');
-          filter.className = 'fmap-filter';
-          filter.setAttribute('role', 'img');
-          filter.setAttribute('aria-label', `the filter that made channel ${c + 1}`);
-          item.append(filter);
-          filters.push(filter);
-        }
-        grid.append(item);
-      }
-      group.append(title, grid);
-      mapsEl.append(group);
-      return { maps, filters };
-    });
-  }
-
-  function showMaps(layers) {
-    const shown = layers.filter(isMaps);
-    if (!shown.length) {
-      emptyMaps('This network has no feature maps to show.');
-      return;
-    }
-    const key = shown.map((l) => `${l.layer}:${l.name}:${(l.shape || []).join('x')}:${Array.isArray(l.filters)}`).join('|');
-    if (key !== mapsKey) {
-      buildMaps(shown);
-      mapsKey = key;
-    }
-    shown.forEach((layer, i) => {
-      const view = mapViews[i];
-      view.maps.forEach((canvasEl, c) => paintMap(canvasEl, layer.maps[c], palette.ink, true));
-      if (view.filters) {
-        const max = maxAbs(layer.filters);
-        view.filters.forEach((canvasEl, c) => {
-          if (Array.isArray(layer.filters[c])) paintFilter(canvasEl, layer.filters[c], max, palette);
-        });
-      }
-    });
-  }
-
-  function emptyMaps(text = emptyMapsText) {
-    const p = document.createElement('p');
-    p.className = 'draw-empty';
-    p.textContent = text;
-    mapsEl.replaceChildren(p);
-    mapsKey = '';
-    mapViews = [];
   }
 
   function showError(text) {
@@ -490,7 +328,7 @@ export function createDraw({
     modelEl.textContent = '';
     modelEl.title = '';
     mapsEl.classList.remove('is-stale');
-    emptyMaps();
+    layerView.clear();
     lastDigit = null;
     lastAnswer = null;
   }
@@ -503,12 +341,11 @@ export function createDraw({
     restyle() {
       palette = colours();
       redraw();
-      if (lastAnswer) {
-        if (Array.isArray(lastAnswer.input)) paintMap(inputCanvas, lastAnswer.input, palette.ink, false);
-        if (Array.isArray(lastAnswer.feature_maps)) showMaps(lastAnswer.feature_maps);
-      }
+      if (lastAnswer && Array.isArray(lastAnswer.input)) paintMap(inputCanvas, lastAnswer.input, palette.ink, false);
+      layerView.restyle();
     },
     predictions: () => applied,
+    layerStages: () => layerView.stages(),
     lastPrediction: () => lastDigit,
   };
 }
