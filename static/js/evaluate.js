@@ -1,0 +1,346 @@
+// The "Evaluate" card: after every epoch the server sends an `evaluation` event (the
+// confusion matrix of the test images, and the most confident mistakes). This draws
+//
+// - the confusion matrix as a table of buttons, rows = the true digit, columns = the
+//   network's answer, each showing its count and shaded by it (right answers on the
+//   diagonal in green against their row, mistakes in red against the largest mistake);
+// - the images of the cell clicked (GET /api/runs/{id}/confusion), fetched again when
+//   a newer evaluation comes, so that they always match the matrix shown;
+// - a gallery of the misclassified images the event carries.
+//
+// Each event holds the whole picture, not a change, so only the newest one is drawn:
+// a page that connects mid-run and is replayed the history ends up showing the same
+// as one that watched from the start.
+
+import { api, ApiError } from './api.js';
+import { digitFigure, inkColour, repaintDigits } from './digits.js';
+import { formatInteger, formatPercent, frameTask } from './format.js';
+
+const CELL_LIMIT = 48;   // images asked for per clicked cell (the server allows 200)
+
+/** Sum of a matrix's cells. */
+export function matrixTotal(matrix) {
+  let total = 0;
+  for (const row of matrix) for (const v of row) total += v;
+  return total;
+}
+
+/** Shading 0..1 of every cell: a right answer against its row (the share of that digit
+ *  read right), a mistake against the largest mistake (square root, so that small
+ *  mistakes still show). */
+export function cellShades(matrix) {
+  let maxWrong = 0;
+  matrix.forEach((row, t) => row.forEach((v, p) => {
+    if (t !== p && v > maxWrong) maxWrong = v;
+  }));
+  return matrix.map((row, t) => {
+    const rowTotal = row.reduce((a, b) => a + b, 0);
+    return row.map((v, p) => {
+      if (t === p) return rowTotal ? v / rowTotal : 0;
+      return maxWrong ? Math.sqrt(v / maxWrong) : 0;
+    });
+  });
+}
+
+function isMatrix(m) {
+  return Array.isArray(m) && m.length > 0
+    && m.every((row) => Array.isArray(row) && row.length === m.length
+      && row.every((v) => Number.isInteger(v) && v >= 0));
+}
+
+function describeCell(t, p, count) {
+  return `true ${t}, predicted ${p}: ${formatInteger(count)} image${count === 1 ? '' : 's'}`;
+}
+
+function describeFailure(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 0) return 'Cannot reach the server.';
+    if (error.status === 404) return 'The server no longer has these images (a newer run?).';
+    return error.message || `The server answered ${error.status}.`;
+  }
+  return 'Could not load these images.';
+}
+
+export function createEvaluate({
+  matrixEl, stampEl, summaryEl, detailEl, detailTitleEl, detailGridEl,
+  galleryEl, galleryCountEl,
+}) {
+  const emptyMatrixText = matrixEl.textContent.trim() || 'The confusion matrix appears after the first epoch.';
+  const emptyGalleryText = galleryEl.textContent.trim() || 'The mistakes appear after the first epoch.';
+  let pending = null;      // the newest event not yet drawn
+  let shown = null;        // the event drawn
+  let size = 0;            // classes of the table built
+  let buttons = [];        // [true][predicted] -> <button>
+  let rowNotes = [];       // per row: the share read right
+  let selected = null;     // {label, predicted} of the open cell
+  let detailItems = [];    // its images, for a repaint
+  let detailKey = '';      // run:epoch:label:predicted of the images shown
+  let detailCount = 0;     // the cell's count as the server gave it
+  let loading = false;
+  let reloadWanted = false;
+  let generation = 0;      // bumped by reset: answers for an older run are dropped
+  let version = 0;
+
+  function placeholder(el, text, className) {
+    const p = document.createElement('p');
+    p.className = className;
+    p.textContent = text;
+    el.replaceChildren(p);
+  }
+
+  // ----- the matrix -----
+  function build(n) {
+    const table = document.createElement('table');
+    table.className = 'confusion-table';
+    const caption = document.createElement('caption');
+    caption.className = 'visually-hidden';
+    caption.textContent = 'Confusion matrix of the test images: rows are the true digit, columns the digit the network predicted. Press a cell to see its images.';
+    const head = document.createElement('thead');
+    const headRow = document.createElement('tr');
+    const corner = document.createElement('th');
+    corner.className = 'confusion-corner';
+    corner.scope = 'col';
+    corner.append(cornerLabel('true', 'predicted'));
+    headRow.append(corner);
+    for (let p = 0; p < n; p++) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.className = 'confusion-col';
+      th.textContent = String(p);
+      th.title = `predicted ${p}`;
+      headRow.append(th);
+    }
+    const rightHead = document.createElement('th');
+    rightHead.scope = 'col';
+    rightHead.className = 'confusion-right-head';
+    rightHead.textContent = 'right';
+    rightHead.title = 'the share of this digit read right';
+    headRow.append(rightHead);
+    head.append(headRow);
+
+    const body = document.createElement('tbody');
+    buttons = [];
+    rowNotes = [];
+    for (let t = 0; t < n; t++) {
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.className = 'confusion-row';
+      th.textContent = String(t);
+      th.title = `true ${t}`;
+      tr.append(th);
+      const row = [];
+      for (let p = 0; p < n; p++) {
+        const td = document.createElement('td');
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = `confusion-cell${t === p ? ' is-diagonal' : ''}`;
+        button.dataset.label = String(t);
+        button.dataset.predicted = String(p);
+        button.setAttribute('aria-pressed', 'false');
+        button.addEventListener('click', () => select(t, p));
+        td.append(button);
+        tr.append(td);
+        row.push(button);
+      }
+      const note = document.createElement('td');
+      note.className = 'confusion-right';
+      tr.append(note);
+      rowNotes.push(note);
+      buttons.push(row);
+      body.append(tr);
+    }
+    table.append(caption, head, body);
+    matrixEl.replaceChildren(table);
+    size = n;
+  }
+
+  function cornerLabel(rows, cols) {
+    const span = document.createElement('span');
+    span.className = 'confusion-axes';
+    const r = document.createElement('span');
+    r.textContent = `${rows} ↓`;
+    const c = document.createElement('span');
+    c.textContent = `${cols} →`;
+    span.append(c, r);
+    return span;
+  }
+
+  function paintMatrix(matrix) {
+    if (matrix.length !== size) build(matrix.length);
+    const shades = cellShades(matrix);
+    matrix.forEach((row, t) => {
+      const rowTotal = row.reduce((a, b) => a + b, 0);
+      row.forEach((count, p) => {
+        const button = buttons[t][p];
+        button.textContent = formatInteger(count);
+        button.dataset.count = String(count);
+        button.setAttribute('aria-label', describeCell(t, p, count));
+        button.title = describeCell(t, p, count);
+        const shade = shades[t][p];
+        button.style.setProperty('--heat', shade.toFixed(3));
+        button.classList.toggle('is-zero', count === 0);
+        button.classList.toggle('is-strong', shade > 0.55);
+      });
+      rowNotes[t].textContent = rowTotal ? formatPercent(row[t] / rowTotal, 0) : '–';
+      rowNotes[t].title = rowTotal ? `${formatInteger(row[t])} of ${formatInteger(rowTotal)} ${t}s read right` : '';
+    });
+    markSelected();
+  }
+
+  function markSelected() {
+    buttons.forEach((row, t) => row.forEach((button, p) => {
+      const on = Boolean(selected) && selected.label === t && selected.predicted === p;
+      button.setAttribute('aria-pressed', on ? 'true' : 'false');
+      button.classList.toggle('is-selected', on);
+    }));
+  }
+
+  // ----- the images of one cell -----
+  function select(label, predicted) {
+    if (!shown) return;
+    selected = { label, predicted };
+    markSelected();
+    detailEl.hidden = false;
+    loadCell();
+  }
+
+  async function loadCell() {
+    if (!selected || !shown) return;
+    if (loading) {
+      reloadWanted = true;
+      return;
+    }
+    const mine = generation;
+    const { run_id: runId, epoch } = shown;
+    const { label, predicted } = selected;
+    const key = `${runId}:${epoch}:${label}:${predicted}`;
+    if (key === detailKey) return;   // already showing this evaluation's images
+    loading = true;
+    detailEl.setAttribute('aria-busy', 'true');
+    detailTitleEl.textContent = `True ${label}, predicted ${predicted}: loading…`;
+    try {
+      const path = `/api/runs/${encodeURIComponent(runId)}/confusion`
+        + `?label=${label}&predicted=${predicted}&limit=${CELL_LIMIT}`;
+      const answer = await api('GET', path);
+      // The server answers from its latest evaluation, which may be newer than the one shown.
+      const answered = Number.isFinite(answer?.epoch) ? `${runId}:${answer.epoch}:${label}:${predicted}` : key;
+      if (mine === generation && isSelected(label, predicted)) showCell(answer, answered);
+    } catch (error) {
+      if (mine === generation && isSelected(label, predicted)) {
+        detailKey = '';
+        detailTitleEl.textContent = `True ${label}, predicted ${predicted}: ${describeFailure(error)}`;
+        detailGridEl.replaceChildren();
+        detailItems = [];
+      }
+    } finally {
+      loading = false;
+      detailEl.removeAttribute('aria-busy');
+      if (reloadWanted && mine === generation) {
+        reloadWanted = false;
+        loadCell();
+      }
+    }
+  }
+
+  function isSelected(label, predicted) {
+    return Boolean(selected) && selected.label === label && selected.predicted === predicted;
+  }
+
+  function showCell(answer, key) {
+    const images = Array.isArray(answer?.images) ? answer.images : [];
+    const count = Number.isInteger(answer?.count) ? answer.count : images.length;
+    detailKey = key;
+    detailCount = count;
+    detailItems = images;
+    const { label, predicted } = selected;
+    const what = label === predicted ? `${label}s read right` : `${label}s read as ${predicted}`;
+    const more = count > images.length ? ` (the ${images.length} most confident shown)` : '';
+    const epoch = Number.isFinite(answer?.epoch) ? ` · epoch ${answer.epoch}` : '';
+    detailTitleEl.textContent = `True ${label}, predicted ${predicted}: ${formatInteger(count)} image${count === 1 ? '' : 's'}${more}${epoch}`;
+    detailTitleEl.title = what;
+    const ink = inkColour();
+    detailGridEl.replaceChildren(...images.map((item) => digitFigure(item, ink)));
+    if (!images.length) {
+      placeholder(detailGridEl, 'No test image is in this cell.', 'evaluate-empty');
+    }
+  }
+
+  // ----- the gallery of mistakes -----
+  function paintGallery(event) {
+    const items = Array.isArray(event.misclassified) ? event.misclassified : [];
+    const wrong = Number.isInteger(event.misclassified_total) ? event.misclassified_total : items.length;
+    const total = Number.isInteger(event.test_total) ? event.test_total : null;
+    const share = total ? ` (${formatPercent(wrong / total, 2)})` : '';
+    const of = total !== null ? ` of ${formatInteger(total)}` : '';
+    const showing = items.length && items.length < wrong ? ` · the ${items.length} most confident shown` : '';
+    galleryCountEl.textContent = `${formatInteger(wrong)}${of} test images misclassified${share}${showing}`;
+    galleryCountEl.dataset.count = String(wrong);
+    const ink = inkColour();
+    if (items.length) galleryEl.replaceChildren(...items.map((item) => digitFigure(item, ink)));
+    else placeholder(galleryEl, wrong ? 'No images were sent.' : 'No mistakes: every test image was read right.', 'evaluate-empty');
+  }
+
+  // ----- drawing the newest event -----
+  function draw() {
+    const event = pending;
+    pending = null;
+    if (!event) return;
+    shown = event;
+    paintMatrix(event.confusion);
+    const total = matrixTotal(event.confusion);
+    const right = event.confusion.reduce((sum, row, t) => sum + row[t], 0);
+    summaryEl.textContent = `${formatInteger(right)} of ${formatInteger(total)} test images read right (${formatPercent(total ? right / total : NaN, 2)})`;
+    if (stampEl) stampEl.textContent = Number.isFinite(event.epoch) ? `epoch ${event.epoch}` : '';
+    paintGallery(event);
+    if (selected) loadCell();
+    version += 1;
+  }
+
+  const request = frameTask(draw);
+
+  return {
+    /** A new run: nothing to show until its first evaluation. */
+    reset() {
+      generation += 1;
+      pending = null;
+      shown = null;
+      selected = null;
+      detailItems = [];
+      detailKey = '';
+      detailCount = 0;
+      reloadWanted = false;
+      size = 0;
+      buttons = [];
+      rowNotes = [];
+      placeholder(matrixEl, emptyMatrixText, 'evaluate-empty');
+      placeholder(galleryEl, emptyGalleryText, 'evaluate-empty');
+      summaryEl.textContent = '';
+      galleryCountEl.textContent = '';
+      delete galleryCountEl.dataset.count;
+      if (stampEl) stampEl.textContent = '';
+      detailEl.hidden = true;
+      detailTitleEl.textContent = '';
+      detailGridEl.replaceChildren();
+    },
+    /** An `evaluation` event (of the run shown). */
+    update(event) {
+      if (!event || !isMatrix(event.confusion)) return;
+      pending = event;
+      request();
+    },
+    restyle() {
+      const ink = inkColour();
+      if (shown) repaintDigits(galleryEl, shown.misclassified || [], ink);
+      repaintDigits(detailGridEl, detailItems, ink);
+    },
+    /** For the tests: what is drawn. */
+    state: () => ({
+      version,
+      runId: shown?.run_id ?? null,
+      epoch: shown?.epoch ?? null,
+      total: shown ? matrixTotal(shown.confusion) : 0,
+      selected: selected ? { ...selected, count: detailCount, shown: detailItems.length, loaded: detailKey !== '' && !loading } : null,
+    }),
+  };
+}

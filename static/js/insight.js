@@ -1,0 +1,63 @@
+// The insight panels (issue 6): the evaluation of every epoch (confusion matrix, its
+// cells' images, the gallery of mistakes) and the weight and gradient histograms.
+// main.js hands it the `evaluation` and `histograms` events, tells it when a new run
+// starts and when the theme changed (the canvases take their colours from the CSS).
+
+import { createEvaluate } from './evaluate.js';
+import { createHistograms } from './histograms.js';
+
+const byId = (id) => document.getElementById(id);
+
+export function createInsight() {
+  const evaluate = createEvaluate({
+    matrixEl: byId('confusion'),
+    stampEl: byId('evaluate-stamp'),
+    summaryEl: byId('confusion-summary'),
+    detailEl: byId('confusion-detail'),
+    detailTitleEl: byId('confusion-detail-title'),
+    detailGridEl: byId('confusion-images'),
+    galleryEl: byId('mistakes'),
+    galleryCountEl: byId('mistakes-count'),
+  });
+  const histograms = createHistograms({
+    container: byId('histograms'),
+    stampEl: byId('histograms-stamp'),
+  });
+  let runId = null;
+
+  function reset(newRunId = null) {
+    runId = newRunId;
+    evaluate.reset();
+    histograms.reset();
+  }
+
+  /** Events of another run than the one shown start the panels afresh. */
+  function follow(event) {
+    if (event.run_id && event.run_id !== runId) reset(event.run_id);
+  }
+
+  reset();
+
+  return {
+    reset,
+    restyle() {
+      evaluate.restyle();
+      histograms.restyle();
+    },
+    handlers: {
+      evaluation(event) {
+        follow(event);
+        evaluate.update(event);
+      },
+      histograms(event) {
+        follow(event);
+        histograms.update(event);
+      },
+    },
+    /** Read-only hooks for the browser tests. */
+    hooks: {
+      evaluation: () => evaluate.state(),
+      histograms: () => histograms.state(),
+    },
+  };
+}
