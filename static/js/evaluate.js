@@ -97,25 +97,11 @@ export function createEvaluate({
     caption.textContent = 'Confusion matrix of the test images: rows are the true digit, columns the digit the network predicted. Press a cell to see its images.';
     const head = document.createElement('thead');
     const headRow = document.createElement('tr');
-    const corner = document.createElement('th');
-    corner.className = 'confusion-corner';
-    corner.scope = 'col';
+    const corner = headerCell('col', 'confusion-corner', '', '');
     corner.append(cornerLabel('true', 'predicted'));
     headRow.append(corner);
-    for (let p = 0; p < n; p++) {
-      const th = document.createElement('th');
-      th.scope = 'col';
-      th.className = 'confusion-col';
-      th.textContent = String(p);
-      th.title = `predicted ${p}`;
-      headRow.append(th);
-    }
-    const rightHead = document.createElement('th');
-    rightHead.scope = 'col';
-    rightHead.className = 'confusion-right-head';
-    rightHead.textContent = 'right';
-    rightHead.title = 'the share of this digit read right';
-    headRow.append(rightHead);
+    for (let p = 0; p < n; p++) headRow.append(headerCell('col', 'confusion-col', String(p), `predicted ${p}`));
+    headRow.append(headerCell('col', 'confusion-right-head', 'right', 'the share of this digit read right'));
     head.append(headRow);
 
     const body = document.createElement('tbody');
@@ -123,12 +109,7 @@ export function createEvaluate({
     rowNotes = [];
     for (let t = 0; t < n; t++) {
       const tr = document.createElement('tr');
-      const th = document.createElement('th');
-      th.scope = 'row';
-      th.className = 'confusion-row';
-      th.textContent = String(t);
-      th.title = `true ${t}`;
-      tr.append(th);
+      tr.append(headerCell('row', 'confusion-row', String(t), `true ${t}`));
       const row = [];
       for (let p = 0; p < n; p++) {
         const td = document.createElement('td');
@@ -153,6 +134,15 @@ export function createEvaluate({
     table.append(caption, head, body);
     matrixEl.replaceChildren(table);
     size = n;
+  }
+
+  function headerCell(scope, className, text, title) {
+    const th = document.createElement('th');
+    th.scope = scope;
+    th.className = className;
+    th.textContent = text;
+    if (title) th.title = title;
+    return th;
   }
 
   function cornerLabel(rows, cols) {

@@ -181,10 +181,8 @@ export function createHistograms({ container, stampEl }) {
     view.canvas.setAttribute('aria-label', describeHistogram(h, `${name} ${what}`, startWord));
   }
 
-  function draw() {
-    const event = pending;
-    pending = null;
-    if (!event || !Array.isArray(event.layers)) return;
+  /** Paint `event` (its layout built when it differs from the one shown). */
+  function paint(event) {
     const layers = event.layers.filter((l) => l && isHistogram(l.weights));
     if (!layers.length) {
       message('This network has no weights to show.');
@@ -206,11 +204,16 @@ export function createHistograms({ container, stampEl }) {
       stampEl.textContent = Number.isFinite(event.epoch)
         ? (event.epoch === 0 ? 'start of the run' : `epoch ${event.epoch}`) : '';
     }
-    shown = event;
-    version += 1;
   }
 
-  const request = frameTask(draw);
+  const request = frameTask(() => {
+    const event = pending;
+    pending = null;
+    if (!event || !Array.isArray(event.layers)) return;
+    paint(event);
+    shown = event;
+    version += 1;
+  });
 
   return {
     reset() {
@@ -223,12 +226,9 @@ export function createHistograms({ container, stampEl }) {
       pending = event;
       request();
     },
+    /** The same histograms in the theme's colours (a newer event on its way will be). */
     restyle() {
-      if (shown && !pending) {
-        pending = shown;
-        version -= 1;  // a repaint is not a new histogram
-        request();
-      }
+      if (shown && !pending) paint(shown);
     },
     state: () => ({
       version,
