@@ -3,6 +3,9 @@
 //
 // x is in epochs: a batch at global_step g of a run with S steps per epoch sits at g / S,
 // and an epoch's train and test figures sit at the epoch's end, x = epoch.
+//
+// A live change of the learning rate or momentum (a "hyperparameters" event) is marked
+// on the loss chart: a dashed vertical line where it took effect, labelled "lr a → b".
 
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { cssVar, formatNumber, formatPercent, frameTask } from './format.js';
@@ -17,6 +20,7 @@ function colours() {
     smooth: cssVar('--chart-loss', '#2563eb'),
     train: cssVar('--chart-train', '#d97706'),
     test: cssVar('--chart-test', '#059669'),
+    marker: cssVar('--chart-marker', '#7c3aed'),
     font: cssVar('--chart-font', '12px system-ui, sans-serif'),
     labelFont: cssVar('--chart-label-font', '600 12px system-ui, sans-serif'),
   };
@@ -47,6 +51,57 @@ function chartHeight(width) {
   return Math.round(Math.min(320, Math.max(210, width * 0.6)));
 }
 
+/** Where a batch or a live change sits on the x axis (epochs), or NaN. */
+function stepX(event) {
+  const steps = event.steps > 0 ? event.steps : 1;
+  return Number.isFinite(event.global_step) ? event.global_step / steps
+    : (event.epoch - 1) + event.step / steps;
+}
+
+/** "lr 0.003 → 0.001", and the momentum's change if it changed. */
+export function describeChange(change) {
+  const before = change.previous || {};
+  const parts = [];
+  const changed = (key) => Number.isFinite(change[key]) && change[key] !== before[key];
+  if (changed('learning_rate') || !changed('momentum')) {
+    parts.push(`lr ${formatNumber(before.learning_rate)} → ${formatNumber(change.learning_rate)}`);
+  }
+  if (changed('momentum')) {
+    parts.push(`momentum ${formatNumber(before.momentum)} → ${formatNumber(change.momentum)}`);
+  }
+  return parts.join(', ');
+}
+
+/** The markers' dashed lines and labels, on the plot area (a uPlot draw hook). Labels
+ *  take turns on three rows, so that changes close together stay readable. */
+function drawMarkers(u, markers, colour, font) {
+  if (!markers.length) return;
+  const { ctx, bbox } = u;
+  const ratio = ctx.canvas.width / Math.max(1, u.width);
+  ctx.save();
+  ctx.strokeStyle = colour;
+  ctx.fillStyle = colour;
+  ctx.lineWidth = Math.max(1, Math.round(1.5 * ratio));
+  ctx.setLineDash([5 * ratio, 4 * ratio]);
+  ctx.font = font.replace(/(\d+(?:\.\d+)?)px/, (m, size) => `${Number(size) * ratio}px`);
+  ctx.textBaseline = 'top';
+  const lineHeight = 16 * ratio;
+  markers.forEach((marker, index) => {
+    const x = Math.round(u.valToPos(marker.x, 'x', true));
+    if (x < bbox.left - 1 || x > bbox.left + bbox.width + 1) return;
+    ctx.beginPath();
+    ctx.moveTo(x, bbox.top);
+    ctx.lineTo(x, bbox.top + bbox.height);
+    ctx.stroke();
+    // The label to the right of its line, or to the left near the right edge.
+    const width = ctx.measureText(marker.label).width;
+    const right = x + 4 * ratio + width <= bbox.left + bbox.width;
+    ctx.textAlign = right ? 'left' : 'right';
+    ctx.fillText(marker.label, right ? x + 4 * ratio : x - 4 * ratio, bbox.top + 4 * ratio + (index % 3) * lineHeight);
+  });
+  ctx.restore();
+}
+
 /** Binary search: index of the first element of sorted `xs` that is >= x. */
 function lowerBound(xs, x) {
   let lo = 0;
@@ -71,13 +126,14 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   let smoothing = Number(smoothingInput.value) || 0;
   const epochs = new Map();       // epoch number -> epoch record
   let comparisons = [];           // [{id, label, colour, points: [[epoch, accuracy], ...]}]
+  const markers = [];             // live changes, sorted by x: [{x, label, learning_rate, momentum}]
   let logScale = Boolean(logInput && logInput.checked);
 
   // ----- what the charts show -----
   let lossChart = null;
   let accuracyChart = null;
   let accuracySeriesKey = '';
-  let drawn = { loss: 0, epochs: 0 };
+  let drawn = { loss: 0, epochs: 0, markers: [] };
 
   /** The x range's end: the live run's planned epochs, or more if the data go further
    *  (the accuracy chart also fits the compared runs). */
@@ -85,6 +141,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     let max = epochsPlanned;
     if (batchX.length) max = Math.max(max, batchX[batchX.length - 1]);
     for (const e of epochs.keys()) max = Math.max(max, e);
+    if (markers.length) max = Math.max(max, markers[markers.length - 1].x);
     if (withComparisons) for (const run of comparisons) for (const [e] of run.points) max = Math.max(max, e);
     return max > 0 ? max : 1;
   }
@@ -105,6 +162,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     const c = colours();
     return {
       ...frameOptions(width),
+      hooks: { draw: [(u) => drawMarkers(u, markers, c.marker, c.font)] },
       scales: {
         x: xScale(false),
         y: logScale ? {
@@ -277,7 +335,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     else if (accuracyDirty) accuracyChart.setData(accuracyData());
     lossDirty = false;
     accuracyDirty = false;
-    drawn = { loss: batchX.length, epochs: epochs.size };
+    drawn = { loss: batchX.length, epochs: epochs.size, markers: markers.map((m) => ({ ...m })) };
     if (onLossSmoothed) {
       const last = smoothed.length ? smoothed[smoothed.length - 1] : null;
       onLossSmoothed(last);
@@ -321,7 +379,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     logInput.addEventListener('change', () => {
       logScale = logInput.checked;
       buildLoss(); // the scale's kind is fixed when a chart is made
-      drawn = { ...drawn, loss: batchX.length };
+      drawn = { ...drawn, loss: batchX.length, markers: markers.map((m) => ({ ...m })) };
     });
   }
 
@@ -337,6 +395,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       smoothed = [];
       smoothedValid = 0;
       epochs.clear();
+      markers.length = 0;
       redraw();
     },
     runId: () => runId,
@@ -350,8 +409,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       }
     },
     addBatch(b) {
-      const steps = b.steps > 0 ? b.steps : 1;
-      const x = Number.isFinite(b.global_step) ? b.global_step / steps : (b.epoch - 1) + b.step / steps;
+      const x = stepX(b);
       if (!Number.isFinite(x)) return;
       const loss = Number.isFinite(b.loss) ? b.loss : null;
       const n = batchX.length;
@@ -370,6 +428,19 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       }
       redraw({ accuracy: false });
     },
+    /** A live change of the learning rate or momentum (a "hyperparameters" event): a
+     *  marker where it took effect. Replayed events replace their own marker. */
+    addMarker(change) {
+      const x = stepX(change);
+      if (!Number.isFinite(x)) return;
+      const marker = { x, label: describeChange(change), learning_rate: change.learning_rate,
+        momentum: change.momentum };
+      const at = markers.findIndex((m) => m.x >= x);
+      if (at === -1) markers.push(marker);
+      else if (markers[at].x === x) markers[at] = marker;
+      else markers.splice(at, 0, marker);
+      redraw({ accuracy: false });
+    },
     addEpoch(record) {
       if (!Number.isFinite(record.epoch)) return;
       epochs.set(record.epoch, record);
@@ -386,6 +457,9 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       buildLoss();
       buildAccuracy();
     },
+    /** The uPlot chart "loss" or "accuracy" (for a PNG export). */
+    chart: (name) => (name === 'loss' ? lossChart : accuracyChart),
+    lossMarkers: () => drawn.markers,
     lossPoints: () => drawn.loss,
     epochPoints: () => drawn.epochs,
   };

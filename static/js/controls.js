@@ -1,6 +1,7 @@
 // The training form, the API calls behind its buttons, and everything that shows the
 // run's state: the state badge, the buttons' enabled state, the progress bar and text,
-// the latest figures, and the data-missing and error banners.
+// the latest figures, and the data-missing and error banners. Other modules follow the
+// state through `subscribe` (steer.js).
 
 import { api, ApiError } from './api.js';
 import { formatDuration, formatInteger, formatNumber, formatPercent } from './format.js';
@@ -10,13 +11,17 @@ const STATES = ['idle', 'running', 'paused', 'stopping', 'finished', 'failed'];
 
 const byId = (id) => document.getElementById(id);
 
-function describeAugmentation(c) {
-  const parts = [];
-  if (c.augment_shift) parts.push(`shift ±${c.augment_shift} px`);
-  if (c.augment_scale) parts.push(`scale ±${Math.round(c.augment_scale * 100)}%`);
-  if (c.augment_rotation) parts.push(`rotation ±${c.augment_rotation}°`);
-  return parts.length ? `augmented: ${parts.join(', ')}` : 'no augmentation';
-}
+// The run form's number fields: [body key, element id, label for messages].
+const NUMBER_FIELDS = [
+  ['epochs', 'epochs', 'Epochs'],
+  ['batch_size', 'batch-size', 'Batch size'],
+  ['learning_rate', 'learning-rate', 'Learning rate'],
+  ['seed', 'seed', 'Seed'],
+  ['augment_shift', 'augment-shift', 'Shift'],
+  ['augment_scale', 'augment-scale', 'Scale'],
+  ['augment_rotation', 'augment-rotation', 'Rotation'],
+  ['augment_stroke', 'augment-stroke', 'Stroke'],
+];
 
 function describeFixed(c) {
   if (!c) return '';
@@ -25,7 +30,6 @@ function describeFixed(c) {
   const parts = [`${train} / ${test}`];
   if (c.lr_decay != null && c.lr_decay !== 1) parts.push(`learning rate ×${c.lr_decay} per epoch`);
   if (c.optimizer === 'sgd' && c.momentum) parts.push(`momentum ${c.momentum}`);
-  parts.push(describeAugmentation(c));
   if (c.shuffle === false) parts.push('not shuffled');
   return parts.join(' · ');
 }
@@ -34,11 +38,7 @@ export function createControls({ onStarted } = {}) {
   const el = {
     form: byId('run-form'),
     preset: byId('preset'),
-    epochs: byId('epochs'),
-    batchSize: byId('batch-size'),
-    learningRate: byId('learning-rate'),
     optimizer: byId('optimizer'),
-    seed: byId('seed'),
     start: byId('start'),
     pause: byId('pause'),
     stop: byId('stop'),
@@ -69,6 +69,9 @@ export function createControls({ onStarted } = {}) {
   let speed = null;           // images per second, a moving average over batch events
   let busy = false;
   let streamStatuses = 0;     // status events from the stream so far
+  const listeners = [];       // called with every status applied
+  const numberInputs = NUMBER_FIELDS.map(([key, id, label]) => [key, byId(id), label])
+    .filter(([, input]) => input);
 
   // ----- presets -----
   function readPresetsFromPage() {
@@ -102,11 +105,12 @@ export function createControls({ onStarted } = {}) {
 
   function fillForm(config) {
     if (!config) return;
-    if (config.epochs != null) el.epochs.value = String(config.epochs);
-    if (config.batch_size != null) el.batchSize.value = String(config.batch_size);
-    if (config.learning_rate != null) el.learningRate.value = String(config.learning_rate);
+    for (const [key, input] of numberInputs) {
+      if (config[key] != null) input.value = String(config[key]);
+    }
     if (config.optimizer) el.optimizer.value = config.optimizer;
-    if (config.seed != null) el.seed.value = String(config.seed);
+    // Tell the augmentation preview (augment.js) that its fields changed.
+    el.form.dispatchEvent(new CustomEvent('cnn-live-filled'));
   }
 
   function showPreset(name, { fill = true, config = null } = {}) {
@@ -161,13 +165,7 @@ export function createControls({ onStarted } = {}) {
 
   function collect() {
     const body = { preset: el.preset.value };
-    const numbers = [
-      ['epochs', el.epochs, 'Epochs'],
-      ['batch_size', el.batchSize, 'Batch size'],
-      ['learning_rate', el.learningRate, 'Learning rate'],
-      ['seed', el.seed, 'Seed'],
-    ];
-    for (const [key, input, label] of numbers) {
+    for (const [key, input, label] of numberInputs) {
       const text = input.value.trim();
       if (text === '') {
         if (input.validity && input.validity.badInput) throw new Error(`${label} must be a number.`);
@@ -340,6 +338,7 @@ export function createControls({ onStarted } = {}) {
     renderButtons();
     renderProgress();
     renderBanners();
+    for (const listener of listeners) listener(s);
   }
 
   /** GET /api/status, for a first picture before the stream has said anything. */
@@ -361,6 +360,13 @@ export function createControls({ onStarted } = {}) {
       applyStatus(s);
     },
     status: () => status,
+    /** `listener(status)` after every status applied, from the stream or an answer. */
+    subscribe(listener) {
+      listeners.push(listener);
+    },
+    /** How many statuses the stream has sent: give it back to applyAnswer. */
+    statusesSeen: () => streamStatuses,
+    applyAnswer,
     /** A run started (or its history is being replayed). */
     applyRun(run, { isNew }) {
       adoptRun(run.run_id);

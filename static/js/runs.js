@@ -1,7 +1,9 @@
 // The list of this server's runs (#runs): a checkbox per run adds its test-accuracy
-// line to the accuracy chart, and a link downloads its metrics as CSV.
+// line to the accuracy chart, and two buttons download its metrics as CSV or JSON
+// (fetched with the token, see export.js).
 
-import { api } from './api.js';
+import { api, ApiError } from './api.js';
+import { downloadMetrics } from './export.js';
 import { cssVar, formatClock, formatPercent } from './format.js';
 
 const COLOURS = 6; // --run-colour-0 .. --run-colour-5 in app.css
@@ -15,7 +17,18 @@ function finalAccuracy(run) {
   return null;
 }
 
-export function createRuns({ listEl, onChange }) {
+function downloadButton(run, index, format) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = `run-download run-${format}`;
+  button.dataset.runId = run.run_id;
+  button.dataset.format = format;
+  button.textContent = format.toUpperCase();
+  button.title = `Download run ${index + 1}'s metrics as ${format.toUpperCase()}`;
+  return button;
+}
+
+export function createRuns({ listEl, onChange, errorEl }) {
   let runs = [];
   const selected = new Set();
   let loading = null;
@@ -69,10 +82,12 @@ export function createRuns({ listEl, onChange }) {
       const meta = document.createElement('span');
       meta.className = 'run-meta';
       const epochs = Array.isArray(run.epochs) ? run.epochs.length : 0;
-      const planned = run.config?.epochs;
+      // A run stepped on after it finished has more epochs than it was started with.
+      const planned = Number.isFinite(run.config?.epochs) ? Math.max(run.config.epochs, epochs) : null;
       const parts = [];
-      // A stopped run ends "finished" too; it is the one with epochs missing.
-      const stopped = run.state === 'finished' && Number.isFinite(planned) && epochs < planned;
+      // A stopped run ends "finished" too: its outcome says so (older servers: epochs missing).
+      const stopped = run.outcome ? run.outcome === 'stopped'
+        : run.state === 'finished' && Number.isFinite(planned) && epochs < planned;
       if (run.state) parts.push(stopped ? 'stopped' : run.state);
       parts.push(`${epochs}${planned ? `/${planned}` : ''} epoch${(planned ?? epochs) === 1 ? '' : 's'}`);
       const accuracy = finalAccuracy(run);
@@ -81,15 +96,12 @@ export function createRuns({ listEl, onChange }) {
       if (clock) parts.push(clock);
       meta.textContent = parts.join(' · ');
 
-      const csv = document.createElement('a');
-      csv.className = 'run-csv';
-      csv.href = `/api/runs/${encodeURIComponent(run.run_id)}/metrics.csv`;
-      csv.download = `cnn-live-${run.run_id}.csv`;
-      csv.textContent = 'CSV';
-      csv.title = `Download run ${index + 1}'s metrics as CSV`;
+      const downloads = document.createElement('span');
+      downloads.className = 'run-downloads';
+      downloads.append(downloadButton(run, index, 'csv'), downloadButton(run, index, 'json'));
 
       if (run.message) li.title = run.message;
-      li.append(label, meta, csv);
+      li.append(label, meta, downloads);
       return li;
     });
     if (!items.length) {
@@ -100,6 +112,27 @@ export function createRuns({ listEl, onChange }) {
     }
     listEl.replaceChildren(...items);
   }
+
+  function showError(text) {
+    if (!errorEl) return;
+    errorEl.textContent = text || '';
+    errorEl.hidden = !text;
+  }
+
+  listEl.addEventListener('click', async (event) => {
+    const button = event.target.closest('button.run-download');
+    if (!button || button.disabled) return;
+    button.disabled = true;
+    try {
+      await downloadMetrics(button.dataset.runId, button.dataset.format);
+      showError('');
+    } catch (error) {
+      showError(`Could not download the ${button.dataset.format.toUpperCase()}: `
+        + `${error instanceof ApiError ? error.message : String(error.message || error)}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
 
   listEl.addEventListener('change', (event) => {
     const box = event.target;

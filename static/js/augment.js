@@ -1,0 +1,146 @@
+// The augmentation preview: training digits beside random distortions of them, made by
+// the server with the Training form's augmentation settings
+// (GET /api/augment/preview), asked again (debounced) whenever those settings change.
+//
+// Digits are drawn like the drawing pad's: ink of the theme's colour, with the pixel
+// value as its alpha, on a transparent canvas whose CSS background is the paper.
+
+import { api, ApiError } from './api.js';
+import { cssVar, parseColour } from './format.js';
+
+const COUNT = 12;
+const DEBOUNCE_MS = 300;
+const SIDE = 28;
+// Query parameter -> the form's input id.
+const SETTINGS = [
+  ['shift', 'augment-shift'],
+  ['scale', 'augment-scale'],
+  ['rotation', 'augment-rotation'],
+  ['stroke', 'augment-stroke'],
+];
+
+/** base64 of 784 bytes -> Uint8Array, or null. */
+function decodePixels(text) {
+  try {
+    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+    return bytes.length === SIDE * SIDE ? bytes : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Paint one 28x28 digit (ink alpha = pixel value) into `canvas`. */
+function paintDigit(canvas, pixels, ink) {
+  const ctx = canvas.getContext('2d');
+  const image = ctx.createImageData(SIDE, SIDE);
+  for (let i = 0; i < pixels.length; i++) {
+    image.data[i * 4] = ink[0];
+    image.data[i * 4 + 1] = ink[1];
+    image.data[i * 4 + 2] = ink[2];
+    image.data[i * 4 + 3] = pixels[i];
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+function makeCanvas(label, kind) {
+  const canvas = document.createElement('canvas');
+  canvas.className = `augment-digit augment-${kind}`;
+  canvas.width = SIDE;
+  canvas.height = SIDE;
+  canvas.setAttribute('role', 'img');
+  canvas.setAttribute('aria-label', `${kind} training image of a ${label}`);
+  canvas.title = `${kind}: ${label}`;
+  return canvas;
+}
+
+function rowLabel(text) {
+  const span = document.createElement('span');
+  span.className = 'augment-row-label';
+  span.textContent = text;
+  return span;
+}
+
+export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
+  const inputs = SETTINGS.map(([name, id]) => [name, document.getElementById(id)]);
+  let timer = 0;
+  let asked = 0;          // requests sent; an answer to an older one is dropped
+  let last = null;        // the last answer drawn, for a redraw after a theme change
+  let version = 0;        // previews drawn
+  let shownQuery = '';
+
+  function query() {
+    const params = new URLSearchParams();
+    for (const [name, input] of inputs) {
+      const value = input ? Number(input.value.trim() || 0) : 0;
+      params.set(name, String(Number.isFinite(value) ? value : input.value));
+    }
+    params.set('count', String(COUNT));
+    params.set('seed', '0');
+    return params.toString();
+  }
+
+  function showError(text) {
+    errorEl.textContent = text || '';
+    errorEl.hidden = !text;
+    grid.classList.toggle('is-stale', Boolean(text));
+  }
+
+  function draw(answer) {
+    const ink = parseColour(cssVar('--draw-ink'), [17, 24, 39]);
+    const originals = Array.isArray(answer.originals) ? answer.originals : [];
+    const augmented = Array.isArray(answer.augmented) ? answer.augmented : [];
+    const top = [rowLabel('original')];
+    const bottom = [rowLabel('augmented')];
+    originals.forEach((original, i) => {
+      const before = decodePixels(original.pixels);
+      const after = decodePixels(augmented[i]?.pixels);
+      if (!before || !after) return;
+      const a = makeCanvas(original.label, 'original');
+      const b = makeCanvas(original.label, 'augmented');
+      paintDigit(a, before, ink);
+      paintDigit(b, after, ink);
+      top.push(a);
+      bottom.push(b);
+    });
+    grid.style.setProperty('--augment-columns', String(top.length - 1));
+    grid.replaceChildren(...top, ...bottom);
+  }
+
+  async function load() {
+    const text = query();
+    const ticket = ++asked;
+    try {
+      const answer = await api('GET', `/api/augment/preview?${text}`);
+      if (ticket !== asked) return;
+      showError('');
+      last = answer;
+      shownQuery = text;
+      draw(answer);
+      version += 1;
+      const values = new URLSearchParams(text);
+      stampEl.textContent = `shift ${values.get('shift')} px · scale ±${values.get('scale')} · `
+        + `rotation ±${values.get('rotation')}° · stroke ${values.get('stroke')} px`;
+    } catch (error) {
+      if (ticket !== asked) return;
+      showError(error instanceof ApiError ? error.message : String(error.message || error));
+    }
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (query() !== shownQuery || !last) load();
+    }, DEBOUNCE_MS);
+  }
+
+  for (const [, input] of inputs) if (input) input.addEventListener('input', schedule);
+  form.addEventListener('cnn-live-filled', schedule);
+  schedule();
+
+  return {
+    restyle() {
+      if (last) draw(last);
+    },
+    version: () => version,
+  };
+}

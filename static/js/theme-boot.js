@@ -1,0 +1,14 @@
+// Applies the saved theme before the page is first drawn, so that a dark page never
+// flashes light. A classic (blocking) script in <head>: the page's CSP allows no inline
+// script, and a module would run only after the first paint. theme.js does the rest.
+(function () {
+  var choice = 'system';
+  try {
+    choice = localStorage.getItem('cnn-live-theme') || 'system';
+  } catch (error) {
+    // storage refused: follow the system
+  }
+  var systemDark = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches;
+  var dark = choice === 'dark' || (choice !== 'light' && systemDark);
+  document.documentElement.setAttribute('data-theme', dark ? 'dark' : 'light');
+}());
