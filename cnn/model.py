@@ -12,6 +12,7 @@ A spec looks like this (every layer key but `type` has a default, except the siz
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -41,6 +42,28 @@ class SpecError(ValueError):
 
 class TrainingDiverged(ArithmeticError):
     """The loss became NaN or infinite: the learning rate is too high for this network."""
+
+
+def _remove_orphaned_temporaries(path: Path) -> None:
+    """Remove the temporary files of earlier saves to `path` whose writer died (killed
+    mid-write, it had no chance to): their names carry its pid, and no such process
+    is left. A live writer's file is never touched."""
+    if os.name != "posix":
+        return  # os.kill(pid, 0) only asks whether a process exists on POSIX
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].partition(".")[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class ModelFileError(ValueError):
@@ -348,11 +371,14 @@ class Model:
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
         """Write `to_bytes()` to a file atomically: a temporary file in the same folder,
-        then a rename, so a crash never leaves half a model."""
+        then a rename, so a crash never leaves half a model. The temporary file's name
+        carries the writer's pid, so that a later save can remove one left by a writer
+        that was killed mid-write."""
         path = Path(path)
         content = self.to_bytes(metadata)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(content)
@@ -361,6 +387,7 @@ class Model:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _remove_orphaned_temporaries(path)
         return path
 
     @classmethod

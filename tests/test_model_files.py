@@ -2,6 +2,7 @@
 through a server stopped mid-run."""
 
 import io
+import json
 import os
 import signal
 import socket
@@ -15,13 +16,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from cnn.model import Model
+from cnn.model import Model, ModelFileError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from server_helpers import make_app, start_run, wait_for, wait_for_run_end  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OCTETS = {"content-type": "application/octet-stream"}
+SMALL_SPEC = {"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
 
 
 @pytest.fixture
@@ -150,3 +152,117 @@ def _answers(url: str) -> bool:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# -- killed while writing a checkpoint ----------------------------------------------------
+
+# A process that saves a ~46 MB model to the same path over and over, each version's
+# weights all equal to its number, until it is killed.
+CHECKPOINT_WRITER = """
+import sys
+from cnn.model import Model
+path, first = sys.argv[1], int(sys.argv[2])
+model = Model({"input": [1, 28, 28], "layers": [{"type": "flatten"},
+              {"type": "dense", "units": 4096}, {"type": "dense", "units": 2048}]})
+for version in range(first, first + 1_000_000):
+    for weights in model.parameters():
+        weights.fill(version)
+    model.save(path, metadata={"version": version})
+"""
+KILLS = 3
+
+
+def temporaries(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def kill_while_writing(path: Path, first_version: int, rng) -> int:
+    """Starts a writer and SIGKILLs it a few milliseconds after it starts writing the
+    temporary file of a version after one it completed; returns the size that file
+    had when the writer died (-1 if it was renamed in time)."""
+    before = {tmp.name for tmp in temporaries(path)}
+    replaced = path.stat().st_ino if path.exists() else None
+    writer = subprocess.Popen([sys.executable, "-c", CHECKPOINT_WRITER, str(path),
+                               str(first_version)], cwd=ROOT)
+    try:
+        def writing():
+            # A rename gives the path a new inode: after one, any new temporary file
+            # belongs to a later version.
+            if not path.exists() or path.stat().st_ino == replaced:
+                return None
+            new = [tmp for tmp in temporaries(path) if tmp.name not in before]
+            return new[0] if new and new[0].stat().st_size > 0 else None
+        tmp = wait_for(writing, timeout=60, interval=0.0005, what="the writer to write")
+        time.sleep(rng.uniform(0, 0.01))
+        writer.kill()
+        assert writer.wait(10) == -signal.SIGKILL
+        return tmp.stat().st_size if tmp.exists() else -1
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def test_a_writer_killed_mid_checkpoint_leaves_the_previous_checkpoint_whole(tmp_path):
+    path = tmp_path / "run-killed.npz"
+    rng = np.random.default_rng(5)
+    cut = []
+    for kill in range(KILLS):
+        first = 1000 * kill  # versions 0.., 1000.., 2000..: whose they are is known
+        size = kill_while_writing(path, first, rng)
+        model, metadata = Model.load_with_metadata(path)  # never half a file
+        version = metadata["version"]
+        assert version >= first  # one this writer completed
+        for weights in model.parameters():
+            assert np.all(weights == version), "a checkpoint mixing two versions"
+        cut.append(0 <= size < path.stat().st_size)
+    # The kills landed mid-write (the temporary file half written), not between writes.
+    assert sum(cut) >= KILLS - 1, f"only {sum(cut)} of {KILLS} kills landed mid-write"
+    left = temporaries(path)
+    assert len(left) <= KILLS and all(tmp.stat().st_size < path.stat().st_size for tmp in left)
+    # The next save to that path clears what the killed writers left behind.
+    Model(SMALL_SPEC).save(path)
+    assert temporaries(path) == [] and os.listdir(tmp_path) == [path.name]
+
+
+def test_a_save_leaves_the_temporary_file_of_a_live_writer_alone(tmp_path):
+    path = Model(SMALL_SPEC).save(tmp_path / "run-a.npz")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = path.parent / f".{path.name}.{gone.stdout.strip()}.abc123.tmp"
+    live = path.parent / f".{path.name}.{os.getpid()}.def456.tmp"  # as if another thread wrote
+    dead.write_bytes(b"PK half")
+    live.write_bytes(b"PK half")
+    Model(SMALL_SPEC).save(path)
+    assert not dead.exists() and live.exists()
+
+
+# -- corrupt and foreign files ----------------------------------------------------------------
+
+def _flipped_byte(content: bytes) -> bytes:
+    """A checkpoint with one byte of its weights flipped (a bad disk, a bad copy)."""
+    corrupt = bytearray(content)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    return bytes(corrupt)
+
+
+def _foreign_spec(content: bytes) -> bytes:
+    return _npz(spec=np.array(json.dumps({"input": [1, 28, 28], "layers": [{"type": "lstm"}]})),
+                **{"0.weight": np.zeros((10, 784), np.float32)})
+
+
+@pytest.mark.parametrize("spoil, words", [
+    (_flipped_byte, "Bad CRC-32"),
+    (_foreign_spec, "'type' must be one of"),
+], ids=["flipped-byte", "foreign-spec"])
+def test_a_corrupt_or_foreign_checkpoint_is_refused_with_a_clear_message(
+        client, tmp_path, spoil, words):
+    path = tmp_path / "run-spoilt.npz"
+    path.write_bytes(spoil(Model(SMALL_SPEC, seed=1).to_bytes({"epoch": 1})))
+    with pytest.raises(ModelFileError) as refused:
+        Model.load(path)
+    assert str(refused.value).startswith(f"{path}: ") and words in str(refused.value)
+    before = client.get("/api/model/info").json()
+    answer = client.post("/api/model", content=path.read_bytes(), headers=OCTETS)
+    assert answer.status_code == 422 and words in answer.json()["detail"]
+    assert client.get("/api/model/info").json() == before
