@@ -3,9 +3,9 @@ events out to every subscriber (browser).
 
 Events are published from the training thread (or the event loop) and serialised
 to JSON once, whatever the number of subscribers. Delivery happens on the event
-loop: each subscriber has a bounded queue, and one that falls too far behind is
-dropped rather than allowed to hold anything up; its browser reconnects with
-Last-Event-ID and is replayed what it missed from the history.
+loop: each subscriber has a bounded backlog of pending events, and one that falls too
+far behind is dropped rather than allowed to hold anything up; its browser reconnects
+with Last-Event-ID and is replayed what it missed from the history.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from fastapi.sse import format_sse_event
@@ -30,22 +31,71 @@ class Event:
     wire: bytes  # the whole SSE message, formatted once for every subscriber
 
 
+# Events handed to a stream at once are capped near this many bytes: one write to the
+# socket per wake-up rather than one per event, without building huge buffers when a
+# late browser is replayed a long history.
+CHUNK_BYTES = 64 * 1024
+
+
 @dataclass(eq=False)
 class Subscription:
-    """One browser's view of the hub: events in id order, missed ones first."""
-    queue: asyncio.Queue
+    """One browser's view of the hub: events in id order, missed ones (the replayed
+    history) first, then live ones, pending until its stream takes them.
+
+    Deliberately not an asyncio.Queue read through asyncio.wait_for: that makes a task
+    and a timer per event per browser. With a room full of browsers on two cores the
+    event loop's work is taken from the training thread (the GIL), so a stream takes
+    everything pending in one go (`next_events`) and waits on a single future."""
     last_id: int = 0
     dropped: bool = False
-    backlog: list[Event] = field(default_factory=list)
+    replay: deque[Event] = field(default_factory=deque)
+    pending: deque[Event] = field(default_factory=deque)
+    _waiter: asyncio.Future | None = field(default=None, repr=False)
 
     async def next_event(self) -> Event | None:
         """The next event, or None once the hub dropped this subscription."""
-        if self.backlog:
-            return self.backlog.pop(0)
-        if self.dropped and self.queue.empty():
-            return None
-        event = await self.queue.get()
-        return event
+        while True:
+            if self.replay:
+                return self.replay.popleft()
+            if self.pending:
+                return self.pending.popleft()
+            if self.dropped:
+                return None
+            await self._wait(None)
+
+    async def next_events(self, timeout: float) -> list[Event] | None:
+        """The events waiting (at least one, up to about CHUNK_BYTES), after waiting up
+        to `timeout` s for one; [] if none came; None once dropped and all handed out."""
+        if not (self.replay or self.pending or self.dropped):
+            await self._wait(timeout)
+        source = self.replay or self.pending
+        if not source:
+            return None if self.dropped else []
+        events, size = [], 0
+        while source and (not events or size + len(source[0].wire) <= CHUNK_BYTES):
+            events.append(source.popleft())
+            size += len(events[-1].wire)
+        return events
+
+    async def _wait(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def wake(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class EventHub:
@@ -60,6 +110,11 @@ class EventHub:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver to subscribers on this loop (the server's)."""
         self._loop = loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The server's event loop, once attached (tests count its tasks)."""
+        return self._loop
 
     # -- publishing (any thread) ---------------------------------------------------------
 
@@ -107,9 +162,8 @@ class EventHub:
         """A subscription that first replays the history after `last_event_id`."""
         if last_event_id and last_event_id > self.last_id:
             last_event_id = 0  # an id this hub never issued (the server restarted): replay all
-        subscription = Subscription(asyncio.Queue(maxsize=self.subscriber_backlog))
-        subscription.backlog = self.history(last_event_id or 0)
-        subscription.last_id = (subscription.backlog[-1].id if subscription.backlog
+        subscription = Subscription(replay=deque(self.history(last_event_id or 0)))
+        subscription.last_id = (subscription.replay[-1].id if subscription.replay
                                 else (last_event_id or 0))
         self._subscribers.add(subscription)
         return subscription
@@ -125,9 +179,10 @@ class EventHub:
         for subscription in list(self._subscribers):
             if event.id <= subscription.last_id:
                 continue  # already in its replayed history
-            try:
-                subscription.queue.put_nowait(event)
+            if len(subscription.pending) < self.subscriber_backlog:
+                subscription.pending.append(event)
                 subscription.last_id = event.id
-            except asyncio.QueueFull:
+            else:  # it stopped reading: let it go (it reconnects with Last-Event-ID)
                 subscription.dropped = True
                 self._subscribers.discard(subscription)
+            subscription.wake()

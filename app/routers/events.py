@@ -7,7 +7,6 @@ a room full of them, formatting per browser would cost the training its CPU.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -20,6 +19,7 @@ from ..hub import EventHub, Subscription
 router = APIRouter(tags=["events"])
 RETRY_MILLISECONDS = 2000
 KEEPALIVE_SECONDS = 15.0  # a comment line while idle keeps proxies from closing the stream
+PING = format_sse_event(comment="ping")
 
 
 def _event_id(value: str | None) -> int | None:
@@ -49,13 +49,11 @@ async def _stream(hub: EventHub, subscription: Subscription) -> AsyncIterator[by
     try:
         yield format_sse_event(comment="connected", retry=RETRY_MILLISECONDS)
         while True:
-            try:
-                event = await asyncio.wait_for(subscription.next_event(), KEEPALIVE_SECONDS)
-            except asyncio.TimeoutError:
-                yield format_sse_event(comment="ping")
-                continue
-            if event is None:  # dropped for falling behind: the browser reconnects
+            # Everything pending in one write: a stream that fell behind (a busy loop,
+            # a replay) catches up in a few large writes, not one small write per event.
+            events = await subscription.next_events(KEEPALIVE_SECONDS)
+            if events is None:  # dropped for falling behind: the browser reconnects
                 return
-            yield event.wire
+            yield b"".join(event.wire for event in events) if events else PING
     finally:
         hub.unsubscribe(subscription)
