@@ -163,7 +163,7 @@ export function createEvaluate({
       const rowTotal = row.reduce((a, b) => a + b, 0);
       row.forEach((count, p) => {
         const button = buttons[t][p];
-        button.textContent = formatInteger(count);
+        button.textContent = String(count);   // no separator: narrow cells on a phone
         button.dataset.count = String(count);
         button.setAttribute('aria-label', describeCell(t, p, count));
         button.title = describeCell(t, p, count);
