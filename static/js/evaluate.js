@@ -119,7 +119,10 @@ export function createEvaluate({
         button.dataset.label = String(t);
         button.dataset.predicted = String(p);
         button.setAttribute('aria-pressed', 'false');
+        button.tabIndex = t === 0 && p === 0 ? 0 : -1;
         button.addEventListener('click', () => select(t, p));
+        button.addEventListener('focus', () => rove(t, p));
+        button.addEventListener('keydown', (event) => moveFocus(event, t, p));
         td.append(button);
         tr.append(td);
         row.push(button);
@@ -184,6 +187,22 @@ export function createEvaluate({
       button.setAttribute('aria-pressed', on ? 'true' : 'false');
       button.classList.toggle('is-selected', on);
     }));
+  }
+
+  // One tab stop for the whole matrix; the arrow keys move between its cells.
+  const STEPS = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+  function moveFocus(event, t, p) {
+    const step = STEPS[event.key] || (event.key === 'Home' ? [0, -p] : event.key === 'End' ? [0, size - 1 - p] : null);
+    if (!step) return;
+    event.preventDefault();
+    const clamp = (i) => Math.max(0, Math.min(size - 1, i));
+    buttons[clamp(t + step[0])][clamp(p + step[1])].focus();
+  }
+
+  /** The cell (t, p) becomes the matrix's tab stop. */
+  function rove(t, p) {
+    buttons.forEach((row) => row.forEach((button) => { button.tabIndex = -1; }));
+    buttons[t][p].tabIndex = 0;
   }
 
   // ----- the images of one cell -----
