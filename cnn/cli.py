@@ -429,7 +429,7 @@ COMMANDS: tuple[Command, ...] = (
   cnn-live train --preset default
   cnn-live train --preset seed --epochs 5 --save seed.npz
   cnn-live train --preset default --epochs 2 --train-size 10000 --json > history.jsonl
-  cnn-live train --preset seed-fc --data-dir ../shared/data/mnist --no-download""",
+  cnn-live train --preset seed-fc --data-dir ~/data/mnist --no-download""",
             add_train_arguments, run_train),
     Command("evaluate", "measure a saved model's accuracy on the MNIST test set", """\
   cnn-live evaluate model.npz
@@ -456,9 +456,17 @@ examples:
 `cnn-live COMMAND --help` shows each command's options."""
 
 
-def build_parser(commands_table: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Train a NumPy-only CNN on MNIST.",
-                    epilog=MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass(frozen=True)
+class About:
+    """What `cnn-live --help` says above and below the commands."""
+    description: str = "Train a NumPy-only CNN on MNIST."
+    examples: str = MAIN_EXAMPLES
+
+
+def build_parser(commands_table: Sequence[Command] = COMMANDS,
+                 about: About = About()) -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description=about.description, epilog=about.examples,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in commands_table:
@@ -471,12 +479,13 @@ def build_parser(commands_table: Sequence[Command] = COMMANDS) -> argparse.Argum
     return parser
 
 
-def main(argv: Sequence[str] | None = None, commands: Sequence[Command] = COMMANDS) -> int:
+def main(argv: Sequence[str] | None = None, commands: Sequence[Command] = COMMANDS,
+         about: About = About()) -> int:
     """Run the command line; returns the exit status (0, 2 on errors, 130 on Ctrl-C).
-    `commands` lets the server package add its own (`serve`) without this engine
-    ever importing the server."""
+    `commands` and `about` let the server package add its own (`serve`) without this
+    engine ever importing the server."""
     try:
-        args = build_parser(commands).parse_args(argv)
+        args = build_parser(commands, about).parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
     try:

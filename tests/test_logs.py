@@ -1,0 +1,194 @@
+"""`cnn-live serve` in a real subprocess: a log line per request and per run event at
+INFO, --log-level, and a clean exit (status 0) on SIGTERM."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Thousands of one-image steps: long enough to pause, resume and stop.
+LONG_RUN = {"preset": "seed", "epochs": 20, "train_size": 1000, "seed": 0}
+SHORT_RUN = {"preset": "seed", "epochs": 2, "train_size": 200, "test_size": 100, "seed": 0}
+ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3})')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Serve:
+    """`cnn-live serve` as a child process, its stderr in a file; counts the requests
+    it is sent, by method and path, to compare with its access log."""
+
+    def __init__(self, tmp_path: Path, data_dir: Path, *options: str, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = tmp_path / "serve.log"
+        environ = {**os.environ, "CNN_LIVE_DATA_DIR": str(data_dir), "CNN_LIVE_DOWNLOAD": "0",
+                   "CNN_LIVE_RUNS_DIR": str(tmp_path / "runs"),
+                   "XDG_CACHE_HOME": str(tmp_path / "cache"), **env}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *options],
+                cwd=REPO_ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        self.sent: collections.Counter = collections.Counter()
+        self.wait_until(lambda: self.request("GET", "/healthz")[0] == 200, "the server to start")
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                         method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                self.sent[method, path] += 1
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            self.sent[method, path] += 1
+            return error.code, json.loads(error.read())
+
+    def wait_until(self, predicate, what: str, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the server exited:\n{self.log()}"
+            try:
+                value = predicate()
+            except (urllib.error.URLError, ConnectionError):
+                value = None  # not listening yet
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()}")
+
+    def wait_for_state(self, *states: str) -> dict:
+        return self.wait_until(
+            lambda: (status := self.request("GET", "/api/status")[1])["state"] in states
+            and status, f"the run to be {' or '.join(states)}")
+
+    def terminate(self) -> int:
+        """SIGTERM, as `docker stop` sends; the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def lines_about(self, run_id: str) -> list[str]:
+        return [line for line in self.log().splitlines() if f"run {run_id}" in line]
+
+
+def run_events(server: Serve, run_id: str) -> list[str]:
+    """The word after "run ID" in each of its lines but the epochs': started, paused..."""
+    words = [line.split(f"run {run_id}", 1)[1].strip(" :").split()[0].rstrip(":")
+             for line in server.lines_about(run_id)]
+    return [word for word in words if word != "epoch"]
+
+
+def access_counts(log: str) -> collections.Counter:
+    return collections.Counter((match["method"], match["path"])
+                               for match in map(ACCESS_LINE.search, log.splitlines()) if match)
+
+
+@pytest.fixture(scope="module")
+def session(mnist_dir, tmp_path_factory):
+    """One server at --log-level info: a run started, paused, resumed and stopped, a
+    second run that finishes, then SIGTERM while a third run trains."""
+    server = Serve(tmp_path_factory.mktemp("logs"), mnist_dir, "--log-level", "info")
+    try:
+        stopped = server.request("POST", "/api/runs", LONG_RUN)[1]["run_id"]
+        server.wait_for_state("running")
+        for action, state in (("pause", "paused"), ("resume", "running"), ("stop", "finished")):
+            assert server.request("POST", f"/api/runs/current/{action}")[0] == 200
+            server.wait_for_state(state)
+        finished = server.request("POST", "/api/runs", SHORT_RUN)[1]["run_id"]
+        server.wait_for_state("finished")
+        runs = {run["run_id"]: run for run in server.request("GET", "/api/runs")[1]}
+        interrupted = server.request("POST", "/api/runs", LONG_RUN)[1]["run_id"]
+        server.wait_for_state("running")
+        exit_code = server.terminate()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    return {"server": server, "exit_code": exit_code, "runs": runs, "stopped": stopped,
+            "finished": finished, "interrupted": interrupted}
+
+
+def test_every_request_is_logged_once_with_its_status(session):
+    server = session["server"]
+    logged = access_counts(server.log())
+    assert logged == server.sent
+    assert '"POST /api/runs HTTP/1.1" 201' in server.log()
+
+
+def test_a_run_started_paused_resumed_and_stopped_is_logged_once_per_event(session):
+    server, run_id = session["server"], session["stopped"]
+    assert run_events(server, run_id) == ["started", "paused", "running", "stopping", "stopped"]
+    assert all(line.startswith("INFO:") for line in server.lines_about(run_id))
+
+
+def test_a_finished_run_logs_its_start_and_its_end_once(session):
+    server, run_id = session["server"], session["finished"]
+    assert run_events(server, run_id) == ["started", "finished"]
+    assert f"run {run_id} started: preset seed" in server.log()
+    assert f"run {run_id} finished after {SHORT_RUN['epochs']} epochs" in server.log()
+
+
+@pytest.mark.xfail(strict=True, reason="app/training.py does not log epochs yet "
+                                        "(its owner adds the line; then drop this mark)")
+def test_every_epoch_of_a_run_is_logged_once(session):
+    for run_id in (session["stopped"], session["finished"]):
+        epochs = [line for line in session["server"].lines_about(run_id) if " epoch " in line]
+        assert len(epochs) == len(session["runs"][run_id]["epochs"]) > 0, epochs
+
+
+def test_sigterm_stops_the_training_run_and_exits_with_status_0(session):
+    assert session["exit_code"] == 0
+    log = session["server"].log()
+    assert f"run {session['interrupted']} stopped after" in log
+    assert log.rstrip().endswith("Finished server process [%d]" % session["server"].process.pid)
+
+
+def test_a_failed_run_is_logged_once(tmp_path):
+    # No MNIST in the data folder, and no download: the run fails while loading data.
+    server = Serve(tmp_path, tmp_path / "empty", "--log-level", "info")
+    try:
+        run_id = server.request("POST", "/api/runs", SHORT_RUN)[1]["run_id"]
+        server.wait_for_state("failed")
+        assert server.terminate() == 0
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert run_events(server, run_id) == ["started", "failed"]
+    assert f"run {run_id} failed: " in server.log()
+
+
+def test_log_level_warning_keeps_requests_and_run_events_out(tmp_path, mnist_dir):
+    server = Serve(tmp_path, mnist_dir, "--log-level", "warning")
+    try:
+        run_id = server.request("POST", "/api/runs", SHORT_RUN)[1]["run_id"]
+        server.wait_for_state("finished")
+        assert server.terminate() == 0
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert access_counts(server.log()) == collections.Counter()
+    assert server.lines_about(run_id) == []
+
