@@ -53,6 +53,13 @@ function makeCanvas(label, kind) {
   return canvas;
 }
 
+/** "shift 2 px · scale ±0.1 · rotation ±10° · stroke 0 px" from the query's values. */
+function describeSettings(query) {
+  const values = new URLSearchParams(query);
+  return `shift ${values.get('shift')} px · scale ±${values.get('scale')} · `
+    + `rotation ±${values.get('rotation')}° · stroke ${values.get('stroke')} px`;
+}
+
 function rowLabel(text) {
   const span = document.createElement('span');
   span.className = 'augment-row-label';
@@ -85,25 +92,32 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
     grid.classList.toggle('is-stale', Boolean(text));
   }
 
-  function draw(answer) {
+  /** The grid of `pairs` ([{label, before, after}], pixels or null for blank tiles). */
+  function build(pairs) {
     const ink = parseColour(cssVar('--draw-ink'), [17, 24, 39]);
-    const originals = Array.isArray(answer.originals) ? answer.originals : [];
-    const augmented = Array.isArray(answer.augmented) ? answer.augmented : [];
     const top = [rowLabel('original')];
     const bottom = [rowLabel('augmented')];
-    originals.forEach((original, i) => {
-      const before = decodePixels(original.pixels);
-      const after = decodePixels(augmented[i]?.pixels);
-      if (!before || !after) return;
-      const a = makeCanvas(original.label, 'original');
-      const b = makeCanvas(original.label, 'augmented');
-      paintDigit(a, before, ink);
-      paintDigit(b, after, ink);
+    for (const { label, before, after } of pairs) {
+      const a = makeCanvas(label, 'original');
+      const b = makeCanvas(label, 'augmented');
+      if (before) paintDigit(a, before, ink);
+      if (after) paintDigit(b, after, ink);
       top.push(a);
       bottom.push(b);
-    });
-    grid.style.setProperty('--augment-columns', String(top.length - 1));
+    }
+    grid.style.setProperty('--augment-columns', String(pairs.length));
     grid.replaceChildren(...top, ...bottom);
+  }
+
+  function draw(answer) {
+    const originals = Array.isArray(answer.originals) ? answer.originals : [];
+    const augmented = Array.isArray(answer.augmented) ? answer.augmented : [];
+    const pairs = originals.map((original, i) => ({
+      label: original.label,
+      before: decodePixels(original.pixels),
+      after: decodePixels(augmented[i]?.pixels),
+    })).filter((pair) => pair.before && pair.after);
+    build(pairs);
   }
 
   async function load() {
@@ -117,9 +131,7 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
       shownQuery = text;
       draw(answer);
       version += 1;
-      const values = new URLSearchParams(text);
-      stampEl.textContent = `shift ${values.get('shift')} px · scale ±${values.get('scale')} · `
-        + `rotation ±${values.get('rotation')}° · stroke ${values.get('stroke')} px`;
+      stampEl.textContent = describeSettings(text);
     } catch (error) {
       if (ticket !== asked) return;
       showError(error instanceof ApiError ? error.message : String(error.message || error));
@@ -135,6 +147,9 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
 
   for (const [, input] of inputs) if (input) input.addEventListener('input', schedule);
   form.addEventListener('cnn-live-filled', schedule);
+  // Blank tiles until the first answer: the page below does not move when it comes.
+  build(Array.from({ length: COUNT }, () => ({ label: 'digit', before: null, after: null })));
+  stampEl.textContent = describeSettings(query());
   schedule();
 
   return {

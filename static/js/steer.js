@@ -2,9 +2,9 @@
 // from the next batch on (POST /api/runs/current/hyperparameters), and "Step one epoch"
 // from a paused or finished run (POST /api/runs/current/step).
 //
-// The inputs show the run's current values (from status and batch events) until the
-// user edits one; Apply sends only the edited ones. The server checks the values: its
-// 4xx message is shown next to the control.
+// The inputs show the run's current values (from the status, about once a second, and
+// from each change) until the user edits one; Apply sends only the edited ones. The
+// server checks the values: its 4xx message is shown next to the control.
 
 import { api, ApiError } from './api.js';
 import { formatNumber } from './format.js';
@@ -63,13 +63,16 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
     applyButton.disabled = busy || !steerable;
     stepButton.disabled = busy || !runId || !STEPPABLE.has(state);
     stepButton.title = state === 'running' ? 'Pause the run first, or let it finish' : '';
-    let text = '';
-    if (Number.isFinite(current.learning_rate)) {
-      text = `Now: learning rate ${formatNumber(current.learning_rate)}`;
-      if (Number.isFinite(current.momentum)) text += ` · ${momentumLabel.textContent.toLowerCase()} ${formatNumber(current.momentum)}`;
+    nowEl.textContent = describeCurrent(steerable);
+  }
+
+  function describeCurrent(steerable) {
+    if (!Number.isFinite(current.learning_rate)) return '';
+    let text = `${steerable ? 'Now' : 'Last'}: learning rate ${formatNumber(current.learning_rate)}`;
+    if (Number.isFinite(current.momentum)) {
+      text += ` · ${momentumLabel.textContent.toLowerCase()} ${formatNumber(current.momentum)}`;
     }
-    if (pending) text += `${text ? '. ' : ''}Applied, from the next batch on.`;
-    if (text) nowEl.textContent = text;
+    return pending && steerable ? `${text}. Applied: from the next batch on.` : text;
   }
 
   function setCurrent(values) {
@@ -150,15 +153,6 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
   render();
 
   return {
-    applyRun(run) {
-      showOptimizer(run.config);
-      if (run.config) setCurrent({ learning_rate: run.config.learning_rate, momentum: run.config.momentum });
-      render();
-    },
-    applyBatch(batch) {
-      setCurrent(batch);
-      render();
-    },
     /** A "hyperparameters" event: the change took effect. */
     applyChange(change) {
       setCurrent(change);
