@@ -33,7 +33,8 @@ def free_port() -> int:
 
 class Serve:
     """`cnn-live serve` as a child process, its stderr in a file; counts the requests
-    it is sent, by method and path, to compare with its access log."""
+    it is sent, by method and path, to compare with its access log. A context manager:
+    ready on entry, killed on exit if a failed test left it running."""
 
     def __init__(self, tmp_path: Path, data_dir: Path, *options: str, **env: str) -> None:
         self.port = free_port()
@@ -46,7 +47,6 @@ class Serve:
                 [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *options],
                 cwd=REPO_ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
         self.sent: collections.Counter = collections.Counter()
-        self.wait_until(lambda: self.request("GET", "/healthz")[0] == 200, "the server to start")
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
@@ -79,14 +79,24 @@ class Serve:
             lambda: (status := self.request("GET", "/api/status")[1])["state"] in states
             and status, f"the run to be {' or '.join(states)}")
 
+    def __enter__(self) -> "Serve":
+        try:
+            self.wait_until(lambda: self.request("GET", "/healthz")[0] == 200,
+                            "the server to start")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process.poll() is None:  # a test that failed before its SIGTERM
+            self.process.kill()
+            self.process.wait()
+
     def terminate(self) -> int:
         """SIGTERM, as `docker stop` sends; the exit status."""
         self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=20)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
+        return self.process.wait(timeout=20)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -111,8 +121,7 @@ def access_counts(log: str) -> collections.Counter:
 def session(mnist_dir, tmp_path_factory):
     """One server at --log-level info: a run started, paused, resumed and stopped, a
     second run that finishes, then SIGTERM while a third run trains."""
-    server = Serve(tmp_path_factory.mktemp("logs"), mnist_dir, "--log-level", "info")
-    try:
+    with Serve(tmp_path_factory.mktemp("logs"), mnist_dir, "--log-level", "info") as server:
         stopped = server.request("POST", "/api/runs", LONG_RUN)[1]["run_id"]
         server.wait_for_state("running")
         for action, state in (("pause", "paused"), ("resume", "running"), ("stop", "finished")):
@@ -124,9 +133,6 @@ def session(mnist_dir, tmp_path_factory):
         interrupted = server.request("POST", "/api/runs", LONG_RUN)[1]["run_id"]
         server.wait_for_state("running")
         exit_code = server.terminate()
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
     return {"server": server, "exit_code": exit_code, "runs": runs, "stopped": stopped,
             "finished": finished, "interrupted": interrupted}
 
@@ -154,9 +160,11 @@ def test_a_finished_run_logs_its_start_and_its_end_once(session):
 @pytest.mark.xfail(strict=True, reason="app/training.py does not log epochs yet "
                                         "(its owner adds the line; then drop this mark)")
 def test_every_epoch_of_a_run_is_logged_once(session):
-    for run_id in (session["stopped"], session["finished"]):
-        epochs = [line for line in session["server"].lines_about(run_id) if " epoch " in line]
-        assert len(epochs) == len(session["runs"][run_id]["epochs"]) > 0, epochs
+    logged = {run_id: [line for line in session["server"].lines_about(run_id) if " epoch " in line]
+              for run_id in (session["stopped"], session["finished"])}
+    assert {run_id: len(lines) for run_id, lines in logged.items()} == {
+        run_id: len(session["runs"][run_id]["epochs"]) for run_id in logged}
+    assert logged[session["finished"]], "the finished run logged no epoch"
 
 
 def test_sigterm_stops_the_training_run_and_exits_with_status_0(session):
@@ -168,27 +176,19 @@ def test_sigterm_stops_the_training_run_and_exits_with_status_0(session):
 
 def test_a_failed_run_is_logged_once(tmp_path):
     # No MNIST in the data folder, and no download: the run fails while loading data.
-    server = Serve(tmp_path, tmp_path / "empty", "--log-level", "info")
-    try:
+    with Serve(tmp_path, tmp_path / "empty", "--log-level", "info") as server:
         run_id = server.request("POST", "/api/runs", SHORT_RUN)[1]["run_id"]
         server.wait_for_state("failed")
         assert server.terminate() == 0
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
     assert run_events(server, run_id) == ["started", "failed"]
     assert f"run {run_id} failed: " in server.log()
 
 
 def test_log_level_warning_keeps_requests_and_run_events_out(tmp_path, mnist_dir):
-    server = Serve(tmp_path, mnist_dir, "--log-level", "warning")
-    try:
+    with Serve(tmp_path, mnist_dir, "--log-level", "warning") as server:
         run_id = server.request("POST", "/api/runs", SHORT_RUN)[1]["run_id"]
         server.wait_for_state("finished")
         assert server.terminate() == 0
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
     assert access_counts(server.log()) == collections.Counter()
     assert server.lines_about(run_id) == []
 
