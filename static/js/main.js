@@ -8,10 +8,15 @@ import { createCharts } from './charts.js';
 import { createControls } from './controls.js';
 import { createDraw } from './draw.js';
 import { createFilters } from './filters.js';
+import { createInsight } from './insight.js';
 import { createRuns } from './runs.js';
 import { connectStream } from './stream.js';
 import { api, askForToken, getToken, setTokenAsker } from './api.js';
 import { createTokenDialog } from './token.js';
+import { createThemeToggle, onThemeChange } from './theme.js';
+import { createSteer } from './steer.js';
+import { createAugmentPreview } from './augment.js';
+import { createChartDownloads } from './export.js';
 
 const byId = (id) => document.getElementById(id);
 
@@ -38,6 +43,9 @@ const charts = createCharts({
 
 const filters = createFilters({ container: byId('filters'), stampEl: byId('filters-stamp') });
 
+// The evaluation (confusion matrix, mistakes) and the weight histograms of each epoch.
+const insight = createInsight();
+
 // The drawing pad and the network's reading of it (POST /api/predict).
 const draw = createDraw({
   canvas: byId('draw-canvas'),
@@ -54,7 +62,42 @@ const draw = createDraw({
 
 const runs = createRuns({
   listEl: byId('runs'),
+  errorEl: byId('runs-error'),
   onChange: (list) => charts.setComparisons(list),
+});
+
+// Steering the run (learning rate, momentum, one more epoch), the augmentation preview,
+// and the charts' PNG downloads.
+const steer = createSteer({
+  controls,
+  form: byId('steer-form'),
+  lrInput: byId('steer-lr'),
+  momentumInput: byId('steer-momentum'),
+  momentumLabel: byId('steer-momentum-label'),
+  applyButton: byId('steer-apply'),
+  nowEl: byId('steer-now'),
+  errorEl: byId('steer-error'),
+  stepButton: byId('step-epoch'),
+  stepErrorEl: byId('step-error'),
+});
+const augment = createAugmentPreview({
+  form: byId('run-form'),
+  grid: byId('augment-grid'),
+  stampEl: byId('augment-stamp'),
+  errorEl: byId('augment-error'),
+});
+createChartDownloads({ buttons: document.querySelectorAll('button[data-chart]'), charts });
+
+// Colours live in CSS variables; follow a switch between light and dark (the toggle, or
+// the system's setting).
+createThemeToggle({ inputs: document.querySelectorAll('input[name="theme"]') });
+onThemeChange(() => {
+  charts.restyle();
+  filters.restyle();
+  runs.restyle();
+  draw.restyle();
+  augment.restyle();
+  insight.restyle();
 });
 
 // ----- the live run -----
@@ -74,12 +117,14 @@ function follow(runId) {
 }
 
 const handlers = {
+  ...insight.handlers,   // evaluation, histograms: they follow a new run by themselves
   run(d) {
     const isNew = !knownRuns.has(d.run_id);
     knownRuns.add(d.run_id);
     liveRun = d.run_id;
     charts.reset(d);
     filters.reset(d.spec);
+    insight.reset(d.run_id);
     controls.applyRun(d, { isNew });
     runs.refresh();
   },
@@ -113,6 +158,13 @@ const handlers = {
     controls.showError(d.message);
     runs.refresh();
   },
+};
+
+// A live change of the learning rate or momentum: marked on the loss chart.
+handlers.hyperparameters = (d) => {
+  follow(d.run_id);
+  charts.addMarker(d);
+  steer.applyChange(d);
 };
 
 // The runs list shows each run's epochs so far. Epochs of a small network can come
@@ -168,15 +220,6 @@ controls.loadPresets();
 controls.loadStatus();
 runs.refresh();
 
-// Colours live in CSS variables; follow a switch between light and dark.
-const scheme = window.matchMedia('(prefers-color-scheme: dark)');
-scheme.addEventListener('change', () => {
-  charts.restyle();
-  filters.restyle();
-  runs.restyle();
-  draw.restyle();
-});
-
 // Read-only hooks for browser tests.
 Object.defineProperty(window, 'cnnLive', {
   value: Object.freeze({
@@ -186,6 +229,11 @@ Object.defineProperty(window, 'cnnLive', {
     lastEventId: () => stream.lastEventId(),
     predictions: () => draw.predictions(),
     lastPrediction: () => draw.lastPrediction(),
+    lossMarkers: () => charts.lossMarkers(),
+    augmentVersion: () => augment.version(),
+    layerStages: () => draw.layerStages(),
+    evaluation: () => insight.hooks.evaluation(),
+    histograms: () => insight.hooks.histograms(),
   }),
   writable: false,
   configurable: false,

@@ -6,7 +6,8 @@
 // own asks for the same with `?after=ID`. (Without either, the server starts with the
 // current run's history, beginning with its "run" event; the handlers are idempotent.)
 
-export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'done', 'error'];
+export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'evaluation', 'histograms',
+  'hyperparameters', 'done', 'error'];
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;
