@@ -8,7 +8,10 @@
   } catch (error) {
     // storage refused: follow the system
   }
+  if (choice !== 'light' && choice !== 'dark') choice = 'system';
   var systemDark = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches;
-  var dark = choice === 'dark' || (choice !== 'light' && systemDark);
+  var dark = choice === 'dark' || (choice === 'system' && systemDark);
   document.documentElement.setAttribute('data-theme', dark ? 'dark' : 'light');
+  // The toggle shows this choice before theme.js checks its radio (see app.css).
+  document.documentElement.setAttribute('data-theme-choice', choice);
 }());
