@@ -21,6 +21,9 @@ from fastapi.sse import format_sse_event
 # Kinds of event that may be dropped from a long run's history (oldest first): a late
 # browser needs every epoch, but not every throttled batch or filter snapshot.
 THINNABLE = frozenset({"batch", "filters", "status"})
+# Kinds of which the history keeps only the newest: each is a whole picture (the
+# confusion matrix and gallery, the histograms against the start), ~50 KB an epoch.
+LATEST_ONLY = frozenset({"evaluation", "histograms"})
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class EventHub:
             event = Event(event_id, name, data,
                           format_sse_event(data_str=data, event=name, id=str(event_id)))
             self._next_id += 1
+            if name in LATEST_ONLY:
+                self._history = [old for old in self._history if old.name != name]
             self._history.append(event)
             if len(self._history) > self.history_limit:
                 self._thin_history()

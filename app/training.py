@@ -281,6 +281,7 @@ class TrainingManager:
         self._steppable = None
         self._trainer = trainer
         run.state, run.finished_at, run.outcome = "running", None, None
+        run.config = {**run.config, "epochs": len(run.epochs) + 1}
         self._progress = Progress(len(run.epochs), len(run.epochs) + 1,
                                   learning_rate=self._progress.learning_rate,
                                   momentum=self._progress.momentum)
@@ -357,9 +358,8 @@ class TrainingManager:
         elif isinstance(exc, DataError):
             self._data_message = str(exc)
             self._fail(run, str(exc))
-        else:
-            log.error("run %s failed", run.run_id, exc_info=exc)
-            self._fail(run, f"{type(exc).__name__}: {exc}")
+        else:  # a bug: its traceback goes to the log
+            self._fail(run, f"{type(exc).__name__}: {exc}", traceback_of=exc)
 
     def augment_preview(self, settings: Augmentation, count: int, seed: int) -> dict:
         """The first `count` training images and one random distortion of each, as
@@ -389,14 +389,15 @@ class TrainingManager:
         self._publish_status()
         log.info("run %s %s after %d epochs", run.run_id, outcome, len(run.epochs))
 
-    def _fail(self, run: RunRecord, message: str) -> None:
+    def _fail(self, run: RunRecord, message: str, traceback_of: Exception | None = None) -> None:
         self.predictor.run_ended(run.run_id, "failed")
         with self._lock:
             run.state, run.finished_at, run.message = "failed", time.time(), message
             run.outcome = "failed"
         self.hub.publish("error", {"run_id": run.run_id, "message": message})
         self._publish_status()
-        log.warning("run %s failed: %s", run.run_id, message)
+        log.log(logging.ERROR if traceback_of else logging.WARNING, "run %s failed: %s",
+                run.run_id, message, exc_info=traceback_of)
 
     def _save_checkpoint(self, run: RunRecord, model: Model, record: dict) -> None:
         """Each completed epoch, in the training thread (weights consistent): the run's
@@ -455,6 +456,9 @@ class TrainingManager:
                 if model is not None:
                     self._save_checkpoint(run, model, record)
                 self.hub.publish("epoch", {**record, "run_id": run.run_id})
+                log.info("run %s epoch %d/%d: test accuracy %.2f%%, %.1f s", run.run_id,
+                         record["epoch"], record["epochs"], 100 * record["test_accuracy"],
+                         record["seconds"])
             elif kind == "evaluation":
                 run.evaluation, run.evaluation_epoch = event["evaluation"], event["epoch"]
                 self.hub.publish("evaluation", self._evaluation_event(run))

@@ -405,6 +405,7 @@ def _fetch_verified(url: str, name: str, target: Path, timeout: float) -> None:
         problem = _checksum_problem(temp, name)
         if problem:
             raise DataError(problem)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; data is for every user (Docker)
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)

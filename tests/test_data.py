@@ -375,6 +375,8 @@ def test_download_fetches_and_verifies_all_four_files_which_then_load(
     assert listing(target) == sorted(f"{name}.gz" for name in MNIST_FILES)
     for name in MNIST_FILES:
         assert gzip.decompress((target / f"{name}.gz").read_bytes()) == fake_mnist[name]
+        # readable by every user (a server in a container runs as another one)
+        assert (target / f"{name}.gz").stat().st_mode & 0o444 == 0o444
     assert any("verified" in message for message in messages)
     mnist = load_mnist(target, download=False)
     assert mnist.train_images.shape == (3, 28, 28)

@@ -31,13 +31,33 @@ def client(mnist_dir):
         yield client
 
 
+class Published(list):
+    """Every event the hub publishes, as (name, payload): what a browser that watched
+    from the start received (a late one is replayed only the newest evaluation and
+    histograms)."""
+
+    def __init__(self, hub):
+        super().__init__()
+        real_publish = hub.publish
+
+        def publish(name, payload):
+            self.append((name, payload))
+            return real_publish(name, payload)
+
+        hub.publish = publish
+
+    def of(self, name: str) -> list[dict]:
+        return [payload for kind, payload in self if kind == name]
+
+
 @pytest.fixture(scope="module")
 def finished(mnist_dir):
-    """A server that finished SHORT_RUN: (client, run_id, the run's SSE records)."""
+    """A server that finished SHORT_RUN: (client, run_id, the events it published)."""
     with TestClient(make_app(mnist_dir)) as client:
+        published = Published(client.app.state.hub)
         run_id = start_run(client, **SHORT_RUN)["run_id"]
         wait_for_run_end(client)
-        yield client, run_id, stream_events(client, is_done)
+        yield client, run_id, published
 
 
 def pixels(image: dict) -> np.ndarray:
@@ -55,9 +75,9 @@ def post(client, action: str, **body):
 # -- evaluation --------------------------------------------------------------------------------
 
 def test_each_epoch_streams_a_confusion_matrix_that_matches_its_accuracy(finished, mnist):
-    _, run_id, records = finished
-    epochs = {e.json()["epoch"]: e.json() for e in events_only(records, "epoch")}
-    evaluations = [e.json() for e in events_only(records, "evaluation")]
+    _, run_id, published = finished
+    epochs = {epoch["epoch"]: epoch for epoch in published.of("epoch")}
+    evaluations = published.of("evaluation")
     assert [e["epoch"] for e in evaluations] == [1, 2]
     for evaluation in evaluations:
         confusion = np.array(evaluation["confusion"])
@@ -71,8 +91,8 @@ def test_each_epoch_streams_a_confusion_matrix_that_matches_its_accuracy(finishe
 
 
 def test_the_gallery_holds_the_most_confident_mistakes_with_their_real_pixels(finished, mnist):
-    _, _, records = finished
-    evaluation = events_only(records, "evaluation")[-1].json()
+    _, _, published = finished
+    evaluation = published.of("evaluation")[-1]
     gallery = evaluation["misclassified"]
     assert 0 < len(gallery) <= 36
     assert len(gallery) == min(36, evaluation["misclassified_total"])
@@ -85,8 +105,8 @@ def test_the_gallery_holds_the_most_confident_mistakes_with_their_real_pixels(fi
 
 
 def test_histograms_stream_at_the_start_and_after_each_epoch(finished):
-    _, run_id, records = finished
-    histograms = [e.json() for e in events_only(records, "histograms")]
+    _, run_id, published = finished
+    histograms = published.of("histograms")
     assert [h["epoch"] for h in histograms] == [0, 1, 2]
     names = ["0.conv", "3.conv", "7.dense", "9.dense"]
     for event in histograms:
@@ -100,11 +120,20 @@ def test_histograms_stream_at_the_start_and_after_each_epoch(finished):
     assert all(layer["gradients"] is not None for layer in histograms[2]["layers"])
 
 
+def test_a_late_browser_is_replayed_only_the_newest_evaluation_and_histograms(finished):
+    client, _, published = finished
+    records = stream_events(client, is_done)
+    for name in ("evaluation", "histograms"):
+        replayed = [event.json() for event in events_only(records, name)]
+        assert replayed == [published.of(name)[-1]]
+    assert len(events_only(records, "epoch")) == 2  # every epoch, though
+
+
 # -- confusion cells ----------------------------------------------------------------------------
 
 def test_a_confusion_cell_returns_its_images_most_confident_first(finished, mnist):
-    client, run_id, records = finished
-    confusion = np.array(events_only(records, "evaluation")[-1].json()["confusion"])
+    client, run_id, published = finished
+    confusion = np.array(published.of("evaluation")[-1]["confusion"])
     off_diagonal = confusion - np.diag(np.diag(confusion))
     label, predicted = np.unravel_index(off_diagonal.argmax(), confusion.shape)
     for row, column in ((label, predicted), (3, 3)):
@@ -146,7 +175,7 @@ def test_confusion_of_an_unknown_or_unevaluated_run_is_a_404(client, fast_pings)
 # -- metrics as JSON -----------------------------------------------------------------------------
 
 def test_metrics_json_has_the_epochs_the_loss_points_and_the_config(finished):
-    client, run_id, records = finished
+    client, run_id, published = finished
     response = client.get(f"/api/runs/{run_id}/metrics.json")
     assert response.status_code == 200
     metrics = response.json()
@@ -155,7 +184,7 @@ def test_metrics_json_has_the_epochs_the_loss_points_and_the_config(finished):
     assert metrics["spec"]["layers"][0]["type"] == "conv"
     assert metrics["outcome"] == "finished" and metrics["hyperparameter_changes"] == []
     batches = metrics["batches"]
-    streamed = [e.json() for e in events_only(records, "batch")]
+    streamed = published.of("batch")
     assert [b["global_step"] for b in batches] == [b["global_step"] for b in streamed]
     assert [b["loss"] for b in batches] == [b["loss"] for b in streamed]
     assert client.get("/api/runs/nope/metrics.json").status_code == 404
@@ -256,10 +285,11 @@ def test_a_step_after_a_finished_run_trains_exactly_one_more_epoch(client, fast_
     assert final["state"] == "finished" and final["run_id"] == run_id
     run = client.get("/api/runs").json()[-1]
     assert [epoch["epoch"] for epoch in run["epochs"]] == [1, 2]
-    assert run["outcome"] == "finished" and run["config"]["epochs"] == 1  # as started
+    assert run["outcome"] == "finished" and run["config"]["epochs"] == 2
     records = stream_events(client, lambda record: record.event == "done"
                             and record.json()["epochs_completed"] == 2)
-    assert [e.json()["epoch"] for e in events_only(records, "evaluation")] == [1, 2]
+    assert [e.json()["epoch"] for e in events_only(records, "epoch")] == [1, 2]
+    assert [e.json()["epoch"] for e in events_only(records, "evaluation")] == [2]  # the newest
     assert [e.json()["epochs_completed"] for e in events_only(records, "done")] == [1, 2]
     assert client.get("/api/model/info").json()["epoch"] == 2
 

@@ -157,8 +157,6 @@ def test_a_finished_run_logs_its_start_and_its_end_once(session):
     assert f"run {run_id} finished after {SHORT_RUN['epochs']} epochs" in server.log()
 
 
-@pytest.mark.xfail(strict=True, reason="app/training.py does not log epochs yet "
-                                        "(its owner adds the line; then drop this mark)")
 def test_every_epoch_of_a_run_is_logged_once(session):
     logged = {run_id: [line for line in session["server"].lines_about(run_id) if " epoch " in line]
               for run_id in (session["stopped"], session["finished"])}

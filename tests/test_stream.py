@@ -22,7 +22,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.hub import THINNABLE, EventHub
+from app.hub import LATEST_ONLY, THINNABLE, EventHub
 from server_helpers import (LONG_RUN, SHORT_RUN, SSE, LiveServer, StreamReader,  # noqa: F401
                             epoch_payloads, events_only, fast_pings, is_done, is_last,
                             make_app, run_async, start_run, stream_events, wait_for,
@@ -80,14 +80,19 @@ def test_a_new_subscriber_receives_the_whole_history_of_the_finished_run(replay)
     events = events_only(records)
     numbers = ids(records)
     assert numbers == sorted(set(numbers)) and numbers[-1] == hub.last_id
-    assert numbers == list(range(numbers[0], numbers[-1] + 1))  # nothing thinned in a short run
     names = [event.event for event in events]
     assert names[0] == "run" and names.count("run") == 1
     assert names.count("done") == 1 and names.index("done") > names.index("run")
     assert set(names) <= {"run", "status", "batch", "epoch", "evaluation", "histograms",
                           "filters", "done"}
-    assert names.count("evaluation") == names.count("epoch") == 2
-    assert names.count("histograms") == 3  # the start, then each epoch
+    # Nothing is thinned in a short run; of the evaluations (one an epoch) and the
+    # histograms (the start, then one an epoch) only the newest are kept.
+    assert names.count("epoch") == 2
+    assert names.count("evaluation") == names.count("histograms") == 1
+    assert len(range(numbers[0], numbers[-1] + 1)) - len(numbers) == 1 + 2
+    newest = [event.json()["epoch"] for event in events if event.event in ("evaluation",
+                                                                          "histograms")]
+    assert newest == [2, 2]
 
     run = events[0].json()
     assert run["preset"] == "default" and run["config"]["epochs"] == SHORT_RUN["epochs"]
@@ -363,8 +368,16 @@ def test_a_client_joining_midway_ends_with_the_same_events_as_one_there_from_the
 
     assert [e["epoch"] for e in epoch_payloads(early_records)] == [1, 2, 3]
     assert epoch_payloads(late_records) == epoch_payloads(early_records)
-    assert [(e.id, e.event, e.data) for e in from_run_event(late_records, run_id)] == \
-        [(e.id, e.event, e.data) for e in from_run_event(early_records, run_id)]
+    # The same events, but of the evaluations and histograms (each a whole picture)
+    # the late client was replayed only the newest: it ends with the same ones.
+    def triples(records, keep_latest_only):
+        return [(e.id, e.event, e.data) for e in from_run_event(records, run_id)
+                if (e.event in LATEST_ONLY) == keep_latest_only]
+    assert triples(late_records, False) == triples(early_records, False)
+    for name in LATEST_ONLY:
+        assert [t for t in triples(late_records, True) if t[1] == name][-1] == \
+            [t for t in triples(early_records, True) if t[1] == name][-1]
+    assert len(triples(late_records, True)) < len(triples(early_records, True))
 
 
 def stalled_browser(url: str) -> socket.socket:
