@@ -43,10 +43,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=builder /opt/venv /opt/venv
 
 # MNIST, checked against its published MD5s, owned by root: the server only reads it.
-# (The download writes each file through a private temporary file: hence the chmod.)
 RUN cnn-live --version \
-    && cnn-live download --data-dir "$CNN_LIVE_DATA_DIR" \
-    && chmod -R a+rX "$CNN_LIVE_DATA_DIR"
+    && cnn-live download --data-dir "$CNN_LIVE_DATA_DIR"
 
 # The server runs as this user; checkpoints of runs are the only files it writes.
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/cnn-live \
