@@ -209,7 +209,8 @@ def _smooth(previous: float | None, value: float, weight: float = 0.05) -> float
 
 # Options of `train` that override the preset's TrainConfig field of the same name.
 CONFIG_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed",
-                  "train_size", "test_size")
+                  "train_size", "test_size", "augment_shift", "augment_scale",
+                  "augment_rotation", "augment_stroke")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,6 +228,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the first N training images")
     parser.add_argument("--test-size", type=positive_int, metavar="N",
                         help="test on the first N test images")
+    augmentation = parser.add_argument_group(
+        "augmentation", "random distortions of each training image (0 turns one off)")
+    for name, unit in (("shift", "pixels, 0..8"), ("scale", "relative, 0..0.5"),
+                       ("rotation", "degrees, 0..45"), ("stroke", "pixels thicker or thinner, 0..1")):
+        augmentation.add_argument(f"--augment-{name}", type=finite_number, metavar="X",
+                                  help=f"at most this much ({unit})")
     add_data_arguments(parser)
     parser.add_argument("--save", type=Path, metavar="PATH",
                         help="write the trained model (.npz) here, also when interrupted")
@@ -429,6 +436,7 @@ COMMANDS: tuple[Command, ...] = (
   cnn-live train --preset default
   cnn-live train --preset seed --epochs 5 --save seed.npz
   cnn-live train --preset default --epochs 2 --train-size 10000 --json > history.jsonl
+  cnn-live train --preset default --augment-stroke 0.5 --augment-rotation 15
   cnn-live train --preset seed-fc --data-dir ~/data/mnist --no-download""",
             add_train_arguments, run_train),
     Command("evaluate", "measure a saved model's accuracy on the MNIST test set", """\

@@ -163,6 +163,19 @@ def test_train_save_writes_a_model_that_evaluate_reads_back_with_the_same_accura
     assert metadata["test_correct"] == final["test_correct"]
 
 
+def test_train_augmentation_options_reach_the_saved_config(capsys, tmp_path, mnist_dir):
+    path = tmp_path / "augmented.npz"
+    trained = run(capsys, *small_train(mnist_dir, "--save", path, "--augment-stroke", 0.5,
+                                       "--augment-rotation", 15, "--augment-shift", 0,
+                                       preset="default", train_size=300, test_size=100))
+    assert trained.code == 0
+    _, metadata = Model.load_with_metadata(path)
+    config = metadata["config"]
+    assert (config["augment_stroke"], config["augment_rotation"]) == (0.5, 15.0)
+    assert config["augment_shift"] == 0.0
+    assert config["augment_scale"] == PRESETS["default"].config.augment_scale  # the preset's
+
+
 def test_evaluate_prints_accuracy_as_a_percent_and_the_loss(capsys, tmp_path, mnist_dir):
     path = tmp_path / "model.npz"
     assert run(capsys, *small_train(mnist_dir, "--save", path, epochs=1)).code == 0
@@ -248,6 +261,8 @@ def test_presets_lists_names_and_settings_in_plain_text(capsys):
     (["--preset", "seed", "--epochs", "20000"], ["--epochs", "10000"]),
     (["--preset", "seed", "--seed", "-1"], ["--seed"]),
     (["--preset", "seed", "--optimizer", "rmsprop"], ["--optimizer", "invalid choice"]),
+    (["--preset", "seed", "--augment-stroke", "2"], ["--augment-stroke", "[0.0, 1.0]", "2.0"]),
+    (["--preset", "seed", "--augment-shift", "-1"], ["--augment-shift", "-1"]),
     ([], ["--preset", "required"]),
 ])
 def test_bad_train_arguments_exit_2_with_a_one_line_message(capsys, tmp_path, extra, fragments):
