@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 
 SLOW_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -25,6 +26,13 @@ def add_blas_argument(parser) -> None:
     """The flag `use_fast_blas` looks for, so that --help shows it."""
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as they are")
+
+
+def add_data_argument(parser) -> None:
+    """--data-dir: CNN_LIVE_DATA_DIR, else the shared MNIST beside the checkout if there."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    parser.add_argument("--data-dir", default=os.environ.get("CNN_LIVE_DATA_DIR")
+                        or (str(shared) if shared.is_dir() else None))
 
 
 def describe_with_load() -> None:
