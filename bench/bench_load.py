@@ -263,6 +263,13 @@ def describe_latency(figures: dict) -> str:
             f"p99 {figures['p99']:.1f}, max {figures['max']:.1f} ms")
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process's main thread: uvicorn's event loop, which parses the
+    requests and writes the streams (the training runs in another thread)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the server's memory -----------------------------------------------------------------------
 
 def memory_kib(pid: int) -> dict:
@@ -298,7 +305,7 @@ async def train_once(server: Server, body: dict, clients: int, rate: float,
     address = (host, int(port))
     reset_peak_memory(pid)
     before = memory_kib(pid)
-    server_cpu, own_cpu = cpu_seconds(pid), time.process_time()
+    server_cpu, loop_cpu, own_cpu = cpu_seconds(pid), loop_cpu_seconds(pid), time.process_time()
     run_id: list = [None]  # filled in once the run is started; the watchers read it
     watchers, tasks = await connect_all(clients, address, run_id) if clients else ([], [])
     predictions = Predictions(address, requests, rate)
@@ -318,6 +325,7 @@ async def train_once(server: Server, body: dict, clients: int, rate: float,
     checks = [watcher.check(run_id[0], body["epochs"]) for watcher in watchers]
     return {"clients": clients, "epochs": run["epochs"],
             "server_cpu": cpu_seconds(pid) - server_cpu,
+            "loop_cpu": loop_cpu_seconds(pid) - loop_cpu,
             "load_cpu": time.process_time() - own_cpu,
             "memory_before": before, "memory_after": memory_kib(pid),
             "events": [count for count, _ in checks],
@@ -378,7 +386,8 @@ def report_loaded(index: int, quiet: dict, loaded: dict) -> dict:
           f" ms; {loaded['connections']} connections", flush=True)
     print(f"   server RSS {mib(loaded['memory_before']['VmRSS'])} -> "
           f"{mib(loaded['memory_after']['VmRSS'])}, peak {mib(loaded['memory_after']['VmHWM'])}; "
-          f"CPU s: server {loaded['server_cpu']:.1f} (quiet {quiet['server_cpu']:.1f}), load "
+          f"CPU s: server {loaded['server_cpu']:.1f} (quiet {quiet['server_cpu']:.1f}), of which "
+          f"its event loop {loaded['loop_cpu']:.1f} (quiet {quiet['loop_cpu']:.1f}); load "
           f"generator {loaded['load_cpu']:.1f}; load {loaded['load_average']:.1f}", flush=True)
     return {"ratio": statistics.median(ratios), "p99": every.get("p99", float("nan")),
             "p50": every.get("p50", float("nan")), "p95": every.get("p95", float("nan")),

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import httpx
 
-from app.hub import CHUNK_BYTES, LATEST_ONLY
+from app.hub import CHUNK_BYTES, LATEST_ONLY, EventHub
 from server_helpers import (LiveServer, SSE, StreamReader, events_only, fast_pings,  # noqa: F401
                             make_app, parse_sse, run_async, wait_for)
 
@@ -139,6 +139,36 @@ def test_a_thousand_browsers_that_connect_and_drop_leave_nothing_behind(mnist_di
     assert alive == 0, f"{alive} subscriptions are still referenced"
     assert rss_after - rss_before < MEMORY_SLACK, \
         f"RSS grew by {(rss_after - rss_before) / 2**20:.1f} MiB over {CHURN_CYCLES} visits"
+
+
+# -- a crowd of browsers ---------------------------------------------------------------------
+
+def test_a_crowd_of_browsers_gets_events_in_batches_and_a_few_get_each_at_once():
+    async def main():
+        hub = EventHub(crowd=3, crowd_interval=1.0)
+        hub.attach(asyncio.get_running_loop())
+
+        async def first_delivery(subscriptions) -> list[list[int]]:
+            """What each waiting stream gets when it is first woken, as five events are
+            published in quick succession."""
+            waiting = [asyncio.create_task(s.next_events(30)) for s in subscriptions]
+            await asyncio.sleep(0.01)
+            for _ in range(5):
+                hub.publish("batch", {})
+                await asyncio.sleep(0)
+            return [[e.id for e in await task] for task in waiting]
+
+        few = [hub.subscribe() for _ in range(2)]
+        first = hub.last_id + 1
+        assert await first_delivery(few) == [[first]] * 2  # each event at once
+        for subscription in few:
+            await subscription.next_events(0)  # the rest
+
+        crowd = few + [hub.subscribe(hub.last_id)]
+        first = hub.last_id + 1
+        assert await first_delivery(crowd) == [list(range(first, first + 5))] * 3  # one batch
+
+    run_async(main)
 
 
 # -- a browser that stops reading ---------------------------------------------------------
