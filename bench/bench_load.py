@@ -170,7 +170,6 @@ class Answer:
     status: int
     correct: bool
     source: str | None  # which model answered
-    due: float = 0.0    # the scheduled time (loop clock)
 
 
 @dataclass
@@ -220,7 +219,7 @@ class Predictions:
         answer = json.loads(body) if status == 200 else {}
         self.answers.append(Answer(done - due, sent - due, request.explain, status,
                                    answer.get("digit") == request.label,
-                                   answer.get("model", {}).get("source"), due))
+                                   answer.get("model", {}).get("source")))
         if b"connection: close" in head.lower():
             connection[1].close()
         else:
