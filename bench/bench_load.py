@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
-from server import Server  # noqa: E402
+from server import Server, predict_body  # noqa: E402
 
 machine.use_fast_blas()
 sys.path.insert(0, str(ROOT))
@@ -72,8 +72,10 @@ class Request:
     wire: bytes  # the whole HTTP request
 
 
-def drawings(data_dir: str | None, count: int, explain_fraction: float) -> list[Request]:
-    """`count` drawn MNIST test digits at the page's size, as ready-to-send requests."""
+def drawings(data_dir: str | None, count: int, explain_fraction: float,
+             as_rows: bool = False) -> list[Request]:
+    """`count` drawn MNIST test digits at the page's size, as ready-to-send requests
+    in the page's format (or as rows of numbers)."""
     from cnn.data import load_mnist
     from cnn.drawn import make_drawn_set
     from cnn.preprocess import _resample_matrix
@@ -85,8 +87,7 @@ def drawings(data_dir: str | None, count: int, explain_fraction: float) -> list[
         shrink = _resample_matrix(PAGE_SIDE, canvas.shape[0])
         image = np.rint(shrink @ canvas.astype(np.float64) @ shrink.T).astype(int)
         explain = (i + 0.5) * explain_fraction % 1 < explain_fraction  # spread evenly
-        body = json.dumps({"image": image.tolist(), "explain": bool(explain)},
-                          separators=(",", ":")).encode()
+        body = predict_body(image, bool(explain), as_rows)
         head = (f"POST /api/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json"
                 f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         requests.append(Request(int(label), bool(explain), head + body))
@@ -421,6 +422,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="predictions a second")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of each run")
     parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (quiet, loaded)")
+    parser.add_argument("--rows", action="store_true",
+                        help="send the drawings as rows of numbers, not as the page does "
+                             "(base64 bytes)")
     parser.add_argument("--explain-fraction", type=float, default=0.1,
                         help="share of the predictions that ask for the feature maps")
     parser.add_argument("--train-size", type=int, default=None,
@@ -430,7 +434,7 @@ def main() -> None:
     args = parser.parse_args()
 
     machine.describe_with_load()
-    requests = drawings(args.data_dir, 64, args.explain_fraction)
+    requests = drawings(args.data_dir, 64, args.explain_fraction, args.rows)
     sizes = sorted(len(r.wire) for r in requests)
     print(f"drawings: {len(requests)} drawn MNIST test digits at {PAGE_SIDE}x{PAGE_SIDE}, "
           f"{sizes[0]:,}..{sizes[-1]:,} bytes a request, "

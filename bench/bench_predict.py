@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
-from server import Server  # noqa: E402
+from server import Server, predict_body  # noqa: E402
 
 machine.use_fast_blas()
 
@@ -167,8 +167,7 @@ def main() -> None:
 
     machine.describe_with_load()
     label, image = drawing(args.data_dir)
-    import json
-    body = json.dumps({"image": image}).encode()
+    body = predict_body(image)
     print(f"drawing: 200x200 (an MNIST {label}), {len(body):,} bytes a request; "
           f"{args.rate:g} requests/s for {args.seconds:g} s per phase", flush=True)
     if args.blas_threads is None:

@@ -8,6 +8,8 @@ to the child, which runs the real app with uvicorn on it:
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +21,19 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+
+def predict_body(drawing, explain: bool = False, as_rows: bool = False) -> bytes:
+    """A POST /api/predict body for a drawing (H x W, 0..255): as the page sends it
+    (its bytes in base64, with the width), or with `as_rows` as rows of numbers."""
+    import numpy as np
+    pixels = np.asarray(drawing, dtype=np.uint8)
+    if as_rows:
+        body = {"image": pixels.tolist(), "explain": explain}
+    else:
+        body = {"pixels": base64.b64encode(pixels.tobytes()).decode("ascii"),
+                "width": pixels.shape[1], "explain": explain}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Server:

@@ -17,6 +17,7 @@ contract (2D, 8..512 per side, integers 0..255).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
@@ -51,16 +52,16 @@ def has_predict_route(server) -> bool:
 
 
 def check_contract(body: dict) -> np.ndarray:
-    """The request as the API defines it; returns the image."""
-    assert set(body) == {"image", "explain"}, body.keys()
+    """The request as the API defines it (the page sends the compact form: base64
+    bytes with their width); returns the image."""
+    assert set(body) == {"pixels", "width", "explain"}, body.keys()
     assert isinstance(body["explain"], bool)
-    image = body["image"]
-    assert isinstance(image, list) and image and all(isinstance(row, list) for row in image)
-    height, width = len(image), len(image[0])
-    assert all(len(row) == width for row in image), "ragged rows"
-    assert 8 <= height <= 200 and 8 <= width <= 200, (height, width)
-    assert all(type(v) is int and 0 <= v <= 255 for row in image for v in row)
-    return np.asarray(image, dtype=np.float64)
+    width = body["width"]
+    assert type(width) is int and 8 <= width <= 200, width
+    raw = base64.b64decode(body["pixels"], validate=True)
+    assert raw and len(raw) % width == 0, "not whole rows"
+    assert 8 <= len(raw) // width <= 200, len(raw) // width
+    return np.frombuffer(raw, np.uint8).reshape(-1, width).astype(np.float64)
 
 
 def _valid_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -110,9 +111,8 @@ class Predictor:
     def _seen(self, request) -> None:
         if request.method == "POST" and request.url.endswith(PREDICT):
             body = request.post_data_json
-            check_contract(body)
-            self.requests.append({"explain": body["explain"], "size": (len(body["image"]),
-                                                                      len(body["image"][0]))})
+            self.requests.append({"explain": body["explain"],
+                                  "size": check_contract(body).shape})
 
     def _finished(self, request) -> None:
         if request.method == "POST" and request.url.endswith(PREDICT):

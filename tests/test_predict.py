@@ -6,6 +6,7 @@ broken one. In process, with Starlette's TestClient as a context manager."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import sys
@@ -97,6 +98,19 @@ def test_a_drawn_digit_is_recognised_by_the_bundled_model(client, mnist, index):
     assert body["feature_maps"] is None
 
 
+def test_pixels_in_base64_give_the_same_answer_as_rows_of_numbers(client, drawn):
+    rows = np.array(drawn[1], np.uint8)
+    compact = {"pixels": base64.b64encode(rows.tobytes()).decode("ascii"),
+               "width": rows.shape[1], "explain": True}
+    response = client.post("/api/predict", json=compact)
+    assert response.status_code == 200, response.text
+    as_pixels = response.json()
+    assert_good_prediction(as_pixels)
+    as_rows = predict(client, drawn[1], explain=True)
+    assert as_pixels == as_rows
+    assert as_pixels["digit"] == drawn[0]
+
+
 def test_the_input_is_the_digit_fitted_and_centred(client, drawn):
     image = np.array(predict(client, drawn[1])["input"])
     rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
@@ -114,11 +128,22 @@ def test_explain_returns_every_image_layers_output(client, drawn):
                 (3, "conv", [16, 14, 14]), (4, "relu", [16, 14, 14]),
                 (5, "maxpool", [16, 7, 7])]
     assert [(m["layer"], m["kind"], m["shape"]) for m in maps] == expected
+    # The layers' real outputs for the same input: the maps are them, scaled to 0..255.
+    x = np.array(body["input"], np.float32)[None, None]
+    truth = Predictor().current().model.feature_maps(x)
     for entry in maps:
         assert entry["name"] == f"{entry['layer']}.{entry['kind']}"
-        assert np.array(entry["maps"]).shape == tuple(entry["shape"])
+        levels = np.array(entry["maps"])
+        assert levels.shape == tuple(entry["shape"])
+        assert levels.dtype.kind == "i" and levels.min() == 0 and levels.max() == 255
+        values = truth[entry["layer"]][1][0]
+        assert entry["low"] == pytest.approx(values.min(), abs=1e-4)
+        assert entry["high"] == pytest.approx(values.max(), abs=1e-4)
+        step = (entry["high"] - entry["low"]) / 255
+        restored = entry["low"] + step * levels
+        np.testing.assert_allclose(restored, values, atol=step / 2 + 1e-3)
         if entry["kind"] == "relu":
-            assert np.array(entry["maps"]).min() >= 0
+            assert entry["low"] >= 0
     assert np.array(maps[0]["filters"]).shape == (8, 1, 3, 3)
     assert np.array(maps[3]["filters"]).shape == (16, 8, 3, 3)
     assert all(m["filters"] is None for m in maps if m["kind"] != "conv")
@@ -158,6 +183,10 @@ def _grid(height=16, width=16, value=0, at=None):
     return image
 
 
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
 BAD_BODIES = {
     "image is a string": ({"image": "a digit"}, "list"),
     "image is a flat list": ({"image": list(range(64))}, "list of rows"),
@@ -177,6 +206,15 @@ BAD_BODIES = {
     "explain is not a bool": ({"image": _grid(), "explain": "yes"}, "bool"),
     "no image": ({"explain": True}, "image"),
     "an unknown field": ({"image": _grid(), "colour": "red"}, "colour"),
+    "image and pixels": ({"image": _grid(), "pixels": _b64(bytes(256)), "width": 16}, "either"),
+    "width with image": ({"image": _grid(), "width": 16}, "'width' goes with 'pixels'"),
+    "pixels without width": ({"pixels": _b64(bytes([9]) * 256)}, "needs 'width'"),
+    "pixels not base64": ({"pixels": "not base64!", "width": 16}, "base64"),
+    "pixels not whole rows": ({"pixels": _b64(bytes([9]) * 250), "width": 16}, "whole rows"),
+    "pixels too few rows": ({"pixels": _b64(bytes([9]) * 112), "width": 16}, "from 8 to 512"),
+    "pixels too wide": ({"pixels": _b64(bytes([9]) * 5130), "width": 513}, "512"),
+    "pixels width a string": ({"pixels": _b64(bytes([9]) * 256), "width": "16"}, "integer"),
+    "pixels all blank": ({"pixels": _b64(bytes(256)), "width": 16}, "draw a digit first"),
 }
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ..dependencies import UNAUTHORIZED, require_read
-from ..predict import DrawingError, NoModel, Predictor, Snapshot, parse_drawing, prepare
+from ..predict import DrawingError, NoModel, Predictor, Snapshot, prepare, read_drawing
 from ..schemas import ErrorMessage, ModelInfo, Prediction, PredictRequest
 
 router = APIRouter(prefix="/api", tags=["predict"], dependencies=[Depends(require_read)],
@@ -37,7 +37,7 @@ async def predict(body: PredictRequest,
     at 512x512), and running it on the event loop saves two thread hand-offs, each of
     which can wait for the GIL behind the training thread (see bench/bench_predict.py)."""
     try:
-        image = prepare(parse_drawing(body.image))
+        image = prepare(read_drawing(body.image, body.pixels, body.width))
     except DrawingError as exc:
         raise HTTPException(422, str(exc)) from None
     snapshot = answering(predictor)

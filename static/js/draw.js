@@ -4,7 +4,9 @@
 // and kept as points in 0..1 of the pad, so that a resize or a change of device pixel
 // ratio redraws them crisply at the new size. The ink is opaque on a transparent
 // canvas: its alpha channel, downsampled to SEND_SIZE x SEND_SIZE, is the image sent
-// to POST /api/predict (integers 0..255, ink high).
+// to POST /api/predict, as its bytes (0..255, ink high) in base64 (`pixels` and
+// `width`): a fifth of the JSON of rows of numbers, and far cheaper for the server to
+// read while it trains.
 //
 // Requests: while a stroke is drawn, at most one every DEBOUNCE_MS, never more than one
 // in flight; when a stroke ends, one more with `explain: true` (the feature maps). An
@@ -204,7 +206,8 @@ export function createDraw({
   }
 
   // ----- the image sent -----
-  /** The pad's alpha channel at SEND_SIZE x SEND_SIZE as rows of 0..255, or null when blank. */
+  /** The pad's alpha channel at SEND_SIZE x SEND_SIZE, row by row, as base64 of its
+   *  bytes, or null when blank. */
   function sample() {
     samplerCtx.clearRect(0, 0, SEND_SIZE, SEND_SIZE);
     samplerCtx.imageSmoothingEnabled = true;
@@ -212,17 +215,12 @@ export function createDraw({
     samplerCtx.drawImage(canvas, 0, 0, canvas.width, canvas.height, 0, 0, SEND_SIZE, SEND_SIZE);
     const { data } = samplerCtx.getImageData(0, 0, SEND_SIZE, SEND_SIZE);
     let ink = false;
-    const image = new Array(SEND_SIZE);
-    for (let y = 0; y < SEND_SIZE; y++) {
-      const row = new Array(SEND_SIZE);
-      for (let x = 0; x < SEND_SIZE; x++) {
-        const a = data[(y * SEND_SIZE + x) * 4 + 3];
-        row[x] = a;
-        if (a) ink = true;
-      }
-      image[y] = row;
+    let binary = '';
+    for (let i = 3; i < data.length; i += 4) {
+      if (data[i]) ink = true;
+      binary += String.fromCharCode(data[i]);
     }
-    return ink ? image : null;
+    return ink ? btoa(binary) : null;
   }
 
   // ----- requests -----
@@ -245,12 +243,12 @@ export function createDraw({
     dirty = false;
     const explain = wantExplain && pointerId === null;
     if (explain) wantExplain = false;
-    const image = strokes.length ? sample() : null;
-    if (!image) return;                                     // nothing drawn: nothing to ask
+    const pixels = strokes.length ? sample() : null;
+    if (!pixels) return;                                    // nothing drawn: nothing to ask
     const mine = generation;
     inFlight = true;
     try {
-      const answer = await api('POST', '/api/predict', { image, explain });
+      const answer = await api('POST', '/api/predict', { pixels, width: SEND_SIZE, explain });
       if (mine === generation) apply(answer, explain);
     } catch (error) {
       if (mine === generation) showError(describeFailure(error));
