@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from .hub import EventHub
+from .memory import limit_arenas
 from .paths import web_dir
 from .predict import Predictor
 from .routers import augment, events, model, pages, predict, runs, system
@@ -25,6 +26,7 @@ log = logging.getLogger("cnn_live")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    limit_arenas()  # see memory.py: flat memory from run to run
     hub = EventHub(settings.history_limit, settings.subscriber_backlog)
     predictor = Predictor()
     manager = TrainingManager(settings, hub, predictor)

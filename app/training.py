@@ -36,6 +36,7 @@ from cnn.augment import Augmentation, augment
 from cnn.train import Trainer, TrainConfig, make_dataset, scale_images
 
 from .hub import EventHub
+from .memory import return_freed_memory
 from .predict import Predictor
 from .settings import Settings, checkpoint_dir
 
@@ -218,7 +219,9 @@ class TrainingManager:
             run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec)
             self.runs[run.run_id] = run
             self._current = run
-            self._steppable = None
+            if self._steppable is not None:  # the last run's trainer, data and buffers
+                self._steppable = None
+                return_freed_memory()
             self._progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
                                       momentum=config.momentum)
             self.hub.start_run()
@@ -342,14 +345,16 @@ class TrainingManager:
             if trainer.stopped and self._progress.step:  # as stopped: they answer predictions
                 self.predictor.offer(run.run_id, trainer.model, self._progress.epoch,
                                      self._progress.step)
-            with self._lock:
-                self._steppable = trainer
+            with self._lock:  # before the state says finished: a step may come at once
+                self._trainer, self._steppable = None, trainer
             self._finish(run, "stopped" if trainer.stopped else "finished")
         except Exception as exc:
             self._handle_failure(run, exc)
         finally:
-            with self._lock:
-                self._trainer = None
+            with self._lock:  # never another thread's: a step may have started one
+                if self._trainer is trainer:
+                    self._trainer = None
+            return_freed_memory()
 
     def _handle_failure(self, run: RunRecord, exc: Exception) -> None:
         """Any failure ends the run as failed with a message: the server outlives it."""

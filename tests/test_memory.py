@@ -1,0 +1,88 @@
+"""The server's memory from run to run (app/memory.py): on glibc the malloc arenas
+are limited and each run's freed memory is given back; a series of runs with
+browsers connected leaves the resident size where it was. bench/bench_load.py
+measures the same with 200 browsers and predictions."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import httpx
+import pytest
+
+import app.training
+from app import memory
+from server_helpers import LiveServer, make_app, wait_for
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+def test_on_glibc_the_arenas_are_limited_and_freed_memory_returned():
+    assert memory.limit_arenas() is True
+    assert memory.return_freed_memory() is True
+
+
+def test_every_run_gives_its_memory_back_when_it_ends_and_when_the_next_starts(
+        mnist_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(app.training, "return_freed_memory", lambda: calls.append(1))
+    with LiveServer(make_app(mnist_dir)) as server:
+        for expected in (1, 3):  # the first run's end; the second's start and end
+            response = httpx.post(server.url + "/api/runs", json={
+                "preset": "default", "epochs": 1, "train_size": 2000, "test_size": 500})
+            assert response.status_code == 201
+            wait_for(lambda: server.manager.current.state == "finished" and
+                     len(calls) == expected, 60, what="the run to end")
+
+
+def silent_reader(url: str, stop: threading.Event) -> None:
+    """A browser: reads the event stream until told to go."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                if not sock.recv(65536):
+                    return
+            except socket.timeout:
+                pass
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
+def test_runs_watched_by_browsers_leave_the_resident_size_flat(mnist_dir):
+    sizes = []
+    with LiveServer(make_app(mnist_dir)) as server:
+        for _ in range(4):
+            stop = threading.Event()
+            readers = [threading.Thread(target=silent_reader, args=(server.url, stop))
+                       for _ in range(50)]
+            for reader in readers:
+                reader.start()
+            response = httpx.post(server.url + "/api/runs", json={
+                "preset": "default", "epochs": 1})
+            assert response.status_code == 201
+            wait_for(lambda: server.manager.current.state == "finished", 120,
+                     what="the run to end")
+            stop.set()
+            for reader in readers:
+                reader.join(10)
+            time.sleep(0.2)
+            sizes.append(resident_mib())
+    # Without the arena limit and the trims this grew by 40-60 MiB a run.
+    assert max(sizes[1:]) - sizes[1] < 25, sizes
