@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from http_folder import serve_folder
 
 from cnn.presets import PRESETS
 
@@ -342,19 +340,8 @@ def test_download_leaves_a_folder_that_already_holds_mnist_alone(capsys, mnist_d
 @pytest.fixture
 def local_mirror(mnist_dir):
     """An HTTP server on 127.0.0.1 serving the shared MNIST files (read-only)."""
-    handler = functools.partial(QuietHandler, directory=str(mnist_dir))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve_folder(mnist_dir) as url:
+        yield url
 
 
 def test_download_fetches_every_file_from_the_given_mirror_and_prints_where(

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import os
 import socket
 import struct
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from http_folder import serve_folder
 
 from cnn import data
 from cnn.data import (
@@ -332,25 +331,13 @@ def test_load_mnist_rejects_images_that_are_not_28_by_28(tmp_path):
 # --- downloading from a local HTTP server --------------------------------------------------
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # keep test output clean
-        pass
-
-
 @pytest.fixture
 def http_server(tmp_path):
     """Serve tmp_path/www on 127.0.0.1; yields (root folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    # A short poll interval keeps shutdown() (and so each test) fast.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_folder(root) as url:
+        yield root, url
 
 
 @pytest.fixture

@@ -23,14 +23,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from http_folder import serve_folder
 
 pytestmark = pytest.mark.container
 
@@ -142,24 +142,11 @@ def make_context(context: Path) -> None:
         os.utime(path, (CONTEXT_MTIME, CONTEXT_MTIME), follow_symlinks=False)
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def mnist_mirror(mnist_dir):
     """A local HTTP server on a free port serving the MNIST folder: the build's mirror."""
-    handler = functools.partial(QuietHandler, directory=str(mnist_dir))
-    try:
-        server = ThreadingHTTPServer(("127.0.0.1", PREFERRED_MIRROR_PORT), handler)
-    except OSError:  # taken
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(mnist_dir, PREFERRED_MIRROR_PORT) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
