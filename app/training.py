@@ -338,23 +338,19 @@ class TrainingManager:
 
     def _drive(self, run: RunRecord, trainer: Trainer, work) -> None:
         """Run `work` (trainer.run or trainer.extend) to its end in this thread, and
-        record how the run ended."""
+        record how the run ended. The trainer is let go in the same locked step as the
+        state changes (_finish, _fail), never after: a step may already be using it."""
         try:
             with blas_threads(self.settings.training_blas_threads):
                 work()
             if trainer.stopped and self._progress.step:  # as stopped: they answer predictions
                 self.predictor.offer(run.run_id, trainer.model, self._progress.epoch,
                                      self._progress.step)
-            with self._lock:  # before the state says finished: a step may come at once
-                self._trainer, self._steppable = None, trainer
-            self._finish(run, "stopped" if trainer.stopped else "finished")
         except Exception as exc:
             self._handle_failure(run, exc)
-        finally:
-            with self._lock:  # never another thread's: a step may have started one
-                if self._trainer is trainer:
-                    self._trainer = None
-            return_freed_memory()
+        else:
+            self._finish(run, trainer)
+        return_freed_memory()
 
     def _handle_failure(self, run: RunRecord, exc: Exception) -> None:
         """Any failure ends the run as failed with a message: the server outlives it."""
@@ -382,11 +378,15 @@ class TrainingManager:
             self._data_message = None
         return self._mnist
 
-    def _finish(self, run: RunRecord, outcome: str) -> None:
+    def _finish(self, run: RunRecord, trainer: Trainer) -> None:
+        outcome = "stopped" if trainer.stopped else "finished"
         self.predictor.run_ended(run.run_id, outcome)
         with self._lock:
             # A stopped run is "finished" as a state; the done event says it was stopped.
             run.state, run.finished_at, run.outcome = "finished", time.time(), outcome
+            # In the same step: a control that sees "running" still finds the trainer,
+            # and a step that sees "finished" finds it to step on.
+            self._trainer, self._steppable = None, trainer
         self.hub.publish("done", {"run_id": run.run_id, "state": outcome,
                                   "epochs_completed": len(run.epochs),
                                   "test_accuracy": run.final_test_accuracy,
@@ -398,6 +398,7 @@ class TrainingManager:
         self.predictor.run_ended(run.run_id, "failed")
         with self._lock:
             run.state, run.finished_at, run.message = "failed", time.time(), message
+            self._trainer = None
             run.outcome = "failed"
         self.hub.publish("error", {"run_id": run.run_id, "message": message})
         self._publish_status()

@@ -289,7 +289,10 @@ class Trainer:
         return True
 
     def _wait_if_paused(self) -> bool:
-        """Block while paused; False when a stop was asked for."""
+        """Block while paused; False when a stop was asked for. The stop is checked
+        first: a step's pause at its epoch end may have come after the stop woke us."""
+        if self._stop_requested.is_set():
+            return False
         if not self._running.is_set():
             self.callback({"type": "state", "state": "paused"})
             self._running.wait()

@@ -211,6 +211,27 @@ def test_a_step_from_a_pause_mid_epoch_finishes_that_epoch_then_pauses_again(mni
     assert [record["epoch"] for record in trainer.history] == [1, 2, 3]
 
 
+def test_a_stop_during_a_step_ends_the_run_instead_of_pausing_it_forever(mnist):
+    # The stop lands just before the step's pause at the epoch end: the stop wins.
+    stepped = []
+
+    def control(trainer, event):
+        if event["type"] == "batch" and (event["epoch"], event["step"]) == (1, 2):
+            trainer.pause()
+        if event.get("state") == "paused" and not stepped:
+            stepped.append(True)
+            threading.Timer(0.05, trainer.step_epoch).start()
+        if event["type"] == "epoch":
+            trainer.stop()
+
+    trainer, events = make_trainer(mnist, epochs=3, on_event=control)
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the stopped run waits for a resume forever"
+    assert trainer.stopped and [record["epoch"] for record in trainer.history] == [1]
+
+
 def test_extend_trains_exactly_one_more_epoch_after_a_finished_run(mnist):
     trainer, events = make_trainer(mnist, epochs=1)
     trainer.run()
