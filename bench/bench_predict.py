@@ -151,10 +151,7 @@ def bench(data_dir: str | None, blas_threads: int, body: bytes, label: int, args
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = os.environ.get("CNN_LIVE_DATA_DIR") or (
-        str(ROOT.parent / "shared" / "data" / "mnist")
-        if (ROOT.parent / "shared" / "data" / "mnist").is_dir() else None)
-    parser.add_argument("--data-dir", default=default_data)
+    machine.add_data_argument(parser)
     parser.add_argument("--rate", type=float, default=50.0, help="requests a second")
     parser.add_argument("--seconds", type=float, default=10.0, help="of requests per phase")
     parser.add_argument("--blas-threads", type=int, nargs="+", default=None,

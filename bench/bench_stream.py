@@ -180,10 +180,7 @@ def train_once(url: str, body: dict, clients: int, server_pid: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = os.environ.get("CNN_LIVE_DATA_DIR") or (
-        str(ROOT.parent / "shared" / "data" / "mnist")
-        if (ROOT.parent / "shared" / "data" / "mnist").is_dir() else None)
-    parser.add_argument("--data-dir", default=default_data)
+    machine.add_data_argument(parser)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2,
                         help="pairs of runs (without, with clients)")

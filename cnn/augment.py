@@ -52,11 +52,14 @@ def change_strokes(images: np.ndarray, amounts: np.ndarray) -> np.ndarray:
     """Thicken (amount > 0) or thin (amount < 0) each image's strokes by up to one
     pixel on each side: a blend between the image and its 3x3-cross dilation or
     erosion, weighted by |amount| (N,) in [0, 1]."""
-    amounts = amounts.astype(images.dtype)[:, None, None, None]
-    grown = _cross_neighbourhood(images, np.maximum)
-    shrunk = _cross_neighbourhood(images, np.minimum)
-    target = np.where(amounts > 0, grown, shrunk)
-    return images + np.abs(amounts) * (target - images)
+    out = images.copy()
+    # Each image needs only one of the two: the dilation for some, the erosion for others.
+    for chosen, combine in ((amounts > 0, np.maximum), (amounts < 0, np.minimum)):
+        if chosen.any():
+            part = images[chosen]
+            weight = np.abs(amounts[chosen]).astype(images.dtype)[:, None, None, None]
+            out[chosen] = part + weight * (_cross_neighbourhood(part, combine) - part)
+    return out
 
 
 def _cross_neighbourhood(images: np.ndarray, combine) -> np.ndarray:

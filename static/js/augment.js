@@ -6,11 +6,10 @@
 // value as its alpha, on a transparent canvas whose CSS background is the paper.
 
 import { api, ApiError } from './api.js';
-import { cssVar, parseColour } from './format.js';
+import { SIDE, decodePixels, inkColour, paintDigit } from './digits.js';
 
 const COUNT = 12;
 const DEBOUNCE_MS = 300;
-const SIDE = 28;
 // Query parameter -> the form's input id.
 const SETTINGS = [
   ['shift', 'augment-shift'],
@@ -18,29 +17,6 @@ const SETTINGS = [
   ['rotation', 'augment-rotation'],
   ['stroke', 'augment-stroke'],
 ];
-
-/** base64 of 784 bytes -> Uint8Array, or null. */
-function decodePixels(text) {
-  try {
-    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-    return bytes.length === SIDE * SIDE ? bytes : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Paint one 28x28 digit (ink alpha = pixel value) into `canvas`. */
-function paintDigit(canvas, pixels, ink) {
-  const ctx = canvas.getContext('2d');
-  const image = ctx.createImageData(SIDE, SIDE);
-  for (let i = 0; i < pixels.length; i++) {
-    image.data[i * 4] = ink[0];
-    image.data[i * 4 + 1] = ink[1];
-    image.data[i * 4 + 2] = ink[2];
-    image.data[i * 4 + 3] = pixels[i];
-  }
-  ctx.putImageData(image, 0, 0);
-}
 
 function makeCanvas(label, kind) {
   const canvas = document.createElement('canvas');
@@ -94,7 +70,7 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
 
   /** The grid of `pairs` ([{label, before, after}], pixels or null for blank tiles). */
   function build(pairs) {
-    const ink = parseColour(cssVar('--draw-ink'), [17, 24, 39]);
+    const ink = inkColour();
     const top = [rowLabel('original')];
     const bottom = [rowLabel('augmented')];
     for (const { label, before, after } of pairs) {
