@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from cnn.cost import ModelLimits
 from cnn.data import user_cache_dir
 
 
@@ -44,6 +45,9 @@ class Settings:
     # `Authorization: Bearer <token>`; CNN_LIVE_TOKEN_READ=1: every /api/* route too.
     token: str | None = field(default=None, repr=False)
     token_read: bool = False                # CNN_LIVE_TOKEN_READ
+    # What one network may cost, for runs and uploaded models alike (cnn/cost.py):
+    # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_RUN_MEMORY_MB.
+    model_limits: ModelLimits = ModelLimits()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -62,12 +66,26 @@ class Settings:
                                           cls.training_blas_threads, minimum=0),
             "token": env.get("CNN_LIVE_TOKEN") or None,
             "token_read": env.get("CNN_LIVE_TOKEN_READ", "").strip().lower() in ("1", "true"),
+            "model_limits": _model_limits(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _model_limits(env: Mapping[str, str]) -> ModelLimits:
+    default = ModelLimits()
+    return ModelLimits(
+        layers=_int(env, "CNN_LIVE_MAX_LAYERS", default.layers),
+        parameters=_int(env, "CNN_LIVE_MAX_PARAMETERS", default.parameters,
+                        maximum=10_000_000_000),
+        multiply_adds=_int(env, "CNN_LIVE_MAX_MULTIPLY_ADDS", default.multiply_adds,
+                           maximum=10_000_000_000_000),
+        run_memory_bytes=_int(env, "CNN_LIVE_MAX_RUN_MEMORY_MB",
+                              default.run_memory_bytes // 2**20) * 2**20)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1,
+         maximum: int = 10_000_000) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -75,6 +93,6 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum or value > 10_000_000:
-        raise SettingsError(f"{name} must be from {minimum} to 10000000, got {value}")
+    if value < minimum or value > maximum:
+        raise SettingsError(f"{name} must be from {minimum} to {maximum}, got {value}")
     return value

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnn.cost import ModelLimits
 from cnn.data import DataError, find_mnist, load_mnist, resolve_data_dir
 from cnn.insight import Evaluation
 from cnn.model import Model, TrainingDiverged
@@ -51,6 +52,7 @@ EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", 
 BATCH_FIELDS = ("epoch", "step", "steps", "global_step", "loss", "accuracy", "learning_rate",
                 "momentum")
 MAX_BATCH_RECORDS = 50_000  # published batch points kept per run for the JSON export
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in MNIST's two sets
 GALLERY_SIZE = 36           # misclassified test images sent with each evaluation event
 
 
@@ -135,15 +137,19 @@ class Progress:
     momentum: float | None = None
 
 
-def build_run(preset_name: str, overrides: dict, filters: list[int] | None) -> tuple[Preset, dict, TrainConfig]:
-    """The spec and config a run request asks for; ValueError (SpecError,
-    ConfigError, KeyError-like) with a clear message when they cannot be built."""
+def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
+              limits: ModelLimits) -> tuple[Preset, dict, TrainConfig]:
+    """The spec and config a run request asks for; ValueError (SpecError, LimitError,
+    ConfigError) with a clear message when they cannot be built or are over `limits`
+    (checked from the spec alone, before anything is allocated)."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset = PRESETS[preset_name]
     spec = _with_filters(preset.spec, filters) if filters else preset.spec
     config = preset.config.replace(**overrides)
-    Model(spec)  # proves the spec builds (raises SpecError otherwise)
+    images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
+              + min(config.test_size or MNIST_TEST, MNIST_TEST))
+    limits.check_run(spec, config.batch_size, config.optimizer, images)
     return preset, spec, config
 
 
@@ -211,7 +217,8 @@ class TrainingManager:
     # -- controls ------------------------------------------------------------------------
 
     def start(self, preset_name: str, overrides: dict, filters: list[int] | None = None) -> RunRecord:
-        preset, spec, config = build_run(preset_name, overrides, filters)
+        preset, spec, config = build_run(preset_name, overrides, filters,
+                                         self.settings.model_limits)
         with self._lock:
             if self._current and self._current.state in ACTIVE_STATES:
                 raise RunConflict(f"a run is already active ({self._current.run_id}, "

@@ -52,6 +52,15 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+def conv_output_shape(input_shape: tuple[int, ...], filters: int, kernel: int, stride: int,
+                      padding: int) -> tuple[int, int, int]:
+    """(C, H, W) -> (F, H', W') of a convolution: one formula for the layer and for
+    working out a spec's shapes without building it (cost.py)."""
+    _, h, w = input_shape
+    return (filters, (h + 2 * padding - kernel) // stride + 1,
+            (w + 2 * padding - kernel) // stride + 1)
+
+
 class Conv2D(Layer):
     """2D convolution (cross-correlation) with zero padding and a stride.
 
@@ -70,9 +79,8 @@ class Conv2D(Layer):
         self.needs_input_grad = True  # the model turns it off for the first layer
 
     def output_shape(self, input_shape):
-        c, h, w = input_shape
-        k, s, p = self.kernel, self.stride, self.padding
-        return (self.filters, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+        return conv_output_shape(input_shape, self.filters, self.kernel, self.stride,
+                                 self.padding)
 
     def forward(self, x):
         # x: (C, N, H, W) -> (F, N, H', W')

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import DTYPE, Conv2D, ConvPool, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Tanh
+from .layers import (DTYPE, Conv2D, ConvPool, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid,
+                     Tanh, conv_output_shape)
 from .losses import LOSSES
 
 INITS = ("he", "glorot", "uniform")
@@ -99,7 +101,7 @@ def normalize_spec(spec: dict) -> dict:
         raise SpecError("'layers' must be a non-empty list")
     normalized = [_normalize_layer(entry, i) for i, entry in enumerate(layers)]
     out = {"input": shape, "layers": normalized, "loss": loss, "init": init}
-    build_layers(out)  # proves every shape fits
+    spec_shapes(out)  # proves every shape fits
     return out
 
 
@@ -124,28 +126,25 @@ def _normalize_layer(entry, index: int) -> dict:
     return layer
 
 
-def build_layers(spec: dict) -> list[Layer]:
-    """Layers for a normalised spec, with zero parameters; checks every shape fits."""
+def spec_shapes(spec: dict) -> list[tuple[int, ...]]:
+    """The output shape of each layer of a normalised spec, worked out without building
+    anything (no arrays: a spec can be checked against limits before it costs memory);
+    SpecError when a layer does not fit its input."""
     shape: tuple[int, ...] = tuple(spec["input"])
-    layers: list[Layer] = []
+    shapes = []
     for index, entry in enumerate(spec["layers"]):
         where = f"layer {index} ({entry['type']})"
-        layer = _make_layer(entry, shape, where)
-        shape = layer.output_shape(shape)
+        shape = _output_shape(entry, shape, where)
         if min(shape) < 1:
             raise SpecError(f"{where}: its output would be empty (input {_shape_text(shape)})")
-        layers.append(layer)
+        shapes.append(shape)
     if len(shape) != 1:
         raise SpecError("the last layer must give a flat vector of class scores "
                         f"(end with flatten and dense), got shape {_shape_text(shape)}")
-    for layer in layers:  # the first layer with weights needs no gradient for its input
-        if layer.params:
-            layer.needs_input_grad = False
-            break
-    return layers
+    return shapes
 
 
-def _make_layer(entry: dict, shape: tuple[int, ...], where: str) -> Layer:
+def _output_shape(entry: dict, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     kind = entry["type"]
     if kind in ("conv", "maxpool") and len(shape) != 3:
         raise SpecError(f"{where}: needs an image input, but gets a flat vector; "
@@ -153,15 +152,41 @@ def _make_layer(entry: dict, shape: tuple[int, ...], where: str) -> Layer:
     if kind == "dense" and len(shape) != 1:
         raise SpecError(f"{where}: needs a flat input; add {{\"type\": \"flatten\"}} before it")
     if kind == "conv":
-        c, h, w = shape
+        _, h, w = shape
         if entry["kernel"] > min(h, w) + 2 * entry["padding"]:
             raise SpecError(f"{where}: kernel {entry['kernel']} is larger than its padded "
                             f"input {h}x{w}")
-        return Conv2D(c, entry["filters"], entry["kernel"], entry["stride"], entry["padding"])
+        return conv_output_shape(shape, entry["filters"], entry["kernel"], entry["stride"],
+                                 entry["padding"])
     if kind == "maxpool":
         if entry["size"] > min(shape[1:]):
             raise SpecError(f"{where}: size {entry['size']} is larger than its input "
                             f"{shape[1]}x{shape[2]}")
+        return MaxPool2D(entry["size"]).output_shape(shape)
+    if kind == "dense":
+        return (entry["units"],)
+    if kind == "flatten":
+        return (math.prod(shape),)
+    return shape
+
+
+def build_layers(spec: dict) -> list[Layer]:
+    """Layers for a normalised spec, with zero parameters."""
+    inputs = [tuple(spec["input"]), *spec_shapes(spec)[:-1]]
+    layers = [_make_layer(entry, shape) for entry, shape in zip(spec["layers"], inputs)]
+    for layer in layers:  # the first layer with weights needs no gradient for its input
+        if layer.params:
+            layer.needs_input_grad = False
+            break
+    return layers
+
+
+def _make_layer(entry: dict, shape: tuple[int, ...]) -> Layer:
+    kind = entry["type"]
+    if kind == "conv":
+        return Conv2D(shape[0], entry["filters"], entry["kernel"], entry["stride"],
+                      entry["padding"])
+    if kind == "maxpool":
         return MaxPool2D(entry["size"])
     if kind == "dense":
         return Dense(shape[0], entry["units"])

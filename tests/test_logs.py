@@ -4,105 +4,19 @@ INFO, --log-level, and a clean exit (status 0) on SIGTERM."""
 from __future__ import annotations
 
 import collections
-import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_process import Serve  # noqa: E402
+
 # Thousands of one-image steps: long enough to pause, resume and stop.
 LONG_RUN = {"preset": "seed", "epochs": 20, "train_size": 1000, "seed": 0}
 SHORT_RUN = {"preset": "seed", "epochs": 2, "train_size": 200, "test_size": 100, "seed": 0}
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3})')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Serve:
-    """`cnn-live serve` as a child process, its stderr in a file; counts the requests
-    it is sent, by method and path, to compare with its access log. A context manager:
-    ready on entry, killed on exit if a failed test left it running."""
-
-    def __init__(self, tmp_path: Path, data_dir: Path, *options: str, **env: str) -> None:
-        self.port = free_port()
-        self.log_path = tmp_path / "serve.log"
-        environ = {**os.environ, "CNN_LIVE_DATA_DIR": str(data_dir), "CNN_LIVE_DOWNLOAD": "0",
-                   "CNN_LIVE_RUNS_DIR": str(tmp_path / "runs"),
-                   "XDG_CACHE_HOME": str(tmp_path / "cache"), **env}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *options],
-                cwd=REPO_ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
-        self.sent: collections.Counter = collections.Counter()
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                self.sent[method, path] += 1
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as error:
-            self.sent[method, path] += 1
-            return error.code, json.loads(error.read())
-
-    def wait_until(self, predicate, what: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited:\n{self.log()}"
-            try:
-                value = predicate()
-            except (urllib.error.URLError, ConnectionError):
-                value = None  # not listening yet
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()}")
-
-    def wait_for_state(self, *states: str) -> dict:
-        return self.wait_until(
-            lambda: (status := self.request("GET", "/api/status")[1])["state"] in states
-            and status, f"the run to be {' or '.join(states)}")
-
-    def __enter__(self) -> "Serve":
-        try:
-            self.wait_until(lambda: self.request("GET", "/healthz")[0] == 200,
-                            "the server to start")
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.process.poll() is None:  # a test that failed before its SIGTERM
-            self.process.kill()
-            self.process.wait()
-
-    def terminate(self) -> int:
-        """SIGTERM, as `docker stop` sends; the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def lines_about(self, run_id: str) -> list[str]:
-        return [line for line in self.log().splitlines() if f"run {run_id}" in line]
 
 
 def run_events(server: Serve, run_id: str) -> list[str]:
