@@ -62,10 +62,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def logging_config(level: str) -> dict:
-    """uvicorn's logging setup, plus the server's own loggers on the same handler."""
+    """uvicorn's logging setup, plus the server's own loggers on the same handler, and
+    the access log's query strings without their tokens (EventSource sends ?token=)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": "app.security.RedactTokens"}
+    config["handlers"]["access"].setdefault("filters", []).append("redact_tokens")
     for name in APP_LOGGERS:
         config["loggers"][name] = {"handlers": ["default"], "level": level.upper(),
                                    "propagate": False}

@@ -17,7 +17,7 @@ from .memory import limit_arenas
 from .paths import web_dir
 from .predict import Predictor
 from .routers import augment, events, model, pages, predict, runs, system
-from .security import SecurityHeaders
+from .security import CrossSiteGuard, SecurityHeaders
 from .settings import Settings
 from .training import TrainingManager
 
@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
     app.state.predictor = predictor
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Other host names (DNS rebinding) and other sites' pages are turned away before any
+    # body is read; outside it, SecurityHeaders puts its headers on those 403s/415s too.
+    app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)  # added last: it wraps every answer, a 413 included
     for router in (system.router, runs.router, augment.router, events.router, predict.router,
                    model.router, pages.router):

@@ -10,6 +10,8 @@ from typing import Mapping
 from cnn.cost import ModelLimits
 from cnn.data import user_cache_dir
 
+from .security import parse_allowed_hosts, parse_allowed_origins
+
 
 def checkpoint_dir(settings: "Settings") -> Path:
     """Where runs' checkpoints go: CNN_LIVE_RUNS_DIR, else beside the MNIST cache."""
@@ -45,6 +47,12 @@ class Settings:
     # `Authorization: Bearer <token>`; CNN_LIVE_TOKEN_READ=1: every /api/* route too.
     token: str | None = field(default=None, repr=False)
     token_read: bool = False                # CNN_LIVE_TOKEN_READ
+    # CNN_LIVE_ALLOWED_HOSTS: host names the server answers to besides localhost, the
+    # loopback addresses and its bind address ("*": any); others get a 403 (DNS
+    # rebinding). CNN_LIVE_ALLOWED_ORIGINS: origins, besides the server's own, whose
+    # pages may change state (a reverse proxy that rewrites Host). See security.py.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     # What one network may cost, for runs and uploaded models alike (cnn/cost.py):
     # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_RUN_MEMORY_MB.
     model_limits: ModelLimits = ModelLimits()
@@ -64,12 +72,42 @@ class Settings:
             "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
             "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",
                                           cls.training_blas_threads, minimum=0),
-            "token": env.get("CNN_LIVE_TOKEN") or None,
+            "token": _token(env),
             "token_read": env.get("CNN_LIVE_TOKEN_READ", "").strip().lower() in ("1", "true"),
             "model_limits": _model_limits(env),
+            "allowed_hosts": _listed(env, "CNN_LIVE_ALLOWED_HOSTS", parse_allowed_hosts),
+            "allowed_origins": _listed(env, "CNN_LIVE_ALLOWED_ORIGINS", parse_allowed_origins),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _token(env: Mapping[str, str]) -> str | None:
+    """CNN_LIVE_TOKEN, refused rather than mended when a browser could never send it
+    back as it is: an HTTP header carries printable ASCII, and edge spaces are cut."""
+    raw = env.get("CNN_LIVE_TOKEN")
+    if raw is None or raw == "":
+        return None
+    if not raw.strip():
+        raise SettingsError("CNN_LIVE_TOKEN is only whitespace: set a real secret, or unset "
+                            "it to run without a token")
+    if raw != raw.strip():
+        raise SettingsError("CNN_LIVE_TOKEN starts or ends with whitespace, which no "
+                            "Authorization header keeps: remove it")
+    if not (raw.isascii() and raw.isprintable()):
+        raise SettingsError("CNN_LIVE_TOKEN must be printable ASCII (letters, digits, "
+                            "punctuation): it travels in an HTTP header")
+    return raw
+
+
+def _listed(env: Mapping[str, str], name: str, parse) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return ()
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _model_limits(env: Mapping[str, str]) -> ModelLimits:

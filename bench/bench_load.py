@@ -88,7 +88,7 @@ def drawings(data_dir: str | None, count: int, explain_fraction: float,
         image = np.rint(shrink @ canvas.astype(np.float64) @ shrink.T).astype(int)
         explain = (i + 0.5) * explain_fraction % 1 < explain_fraction  # spread evenly
         body = predict_body(image, bool(explain), as_rows)
-        head = (f"POST /api/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json"
+        head = (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                 f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         requests.append(Request(int(label), bool(explain), head + body))
     return requests
@@ -117,7 +117,7 @@ async def watch(client: Client, address: tuple[str, int], connected: asyncio.Eve
     writer = None
     try:
         reader, writer = await asyncio.open_connection(*address, limit=1 << 22)
-        writer.write(b"GET /api/events HTTP/1.1\r\nHost: bench\r\n\r\n")
+        writer.write(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)  # the response's head
         pending = b""
         while True:

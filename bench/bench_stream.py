@@ -106,7 +106,7 @@ class Clients(threading.Thread):
         writer = None
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
-            writer.write(b"GET /api/events HTTP/1.0\r\nHost: bench\r\n\r\n")
+            writer.write(b"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             buffer = b""
             while True:
                 chunk = await asyncio.wait_for(reader.read(65536), 120)

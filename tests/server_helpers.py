@@ -33,8 +33,15 @@ ACTIVE_STATES = ("running", "paused", "stopping")
 FAST_PING_SECONDS = 0.2
 
 
+# The Host that Starlette's TestClient sends: allowed by every test app, as a user
+# would allow a name with CNN_LIVE_ALLOWED_HOSTS (real servers in tests use 127.0.0.1).
+TEST_CLIENT_HOST = "testserver"
+
+
 def make_app(data_dir, **settings):
-    """The real application on `data_dir`, never downloading."""
+    """The real application on `data_dir`, never downloading, answering to TestClient's
+    Host too (unless `allowed_hosts` is given)."""
+    settings.setdefault("allowed_hosts", (TEST_CLIENT_HOST,))
     return create_app(Settings(data_dir=str(data_dir), download=False, **settings))
 
 

@@ -176,7 +176,7 @@ def test_a_second_run_while_one_is_active_is_a_409_conflict(client):
     detail = response.json()["detail"]
     assert "already active" in detail and first["run_id"] in detail
     assert client.get("/api/status").json()["run_id"] == first["run_id"]
-    client.post("/api/runs/current/stop")
+    client.post("/api/runs/current/stop", json={})
     wait_for_run_end(client)
 
 
@@ -227,7 +227,7 @@ def test_filters_with_the_wrong_count_say_how_many_the_preset_needs(client):
 
 @pytest.mark.parametrize("action", ["pause", "resume", "stop"])
 def test_controls_are_409_conflicts_when_no_run_is_active(client, action):
-    response = client.post(f"/api/runs/current/{action}")
+    response = client.post(f"/api/runs/current/{action}", json={})
     assert response.status_code == 409
     assert response.json()["detail"] == f"cannot {action}: the run is idle"
 
@@ -236,9 +236,9 @@ def test_a_paused_run_makes_no_progress_until_resumed_and_stops_when_asked(clien
     run_id = start_run(client, **LONG_RUN)["run_id"]
     wait_for(lambda: step_of(client) > 0, what="the first batches")
 
-    paused = client.post("/api/runs/current/pause")
+    paused = client.post("/api/runs/current/pause", json={})
     assert paused.status_code == 200 and paused.json()["state"] == "paused"
-    assert client.post("/api/runs/current/pause").status_code == 409
+    assert client.post("/api/runs/current/pause", json={}).status_code == 409
 
     def settled():  # the batch in flight when the pause came may still complete
         first = global_step(client)
@@ -250,19 +250,19 @@ def test_a_paused_run_makes_no_progress_until_resumed_and_stops_when_asked(clien
     assert global_step(client) == position
     assert client.get("/api/status").json()["state"] == "paused"
 
-    resumed = client.post("/api/runs/current/resume")
+    resumed = client.post("/api/runs/current/resume", json={})
     assert resumed.status_code == 200 and resumed.json()["state"] == "running"
-    assert client.post("/api/runs/current/resume").status_code == 409
+    assert client.post("/api/runs/current/resume", json={}).status_code == 409
     wait_for(lambda: global_step(client) != position, what="progress after resuming")
 
-    stopped = client.post("/api/runs/current/stop")
+    stopped = client.post("/api/runs/current/stop", json={})
     assert stopped.status_code == 200 and stopped.json()["state"] in ("stopping", "finished")
     status = wait_for_run_end(client)
     assert status["state"] == "finished"
     done = stream_events(client, is_done)[-1].json()
     assert done["run_id"] == run_id and done["state"] == "stopped"
     assert done["epochs_completed"] < LONG_RUN["epochs"]
-    assert client.post("/api/runs/current/stop").status_code == 409
+    assert client.post("/api/runs/current/stop", json={}).status_code == 409
     listed = {run["run_id"]: run for run in client.get("/api/runs").json()}
     assert listed[run_id]["outcome"] == "stopped"
 
@@ -277,8 +277,8 @@ def test_a_paused_run_makes_no_progress_until_resumed_and_stops_when_asked(clien
 def test_a_paused_run_can_be_stopped_without_resuming(client, fast_pings):
     start_run(client, **LONG_RUN)
     wait_for(lambda: step_of(client) > 0, what="the first batches")
-    assert client.post("/api/runs/current/pause").status_code == 200
-    assert client.post("/api/runs/current/stop").status_code == 200
+    assert client.post("/api/runs/current/pause", json={}).status_code == 200
+    assert client.post("/api/runs/current/stop", json={}).status_code == 200
     assert wait_for_run_end(client, timeout=10)["state"] == "finished"
     assert stream_events(client, is_done)[-1].json()["state"] == "stopped"
 

@@ -49,9 +49,10 @@ def read_client(mnist_dir):
         yield client
 
 
-def body_for(path: str) -> dict | None:
+def body_for(path: str) -> dict:
+    """A JSON body for a write ({} for pause, resume, stop, step: every write is JSON)."""
     return {"/api/runs": LONG_RUN,
-            "/api/runs/current/hyperparameters": {"learning_rate": 0.01}}.get(path)
+            "/api/runs/current/hyperparameters": {"learning_rate": 0.01}}.get(path, {})
 
 
 def assert_unauthorized(response) -> None:
@@ -90,10 +91,10 @@ def test_the_right_token_starts_pauses_resumes_and_stops_a_run(client):
     assert response.status_code == 201, response.text
     assert response.json()["state"] == "running"
     for action, state in (("pause", "paused"), ("resume", "running")):
-        response = client.post(f"/api/runs/current/{action}", headers=header(TOKEN))
+        response = client.post(f"/api/runs/current/{action}", json={}, headers=header(TOKEN))
         assert response.status_code == 200, response.text
         assert response.json()["state"] == state
-    response = client.post("/api/runs/current/stop", headers=header(TOKEN))
+    response = client.post("/api/runs/current/stop", json={}, headers=header(TOKEN))
     assert response.status_code == 200 and response.json()["state"] in ("stopping", "finished")
     assert wait_for_run_end(client)["state"] == "finished"
 
@@ -117,7 +118,8 @@ def test_reads_and_predictions_stay_open_without_token_read(client):
                          + [("POST", "/api/predict"), ("GET", "/api/events"),
                             ("GET", "/api/runs/run-1/metrics.csv"), ("POST", "/api/runs")])
 def test_with_token_read_every_api_route_needs_the_token(read_client, method, path):
-    body = {"image": [[0] * 28] * 28} if path == "/api/predict" else body_for(path)
+    body = {"image": [[0] * 28] * 28} if path == "/api/predict" else \
+        body_for(path) if method == "POST" else None
     assert_unauthorized(read_client.request(method, path, json=body))
     assert_unauthorized(read_client.request(method, path, json=body, headers=header("nope")))
 
@@ -158,9 +160,10 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
         return hmac.compare_digest(a, b)
 
     monkeypatch.setattr(app.dependencies, "compare_digest", spy)
-    assert_unauthorized(client.post("/api/runs/current/stop", headers=WRONG))
+    assert_unauthorized(client.post("/api/runs/current/stop", json={}, headers=WRONG))
     assert calls == [(b"not-the-token", TOKEN.encode())]
-    assert client.post("/api/runs/current/stop", headers=header(TOKEN)).status_code == 409
+    assert client.post("/api/runs/current/stop", json={},
+                       headers=header(TOKEN)).status_code == 409
     assert calls[-1] == (TOKEN.encode(), TOKEN.encode())
 
 

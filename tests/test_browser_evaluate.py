@@ -251,7 +251,7 @@ def test_a_page_joining_mid_run_shows_what_a_watching_page_shows_and_a_new_run_c
     # A new run: the panels are emptied at its start. Paused before its first epoch
     # (60,000 images) can end, it shows only its start-of-run histograms.
     second = start_run(api, preset="default", epochs=1)
-    assert api.post("/api/runs/current/pause").status_code == 200
+    assert api.post("/api/runs/current/pause", json={}).status_code == 200
     for p in (watcher, late):
         p.wait_for_function("(id) => window.cnnLive.histograms().runId === id",
                             arg=second["run_id"], timeout=15_000)
@@ -264,7 +264,7 @@ def test_a_page_joining_mid_run_shows_what_a_watching_page_shows_and_a_new_run_c
         expect(p.locator("#histograms .hist-layer")).to_have_count(len(weighted_layers("default")))
         expect(p.locator("#histograms .hist-gradients .hist-missing").first).to_be_visible()
         assert hook(p, "evaluation")["epoch"] is None
-    assert api.post("/api/runs/current/stop").status_code == 200
+    assert api.post("/api/runs/current/stop", json={}).status_code == 200
     wait_for_run_end(api)
     late.close()  # before the server stops: its event stream would hold uvicorn up
     assert problems.items == []

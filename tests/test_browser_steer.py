@@ -206,7 +206,7 @@ def test_bad_values_and_a_step_while_running_show_the_servers_message(server, pa
     page.click("#steer-apply")
     expect(page.locator("#steer-error")).to_be_hidden()
     wait_for(lambda: marker_labels(page) == ["momentum 0 → 0.5"], 10, what="the momentum marker")
-    api.post("/api/runs/current/stop")
+    api.post("/api/runs/current/stop", json={})
     wait_for_run_end(api)
 
 

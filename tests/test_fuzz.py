@@ -74,7 +74,7 @@ def enter(server: LiveServer, state: str) -> None:
     assert response.status_code == 201, response.text
     wait_for(lambda: server.manager.status()["step"] > 0, timeout=30, what="training to start")
     if state == "paused":
-        assert requests.post(server.url + "/api/runs/current/pause", timeout=30).ok
+        assert requests.post(server.url + "/api/runs/current/pause", json={}, timeout=30).ok
 
 
 def finished_run(server: LiveServer) -> str:

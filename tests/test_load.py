@@ -50,7 +50,7 @@ def loop_tasks(loop: asyncio.AbstractEventLoop) -> int:
 
 # -- connect and drop -------------------------------------------------------------------------
 
-REQUEST = b"GET /api/events HTTP/1.1\r\nHost: churn\r\nAccept: text/event-stream\r\n\r\n"
+REQUEST = b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
 
 
 async def visit(address: tuple[str, int], how: int) -> None:
@@ -180,7 +180,7 @@ def silent_browser(url: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, int(port)))
-    sock.sendall(b"GET /api/events HTTP/1.0\r\nHost: silent\r\nAccept: text/event-stream\r\n\r\n")
+    sock.sendall(b"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
     return sock
 
 

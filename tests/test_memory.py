@@ -56,7 +56,7 @@ def silent_reader(url: str, stop: threading.Event) -> None:
     """A browser: reads the event stream until told to go."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         sock.settimeout(0.2)
         while not stop.is_set():
             try:

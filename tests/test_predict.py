@@ -307,7 +307,7 @@ def test_a_stopped_run_answers_with_the_weights_it_stopped_with(client, drawn):
     run_id = start_run(client, **LONG_RUN)["run_id"]
     wait_for(lambda: predict(client, drawn[1])["model"]["source"] == "training", timeout=30,
              what="a prediction from the run in training")
-    assert client.post("/api/runs/current/stop").status_code == 200
+    assert client.post("/api/runs/current/stop", json={}).status_code == 200
     status = wait_for_run_end(client)
     model = predict(client, drawn[1])["model"]
     assert model["source"] == "finished" and model["run_id"] == run_id

@@ -197,7 +197,7 @@ def test_batch_and_filters_events_are_throttled(mnist_dir, fast_pings):
         wait_for(lambda: client.get("/api/status").json()["elapsed_seconds"] >= 3
                  and client.get("/api/runs").json()[0]["epochs"],
                  timeout=30, what="3 s of training and a finished epoch")
-        client.post("/api/runs/current/stop")
+        client.post("/api/runs/current/stop", json={})
         records = stream_events(client, is_done)
     events = events_only(records)
     done = events[-1].json()

@@ -90,15 +90,21 @@ export async function api(method, path, body) {
 async function send(method, path, body, token) {
   const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
   if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) {
+  if (body !== undefined || changesState(method)) {
+    // The server refuses a state change without this type (a form or another site's
+    // page cannot send it), so a call without a body sends {}.
     init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(body ?? {});
   }
   try {
     return await fetch(path, init);
   } catch {
     throw new ApiError(0, 'Cannot reach the server.');
   }
+}
+
+function changesState(method) {
+  return !['GET', 'HEAD', 'OPTIONS'].includes(method.toUpperCase());
 }
 
 async function read(response) {
