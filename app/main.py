@@ -10,8 +10,10 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
+from .errors import validation_error
 from .hub import EventHub
 from .memory import limit_arenas
 from .paths import web_dir
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Train a NumPy-only CNN on MNIST and watch it learn, live.")
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
     app.state.predictor = predictor
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Other host names (DNS rebinding) and other sites' pages are turned away before any
     # body is read; outside it, SecurityHeaders puts its headers on those 403s/415s too.
