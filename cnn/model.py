@@ -72,6 +72,11 @@ class ModelFileError(ValueError):
     """A model file that cannot be loaded; the message names the file and the problem."""
 
 
+# Arrays a file carries besides the model's own (a checkpoint's optimizer state, see
+# checkpoint.py) are named with this prefix: loading a model leaves them aside.
+EXTRA_PREFIX = "extra."
+
+
 def _positive_int(value, where: str, name: str, minimum: int = 1, maximum: int = MAX_UNITS) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise SpecError(f"{where}: '{name}' must be an integer from {minimum} to {maximum}, "
@@ -385,22 +390,27 @@ class Model:
 
     # -- files -----------------------------------------------------------------------
 
-    def to_bytes(self, metadata: dict | None = None) -> bytes:
-        """The `.npz` file's content: spec, weights and metadata (JSON), no pickles."""
+    def to_bytes(self, metadata: dict | None = None,
+                 extra_arrays: dict[str, np.ndarray] | None = None) -> bytes:
+        """The `.npz` file's content: spec, weights and metadata (JSON), no pickles;
+        `extra_arrays` go in as `extra.<name>` (numbers only, no objects)."""
         arrays = dict(self.state())
         arrays["spec"] = np.array(json.dumps(self.spec))
         arrays["metadata"] = np.array(json.dumps(metadata or {}))
+        for name, value in (extra_arrays or {}).items():
+            arrays[EXTRA_PREFIX + name] = np.asarray(value)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
 
-    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    def save(self, path: str | os.PathLike, metadata: dict | None = None,
+             extra_arrays: dict[str, np.ndarray] | None = None) -> Path:
         """Write `to_bytes()` to a file atomically: a temporary file in the same folder,
         then a rename, so a crash never leaves half a model. The temporary file's name
         carries the writer's pid, so that a later save can remove one left by a writer
         that was killed mid-write."""
         path = Path(path)
-        content = self.to_bytes(metadata)
+        content = self.to_bytes(metadata, extra_arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                    dir=path.parent)
@@ -447,7 +457,9 @@ class Model:
             raise ModelFileError(f"{name}: its spec or metadata is not valid JSON") from None
         try:
             model = cls(spec)
-            model.load_state(arrays)
+            # A checkpoint's extra arrays (its optimizer state) are not weights.
+            model.load_state({key: value for key, value in arrays.items()
+                              if not key.startswith(EXTRA_PREFIX)})
         except (ValueError, TypeError) as exc:  # SpecError and JSON errors are ValueErrors
             raise ModelFileError(f"{name}: {exc}") from None
         return model, metadata if isinstance(metadata, dict) else {}

@@ -16,11 +16,22 @@ Events are plain dicts with a "type":
 - "hyperparameters": epoch, step, steps, global_step, progress, learning_rate, momentum,
              previous: a live change took effect before the next batch; step is the
              number of this epoch's batches done before it
+- "checkpoint": epoch, optimizer: what a checkpoint needs to continue the run after this
+             epoch (the optimizer's state(), the learning rate already decayed for the
+             next epoch); the last event of each completed epoch, the model's weights
+             as they are then. The arrays are the optimizer's own: save or copy them
+             in the callback.
 
 The trainer can be paused, resumed, stopped, stepped (one epoch more, then pause)
 and have its learning rate and momentum changed from another thread; it acts on it
 between batches. After it finished, `extend()` trains more epochs. The same seed
 gives the same run.
+
+A run can be continued from a checkpoint: `restore(epochs_done, optimizer_state)` on a
+trainer of the checkpoint's model, then `run()` trains epochs epochs_done + 1 on. Each
+epoch's data order and augmentation come from the seed and the epoch's number alone, so
+the continued run sees the same batches, and takes the same steps, as one that never
+stopped.
 """
 
 from __future__ import annotations
@@ -161,8 +172,7 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
         self._stop_requested = threading.Event()
-        self._shuffle_rng = np.random.default_rng([self.config.seed, 1])
-        self._augment_rng = np.random.default_rng([self.config.seed, 2])
+        self._epochs_before = 0  # completed before this trainer (a continued run)
         self._augmentation = self.config.augmentation()
         self._last_filters = 0.0
         self._pause_after_epoch = False
@@ -206,18 +216,37 @@ class Trainer:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def epochs_done(self) -> int:
+        """Completed epochs of the run, those before a restore included."""
+        return self._epochs_before + len(self.history)
+
+    def restore(self, epochs_done: int, optimizer_state: dict[str, np.ndarray]) -> None:
+        """Before run(): continue a run from its checkpoint after epoch `epochs_done`
+        (the trainer's model holds its weights): the optimizer takes up its state, and
+        run() trains epochs epochs_done + 1 to config.epochs. ValueError if the state
+        does not fit the model or the optimizer."""
+        if self.history or self._epochs_before:
+            raise RuntimeError("restore() comes before the trainer has trained")
+        if not 0 <= epochs_done <= self.config.epochs:
+            raise ValueError(f"cannot continue after epoch {epochs_done} of a run of "
+                             f"{self.config.epochs}")
+        self.optimizer.load_state(optimizer_state, self.model.parameters())
+        self._epochs_before = epochs_done
+
     # -- the loop ----------------------------------------------------------------------
 
     def run(self) -> list[dict]:
-        """Train for config.epochs epochs (or until stopped); returns the epoch history."""
-        self._emit_filters(epoch=0, step=0)
-        self._emit_histograms(epoch=0)
+        """Train up to config.epochs epochs (or until stopped); returns the history of
+        this trainer's epochs."""
+        self._emit_filters(epoch=self.epochs_done, step=0)
+        self._emit_histograms(epoch=self.epochs_done)
         return self._train_until(self.config.epochs)
 
     def extend(self, epochs: int = 1) -> list[dict]:
         """After run() ended (finished or stopped): train `epochs` more whole epochs,
         numbered on from the last completed one."""
-        target = len(self.history) + epochs
+        target = self.epochs_done + epochs
         self.config = self.config.replace(epochs=max(self.config.epochs, target))
         self.stopped = False
         self._stop_requested.clear()
@@ -225,8 +254,8 @@ class Trainer:
         return self._train_until(target)
 
     def _train_until(self, last_epoch: int) -> list[dict]:
-        while len(self.history) < last_epoch:
-            if not self.run_epoch(len(self.history) + 1):
+        while self.epochs_done < last_epoch:
+            if not self.run_epoch(self.epochs_done + 1):
                 break
         return self.history
 
@@ -234,7 +263,11 @@ class Trainer:
         """One epoch and its evaluation; False if a stop came in the middle."""
         config, data = self.config, self.data
         n = len(data.train_labels)
-        order = self._shuffle_rng.permutation(n) if config.shuffle else np.arange(n)
+        # Seeded by the epoch's number, not drawn on from one stream: a run continued
+        # from a checkpoint gets the very batches an uninterrupted one gets.
+        order = (np.random.default_rng([config.seed, 1, epoch]).permutation(n)
+                 if config.shuffle else np.arange(n))
+        augment_rng = np.random.default_rng([config.seed, 2, epoch])
         steps = -(-n // config.batch_size)
         started = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
@@ -247,7 +280,7 @@ class Trainer:
             batch_started = time.perf_counter()
             labels, images = data.train_labels[batch], data.train_images[batch]
             if self._augmentation:
-                images = augment(images, self._augment_rng, self._augmentation)
+                images = augment(images, augment_rng, self._augmentation)
             loss, outputs = self.model.train_step(images, labels, self.optimizer)
             batch_correct = int((outputs.argmax(axis=1) == labels).sum())
             loss_sum += loss * len(batch)
@@ -283,6 +316,7 @@ class Trainer:
         self._emit_histograms(epoch)
         self._emit_filters(epoch, steps)
         self.optimizer.learning_rate *= config.lr_decay
+        self.callback({"type": "checkpoint", "epoch": epoch, "optimizer": self.optimizer.state()})
         if self._pause_after_epoch:  # a step: the next batch waits for a resume
             self._pause_after_epoch = False
             self._running.clear()
@@ -355,8 +389,9 @@ class Trainer:
 
     def _emit_histograms(self, epoch: int) -> None:
         """Each weighted layer's weights against the start of the run, and (after an
-        epoch) its last batch's weight gradients against those of the first epoch."""
-        gradients = self._weight_gradients() if epoch else None
+        epoch) its last batch's weight gradients against those of the first epoch (of
+        this trainer: a continued run's start has no gradients yet)."""
+        gradients = self._weight_gradients() if self._first_gradients is not None else None
         layers = []
         for position, (index, layer) in enumerate(self._weighted_layers()):
             weights = layer.params["weight"]

@@ -222,7 +222,8 @@ class Controlled:
 
     def kinds(self):
         return [event.get("state", event["type"]) for _, event in self.events
-                if event["type"] not in ("filters", "train_step", "evaluation", "histograms")]
+                if event["type"] not in ("filters", "train_step", "evaluation", "histograms",
+                                          "checkpoint")]
 
     def between(self, first, last):
         """Event kinds after the first `first` and before the next `last`, steps included."""
