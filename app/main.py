@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.attach(asyncio.get_running_loop())
+        # Here, not in create_app: importing app.main (app = create_app()) must not
+        # touch the runs directory, nor take another server's active runs for dead ones.
+        manager.restore_runs()
         data = manager.data_status()
         if not data["available"]:
             log.warning("%s", data["message"])

@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-State = Literal["idle", "running", "paused", "stopping", "finished", "failed"]
+# "interrupted": the server stopped (was killed) while the run was active; a restarted
+# server lists it so, and POST /api/runs/{id}/continue trains it on from its checkpoint.
+State = Literal["idle", "running", "paused", "stopping", "finished", "failed", "interrupted"]
+Outcome = Literal["finished", "stopped", "failed", "interrupted"]
 
 
 MAX_KEY_SHOWN = 40  # characters of a stranger's key or value quoted back in an error
@@ -137,13 +140,27 @@ class RunInfo(BaseModel):
     epochs: list[EpochRecord]
     final_test_accuracy: float | None
     message: str | None
-    outcome: Literal["finished", "stopped", "failed"] | None = Field(
+    outcome: Outcome | None = Field(
         None, description="how the run ended (a stopped run's state is finished)")
-    checkpoint: str | None = Field(None, description="the .npz of its last completed epoch")
+    checkpoint: str | None = Field(None, description="the .npz of its last completed epoch "
+                                                     "written (see checkpoint_epoch)")
+    checkpoint_epoch: int | None = Field(None, description="the epoch that file holds: never "
+                                                           "more than it really holds")
+    checkpoint_error: str | None = Field(None, description="why the latest epoch's checkpoint "
+                                                           "could not be written (training "
+                                                           "goes on)")
+    store_error: str | None = Field(None, description="why the run's records could not be "
+                                                      "kept in the runs directory (training "
+                                                      "goes on)")
 
 
 class ErrorMessage(BaseModel):
     detail: str
+
+
+class ContinueRequest(BaseModel):
+    """Nothing to set: a run continues with its own config (the body may be {})."""
+    model_config = ConfigDict(extra="forbid")
 
 
 # -- steering and insight -------------------------------------------------------------------
@@ -199,7 +216,7 @@ class RunMetrics(BaseModel):
     config: dict
     spec: dict
     state: State
-    outcome: Literal["finished", "stopped", "failed"] | None
+    outcome: Outcome | None
     started_at: float
     finished_at: float | None
     epochs: list[EpochRecord]

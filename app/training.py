@@ -34,11 +34,13 @@ from cnn.insight import Evaluation
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS, Preset
 from cnn.augment import Augmentation, augment
-from cnn.train import Trainer, TrainConfig, make_dataset, scale_images
+from cnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from cnn.train import Trainer, TrainConfig, make_dataset, make_optimizer, scale_images
 
 from .hub import EventHub
 from .memory import return_freed_memory
 from .predict import Predictor
+from .run_store import RunStore, StoreError, interrupted_message, verified_checkpoint
 from .settings import Settings, checkpoint_dir
 
 log = logging.getLogger("cnn_live.training")
@@ -90,8 +92,11 @@ class RunRecord:
     finished_at: float | None = None
     epochs: list[dict] = field(default_factory=list)
     message: str | None = None
-    outcome: str | None = None  # "finished", "stopped" or "failed" once it has ended
-    checkpoint: str | None = None  # the .npz of the last completed epoch
+    outcome: str | None = None  # "finished", "stopped", "failed" or "interrupted" once ended
+    checkpoint: str | None = None  # the .npz of the last completed epoch written
+    checkpoint_epoch: int | None = None  # the epoch that file holds (never a later one)
+    checkpoint_error: str | None = None  # why the last epoch's checkpoint was not written
+    store_error: str | None = None  # why the run's records could not be kept (run_store)
     batches: list[dict] = field(default_factory=list)  # the published (throttled) batch points
     hyperparameter_changes: list[dict] = field(default_factory=list)
     evaluation: Evaluation | None = None  # the last epoch's answers on the test images
@@ -106,7 +111,9 @@ class RunRecord:
                 "state": self.state, "started_at": self.started_at,
                 "finished_at": self.finished_at, "epochs": self.epochs,
                 "final_test_accuracy": self.final_test_accuracy, "message": self.message,
-                "outcome": self.outcome, "checkpoint": self.checkpoint}
+                "outcome": self.outcome, "checkpoint": self.checkpoint,
+                "checkpoint_epoch": self.checkpoint_epoch,
+                "checkpoint_error": self.checkpoint_error, "store_error": self.store_error}
 
     def metrics(self) -> dict:
         """Everything measured during the run, for the JSON export."""
@@ -178,6 +185,9 @@ class TrainingManager:
         self._steppable: Trainer | None = None  # the ended current run's trainer, for a step
         self._mnist = None
         self._data_message: str | None = None
+        # Run records outlive the process (run_store.py); opened on first use.
+        self.store = RunStore(checkpoint_dir(settings))
+        self._batches_in_store: set[str] = set()  # earlier servers' runs: read on demand
 
     # -- what the API reads ------------------------------------------------------------
 
@@ -235,6 +245,7 @@ class TrainingManager:
             self.hub.publish("run", {"run_id": run.run_id, "preset": run.preset,
                                      "config": run.config, "spec": spec})
             self._publish_status()
+            self._store(run)
             self._thread = threading.Thread(target=self._train, args=(run, spec, config),
                                             name=f"training-{run.run_id}", daemon=True)
             self._thread.start()
@@ -295,6 +306,7 @@ class TrainingManager:
         self._progress = Progress(len(run.epochs), len(run.epochs) + 1,
                                   learning_rate=self._progress.learning_rate,
                                   momentum=self._progress.momentum)
+        self._store(run)
         self._thread = threading.Thread(target=self._drive, args=(run, trainer, trainer.extend),
                                         name=f"training-{run.run_id}", daemon=True)
         self._thread.start()
@@ -323,14 +335,140 @@ class TrainingManager:
                     trainer.stop()
         if thread is not None:
             thread.join(timeout)
+        self.store.close()  # reopened if a run's thread outlived the wait and writes
+
+    # -- runs that outlive the server (run_store.py) -----------------------------------------
+
+    def restore_runs(self) -> None:
+        """At startup: list the runs earlier servers recorded in the runs directory. A
+        run that was active when its server died is "interrupted", its checkpoint
+        checked on disk (continue_run takes it on from there)."""
+        try:
+            stored = self.store.load()
+        except StoreError as exc:
+            log.error("%s; earlier runs are not listed", exc)
+            return
+        interrupted = 0
+        for fields in stored:
+            run = RunRecord(**fields)
+            if run.run_id in self.runs:
+                continue
+            # The file is the truth: the record may lag behind it by one epoch (killed
+            # between the two writes), or name a file since removed.
+            run.checkpoint, run.checkpoint_epoch = verified_checkpoint(
+                self._checkpoint_path(run.run_id), run.run_id)
+            if run.state in ACTIVE_STATES:
+                interrupted += 1
+                run.state = run.outcome = "interrupted"
+                done = max(len(run.epochs), run.checkpoint_epoch or 0)
+                run.message = interrupted_message(done, run.config.get("epochs", 0),
+                                                  run.checkpoint_epoch)
+                self._store(run)
+            self.runs[run.run_id] = run
+            self._batches_in_store.add(run.run_id)
+        if stored:
+            log.info("%d earlier runs listed from %s (%d interrupted)", len(stored),
+                     self.store.path, interrupted)
+
+    def continue_run(self, run_id: str) -> RunRecord:
+        """Train an interrupted run on from its checkpoint after epoch k: the same config,
+        the optimizer's saved state, epochs k+1 on, appended to the run's own records.
+        NotFound for an unknown run; RunConflict when a run is active or this one cannot
+        be continued (the message says why)."""
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r} on this server")
+        self._check_continuable(run)
+        checkpoint, config = self._checkpoint_to_continue(run)
+        epoch = checkpoint.epoch
+        batches = [point for point in self._stored_batches(run) if point["epoch"] <= epoch]
+        with self._lock:
+            self._check_continuable(run)  # again: another request may have come meanwhile
+            # The epoch the server died in is trained again: what it left is forgotten.
+            run.epochs = [record for record in run.epochs if record["epoch"] <= epoch]
+            run.batches = batches[:MAX_BATCH_RECORDS]
+            run.hyperparameter_changes = [change for change in run.hyperparameter_changes
+                                          if change["epoch"] <= epoch]
+            self._batches_in_store.discard(run_id)
+            run.state, run.outcome, run.message, run.finished_at = "running", None, None, None
+            self._current, self._trainer, self._pending_action = run, None, None
+            if self._steppable is not None:
+                self._steppable = None
+                return_freed_memory()
+            state = checkpoint.optimizer_state
+            self._progress = Progress(epoch, config.epochs,
+                                      learning_rate=float(state["learning_rate"]),
+                                      momentum=float(state["momentum"]))
+            self.hub.start_run()
+            self.hub.publish("run", {"run_id": run.run_id, "preset": run.preset,
+                                     "config": run.config, "spec": run.spec,
+                                     "continued_from": epoch})
+            for record in run.epochs:  # the page's charts show the whole run
+                self.hub.publish("epoch", {**record, "run_id": run.run_id, "replayed": True})
+            self._publish_status()
+            try:
+                self.store.truncate(run)
+            except StoreError as exc:
+                self._storage_failed(run, "records", str(exc))
+            self._thread = threading.Thread(target=self._train,
+                                            args=(run, run.spec, config, checkpoint),
+                                            name=f"training-{run.run_id}", daemon=True)
+            self._thread.start()
+        log.info("run %s continued from its checkpoint of epoch %d", run.run_id, epoch)
+        return run
+
+    def _check_continuable(self, run: RunRecord) -> None:
+        current = self._current
+        if current is not None and current.state in ACTIVE_STATES:
+            raise RunConflict(f"a run is already active ({current.run_id}, {current.state}); "
+                              "stop it first")
+        if run.state != "interrupted":
+            raise RunConflict(f"run {run.run_id} is {run.state}: only an interrupted run "
+                              "can be continued")
+        if run.checkpoint is None:
+            raise RunConflict(f"run {run.run_id} has no checkpoint to continue from; "
+                              "start a new run")
+
+    def _checkpoint_to_continue(self, run: RunRecord) -> tuple[Checkpoint, TrainConfig]:
+        """The run's checkpoint and config, checked to fit each other before anything
+        changes; RunConflict saying why not."""
+        try:
+            checkpoint = load_checkpoint(run.checkpoint)
+            config = TrainConfig().replace(**run.config)
+            if checkpoint.metadata.get("run_id") != run.run_id or checkpoint.epoch is None:
+                raise ValueError("it is not this run's checkpoint")
+            make_optimizer(config).load_state(checkpoint.optimizer_state,
+                                              checkpoint.model.parameters())
+        except ValueError as exc:  # ModelFileError, ConfigError, a state that does not fit
+            raise RunConflict(f"run {run.run_id} cannot be continued: its checkpoint "
+                              f"{run.checkpoint} cannot be used ({exc})") from None
+        return checkpoint, config
+
+    def run_metrics(self, run: RunRecord) -> dict:
+        """The run's metrics for the JSON export (an earlier server's batch points are
+        read from the store now, not kept in memory)."""
+        return {**run.metrics(), "batches": self._stored_batches(run)}
+
+    def _stored_batches(self, run: RunRecord) -> list[dict]:
+        if run.run_id not in self._batches_in_store:
+            return run.batches
+        try:
+            return self.store.batches(run.run_id)
+        except StoreError as exc:
+            log.warning("run %s: %s", run.run_id, exc)
+            return []
 
     # -- the training thread ---------------------------------------------------------------
 
-    def _train(self, run: RunRecord, spec: dict, config: TrainConfig) -> None:
+    def _train(self, run: RunRecord, spec: dict, config: TrainConfig,
+               checkpoint: Checkpoint | None = None) -> None:
         try:
             data = make_dataset(self._load_data(), config)
-            model = Model(spec, seed=config.seed)
+            model = checkpoint.model if checkpoint else Model(spec, seed=config.seed)
             trainer = Trainer(model, config, data, self._reporter(run, model))
+            if checkpoint is not None:  # on after its epoch, as if it had never stopped
+                trainer.restore(checkpoint.epoch, checkpoint.optimizer_state,
+                                initial=Model(spec, seed=config.seed))
         except Exception as exc:
             self._handle_failure(run, exc)
             return
@@ -394,6 +532,7 @@ class TrainingManager:
             # In the same step: a control that sees "running" still finds the trainer,
             # and a step that sees "finished" finds it to step on.
             self._trainer, self._steppable = None, trainer
+        self._store(run)
         self.hub.publish("done", {"run_id": run.run_id, "state": outcome,
                                   "epochs_completed": len(run.epochs),
                                   "test_accuracy": run.final_test_accuracy,
@@ -407,22 +546,57 @@ class TrainingManager:
             run.state, run.finished_at, run.message = "failed", time.time(), message
             self._trainer = None
             run.outcome = "failed"
+        self._store(run)
         self.hub.publish("error", {"run_id": run.run_id, "message": message})
         self._publish_status()
         log.log(logging.ERROR if traceback_of else logging.WARNING, "run %s failed: %s",
                 run.run_id, message, exc_info=traceback_of)
 
-    def _save_checkpoint(self, run: RunRecord, model: Model, record: dict) -> None:
+    def _checkpoint_path(self, run_id: str):
+        return checkpoint_dir(self.settings) / f"run-{run_id}.npz"
+
+    def _save_checkpoint(self, run: RunRecord, model: Model, event: dict) -> None:
         """Each completed epoch, in the training thread (weights consistent): the run's
-        checkpoint, written atomically, so a server stopped any time keeps it."""
-        path = checkpoint_dir(self.settings) / f"run-{run.run_id}.npz"
+        checkpoint with its optimizer's state, written atomically, so a server stopped
+        any time keeps it and the run can be continued from it. A failure (a full or
+        read-only disk) does not end the run: it is reported, and the run's checkpoint
+        fields go on naming the last file written, with the epoch it really holds."""
+        path = self._checkpoint_path(run.run_id)
+        record = next((r for r in reversed(run.epochs) if r["epoch"] == event["epoch"]), {})
         try:
-            model.save(path, metadata={"run_id": run.run_id, "preset": run.preset,
-                                       "config": run.config, **record})
-        except OSError as exc:  # a full or read-only disk must not end the run
-            log.warning("run %s: checkpoint not written to %s: %s", run.run_id, path, exc)
+            save_checkpoint(path, model, event["optimizer"],
+                            {"run_id": run.run_id, "preset": run.preset, "config": run.config,
+                             **record, "epoch": event["epoch"]})
+        except OSError as exc:
+            held = (f"the last one written holds epoch {run.checkpoint_epoch}"
+                    if run.checkpoint else "there is none")
+            self._storage_failed(run, "checkpoint", f"the checkpoint could not be written to "
+                                                    f"{path} ({exc}); {held}")
             return
-        run.checkpoint = str(path)
+        run.checkpoint, run.checkpoint_epoch, run.checkpoint_error = str(path), event["epoch"], None
+
+    def _store(self, run: RunRecord) -> None:
+        """Keep the run's record in the runs directory. A failure is reported like a
+        checkpoint's, never raised: the run goes on."""
+        try:
+            self.store.save(run)
+        except StoreError as exc:
+            self._storage_failed(run, "records", str(exc))
+        else:
+            run.store_error = None
+
+    def _storage_failed(self, run: RunRecord, kind: str, message: str) -> None:
+        """A checkpoint or the run's records not written: on the run (checkpoint_error,
+        store_error), in the log and on the stream as a "storage_error" event at level
+        error, once per distinct message (not again every epoch). Not an "error" event:
+        the page takes that one for a failed run."""
+        attribute = "checkpoint_error" if kind == "checkpoint" else "store_error"
+        if getattr(run, attribute) == message:
+            return
+        setattr(run, attribute, message)
+        log.warning("run %s: %s", run.run_id, message)
+        self.hub.publish("storage_error", {"run_id": run.run_id, "level": "error",
+                                           "kind": kind, "message": message})
 
     def _publish_status(self) -> None:
         self.hub.publish("status", self.status())
@@ -466,12 +640,14 @@ class TrainingManager:
             elif kind == "epoch":
                 record = {key: event[key] for key in EPOCH_FIELDS}
                 run.epochs.append(record)
-                if model is not None:
-                    self._save_checkpoint(run, model, record)
                 self.hub.publish("epoch", {**record, "run_id": run.run_id})
                 log.info("run %s epoch %d/%d: test accuracy %.2f%%, %.1f s", run.run_id,
                          record["epoch"], record["epochs"], 100 * record["test_accuracy"],
                          record["seconds"])
+            elif kind == "checkpoint":  # the epoch's last event: its checkpoint, then its records
+                if model is not None:
+                    self._save_checkpoint(run, model, event)
+                self._store(run)  # one transaction an epoch: its record and batch points
             elif kind == "evaluation":
                 run.evaluation, run.evaluation_epoch = event["evaluation"], event["epoch"]
                 self.hub.publish("evaluation", self._evaluation_event(run))
@@ -501,6 +677,7 @@ class TrainingManager:
         self._progress = dataclasses.replace(self._progress, learning_rate=event["learning_rate"],
                                              momentum=event["momentum"])
         self.hub.publish("hyperparameters", change)
+        self._store(run)
         log.info("run %s: learning rate %g, momentum %g from epoch %d step %d", run.run_id,
                  event["learning_rate"], event["momentum"], event["epoch"], event["step"] + 1)
 

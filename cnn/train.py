@@ -221,10 +221,13 @@ class Trainer:
         """Completed epochs of the run, those before a restore included."""
         return self._epochs_before + len(self.history)
 
-    def restore(self, epochs_done: int, optimizer_state: dict[str, np.ndarray]) -> None:
+    def restore(self, epochs_done: int, optimizer_state: dict[str, np.ndarray],
+                initial: Model | None = None) -> None:
         """Before run(): continue a run from its checkpoint after epoch `epochs_done`
         (the trainer's model holds its weights): the optimizer takes up its state, and
-        run() trains epochs epochs_done + 1 to config.epochs. ValueError if the state
+        run() trains epochs epochs_done + 1 to config.epochs. `initial`, the run's
+        model as it started (Model(spec, seed) again), is what the weight histograms
+        compare with; without it, the checkpoint's weights. ValueError if the state
         does not fit the model or the optimizer."""
         if self.history or self._epochs_before:
             raise RuntimeError("restore() comes before the trainer has trained")
@@ -233,6 +236,9 @@ class Trainer:
                              f"{self.config.epochs}")
         self.optimizer.load_state(optimizer_state, self.model.parameters())
         self._epochs_before = epochs_done
+        if initial is not None:
+            self._start_weights = [layer.params["weight"].copy() for layer in initial.layers
+                                   if "weight" in layer.params]
 
     # -- the loop ----------------------------------------------------------------------
 

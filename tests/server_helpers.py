@@ -12,6 +12,7 @@ import cnn.model
 import asyncio
 import json
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +41,12 @@ TEST_CLIENT_HOST = "testserver"
 
 def make_app(data_dir, **settings):
     """The real application on `data_dir`, never downloading, answering to TestClient's
-    Host too (unless `allowed_hosts` is given)."""
+    Host too (unless `allowed_hosts` is given). Its runs directory (checkpoints and run
+    records, which a restarted server lists again) is a fresh temporary folder unless
+    `runs_dir` is given: a module's app, made before the per-test cache, would otherwise
+    share the user's cache, and list every earlier session's runs."""
     settings.setdefault("allowed_hosts", (TEST_CLIENT_HOST,))
+    settings.setdefault("runs_dir", tempfile.mkdtemp(prefix="cnn-live-test-runs-"))
     return create_app(Settings(data_dir=str(data_dir), download=False, **settings))
 
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
-from ..schemas import (ConfusionCell, ErrorMessage, HyperparametersRequest, RunInfo, RunMetrics,
-                       RunRequest, Status)
+from ..schemas import (ConfusionCell, ContinueRequest, ErrorMessage, HyperparametersRequest,
+                       RunInfo, RunMetrics, RunRequest, Status)
 from ..training import NotFound, RunConflict, RunRecord, TrainingManager
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], dependencies=[Depends(require_read)],
@@ -92,8 +92,28 @@ def metrics_csv(run: RunRecord = Depends(get_run)) -> PlainTextResponse:
 
 @router.get("/{run_id}/metrics.json", response_model=RunMetrics, responses=NOT_FOUND,
             summary="One run's metrics as JSON: epochs, loss points, live changes")
-def metrics_json(run: RunRecord = Depends(get_run)) -> dict:
-    return run.metrics()
+def metrics_json(run: RunRecord = Depends(get_run),
+                 manager: TrainingManager = Depends(get_manager)) -> dict:
+    return manager.run_metrics(run)
+
+
+@router.post("/{run_id}/continue", response_model=Status, dependencies=[Depends(require_write)],
+             responses={**NOT_FOUND, **CONFLICT},
+             summary="Continue an interrupted run from its last checkpoint",
+             description="A run the server was killed in the middle of (state `interrupted`) "
+                         "trains on from the checkpoint of its last whole epoch: the same "
+                         "config, the optimizer's saved state, the same data order, appended "
+                         "to its own epochs. 409 while another run is active, or when the run "
+                         "is not interrupted or has no usable checkpoint.")
+def continue_run(run_id: str, request: ContinueRequest | None = None,
+                 manager: TrainingManager = Depends(get_manager)) -> dict:
+    try:
+        manager.continue_run(run_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except RunConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    return manager.status()
 
 
 @router.get("/{run_id}/confusion", response_model=ConfusionCell,
