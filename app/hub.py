@@ -6,6 +6,11 @@ to JSON once, whatever the number of subscribers. Delivery happens on the event
 loop: each subscriber has a bounded backlog of pending events, and one that falls too
 far behind is dropped rather than allowed to hold anything up; its browser reconnects
 with Last-Event-ID and is replayed what it missed from the history.
+
+Memory: the history is bounded in events and in bytes (CNN_LIVE_HISTORY_MB), and so is
+what one browser is replayed or has pending. Before these bounds a run whose filters
+events were 20 MB each grew the server by 1.7 GB in 55 s and replayed 327 MB to a late
+browser (issue 11).
 """
 
 from __future__ import annotations
@@ -24,14 +29,28 @@ THINNABLE = frozenset({"batch", "filters", "status"})
 # Kinds of which the history keeps only the newest: each is a whole picture (the
 # confusion matrix and gallery, the histograms against the start), ~50 KB an epoch.
 LATEST_ONLY = frozenset({"evaluation", "histograms"})
+# Over its byte limit, the history drops older thinnable events in this order, always
+# keeping the newest of each kind: the page draws only the newest filters and status,
+# while older batches are the loss chart. A filters event is ~7 KB, a batch ~250 B.
+THIN_BY_BYTES_ORDER = ("filters", "status", "batch")
+# Thinning by bytes goes down to this share of the limit, so it runs once per many
+# events rather than on every one.
+THIN_TO = 0.75
+HISTORY_BYTES = 8 * 2**20  # CNN_LIVE_HISTORY_MB's default
 
 
 @dataclass(frozen=True)
 class Event:
     id: int
     name: str
-    data: str  # JSON
     wire: bytes  # the whole SSE message, formatted once for every subscriber
+
+    @property
+    def data(self) -> str:
+        """The JSON, read back from the wire: an event is kept once, as the bytes every
+        subscriber is sent (it was kept as a str as well, twice the memory)."""
+        lines = self.wire.decode("utf-8").split("\n")
+        return "\n".join(line[6:] for line in lines if line.startswith("data: "))
 
 
 # Events handed to a stream at once are capped near this many bytes: one write to the
@@ -53,6 +72,7 @@ class Subscription:
     dropped: bool = False
     replay: deque[Event] = field(default_factory=deque)
     pending: deque[Event] = field(default_factory=deque)
+    pending_bytes: int = 0  # of the events in `pending`
     _waiter: asyncio.Future | None = field(default=None, repr=False)
 
     async def next_event(self) -> Event | None:
@@ -61,7 +81,7 @@ class Subscription:
             if self.replay:
                 return self.replay.popleft()
             if self.pending:
-                return self.pending.popleft()
+                return self._take_pending()
             if self.dropped:
                 return None
             await self._wait(None)
@@ -78,7 +98,19 @@ class Subscription:
         while source and (not events or size + len(source[0].wire) <= CHUNK_BYTES):
             events.append(source.popleft())
             size += len(events[-1].wire)
+        if source is self.pending:
+            self.pending_bytes -= size
         return events
+
+    def _take_pending(self) -> Event:
+        event = self.pending.popleft()
+        self.pending_bytes -= len(event.wire)
+        return event
+
+    def add_pending(self, event: Event) -> None:
+        self.pending.append(event)
+        self.pending_bytes += len(event.wire)
+        self.last_id = event.id
 
     async def _wait(self, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
@@ -111,13 +143,22 @@ CROWD_INTERVAL = 0.25
 
 
 class EventHub:
+    """`history_limit` events and `history_bytes_limit` bytes of the current run are
+    kept for late browsers (every epoch, run, done and error event whatever the bytes:
+    a run has at most 10,000 epochs, ~300 B each); a browser with more than
+    `subscriber_backlog` events or `history_bytes_limit` bytes pending is dropped (it
+    reconnects and is replayed the history)."""
+
     def __init__(self, history_limit: int = 20_000, subscriber_backlog: int = 2_000,
-                 crowd: int = CROWD, crowd_interval: float = CROWD_INTERVAL) -> None:
+                 crowd: int = CROWD, crowd_interval: float = CROWD_INTERVAL,
+                 history_bytes_limit: int = HISTORY_BYTES) -> None:
         self.history_limit, self.subscriber_backlog = history_limit, subscriber_backlog
+        self.history_bytes_limit = history_bytes_limit
         self.crowd, self.crowd_interval = crowd, crowd_interval
         self._lock = threading.Lock()
         self._next_id = 1
         self._history: list[Event] = []
+        self._history_bytes = 0  # of the events in _history
         self._subscribers: set[Subscription] = set()  # touched on the loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch_due: asyncio.TimerHandle | None = None  # a crowd's next delivery
@@ -137,14 +178,17 @@ class EventHub:
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
         with self._lock:
             event_id = self._next_id
-            event = Event(event_id, name, data,
+            event = Event(event_id, name,
                           format_sse_event(data_str=data, event=name, id=str(event_id)))
             self._next_id += 1
             if name in LATEST_ONLY:
-                self._history = [old for old in self._history if old.name != name]
+                self._set_history([old for old in self._history if old.name != name])
             self._history.append(event)
+            self._history_bytes += len(event.wire)
             if len(self._history) > self.history_limit:
                 self._thin_history()
+            if self._history_bytes > self.history_bytes_limit:
+                self._thin_history_bytes()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -156,22 +200,47 @@ class EventHub:
     def start_run(self) -> None:
         """A new run: the history starts again (ids keep increasing)."""
         with self._lock:
-            self._history = []
+            self._set_history([])
 
     def history(self, after_id: int = 0) -> list[Event]:
         with self._lock:
             return [event for event in self._history if event.id > after_id]
 
     @property
+    def history_bytes(self) -> int:
+        """The bytes of the events in the history (what a late browser is replayed)."""
+        with self._lock:
+            return self._history_bytes
+
+    @property
     def last_id(self) -> int:
         with self._lock:
             return self._next_id - 1
+
+    def _set_history(self, events: list[Event]) -> None:
+        self._history = events
+        self._history_bytes = sum(len(event.wire) for event in events)
 
     def _thin_history(self) -> None:
         """Drop the older half of the thinnable events (amortised: not on every event)."""
         thinnable = [i for i, event in enumerate(self._history) if event.name in THINNABLE]
         drop = set(thinnable[: max(len(thinnable) // 2, len(self._history) - self.history_limit)])
-        self._history = [event for i, event in enumerate(self._history) if i not in drop]
+        self._set_history([event for i, event in enumerate(self._history) if i not in drop])
+
+    def _thin_history_bytes(self) -> None:
+        """Down to THIN_TO of the byte limit: the oldest thinnable events go, kind by
+        kind in THIN_BY_BYTES_ORDER, the newest of each kind staying. If that is not
+        enough, what is left (epochs, the latest pictures) stays: it is small."""
+        excess = self._history_bytes - int(self.history_bytes_limit * THIN_TO)
+        drop: set[int] = set()
+        for kind in THIN_BY_BYTES_ORDER:
+            older = [i for i, event in enumerate(self._history) if event.name == kind][:-1]
+            for i in older:
+                if excess <= 0:
+                    break
+                drop.add(i)
+                excess -= len(self._history[i].wire)
+        self._set_history([event for i, event in enumerate(self._history) if i not in drop])
 
     # -- subscribing (on the loop) ----------------------------------------------------------
 
@@ -196,9 +265,9 @@ class EventHub:
         for subscription in list(self._subscribers):
             if event.id <= subscription.last_id:
                 continue  # already in its replayed history
-            if len(subscription.pending) < self.subscriber_backlog:
-                subscription.pending.append(event)
-                subscription.last_id = event.id
+            if (len(subscription.pending) < self.subscriber_backlog
+                    and subscription.pending_bytes < self.history_bytes_limit):
+                subscription.add_pending(event)
             else:  # it stopped reading: let it go (it reconnects with Last-Event-ID)
                 subscription.dropped = True
                 self._subscribers.discard(subscription)

@@ -29,7 +29,8 @@ log = logging.getLogger("cnn_live")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     limit_arenas()  # see memory.py: flat memory from run to run
-    hub = EventHub(settings.history_limit, settings.subscriber_backlog)
+    hub = EventHub(settings.history_limit, settings.subscriber_backlog,
+                   history_bytes_limit=settings.history_bytes_limit)
     predictor = Predictor()
     manager = TrainingManager(settings, hub, predictor)
 

@@ -10,6 +10,7 @@ from typing import Mapping
 from cnn.cost import ModelLimits
 from cnn.data import user_cache_dir
 
+from .hub import HISTORY_BYTES
 from .security import parse_allowed_hosts, parse_allowed_origins
 
 
@@ -31,6 +32,9 @@ class Settings:
     port: int = 8000                 # CNN_LIVE_PORT
     download: bool = True            # CNN_LIVE_DOWNLOAD=0: never fetch MNIST
     history_limit: int = 20_000      # events of the current run kept for late browsers
+    # CNN_LIVE_HISTORY_MB: and at most this many bytes of them (a late browser's replay;
+    # also what one slow browser may have pending); epochs are kept whatever the bytes.
+    history_bytes_limit: int = HISTORY_BYTES  # 8 MiB
     subscriber_backlog: int = 2_000  # events queued for one slow browser before it is dropped
     log_level: str = "info"          # CNN_LIVE_LOG_LEVEL
     runs_dir: str | None = None      # CNN_LIVE_RUNS_DIR: checkpoints; else the per-user cache
@@ -66,6 +70,8 @@ class Settings:
             "port": _int(env, "CNN_LIVE_PORT", cls.port),
             "download": env.get("CNN_LIVE_DOWNLOAD", "1").strip().lower() not in ("0", "false", "no"),
             "history_limit": _int(env, "CNN_LIVE_HISTORY_LIMIT", cls.history_limit),
+            "history_bytes_limit": _int(env, "CNN_LIVE_HISTORY_MB",
+                                        cls.history_bytes_limit // 2**20, maximum=4096) * 2**20,
             "subscriber_backlog": _int(env, "CNN_LIVE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
             "log_level": env.get("CNN_LIVE_LOG_LEVEL", cls.log_level).lower(),
             "runs_dir": env.get("CNN_LIVE_RUNS_DIR") or None,

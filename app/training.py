@@ -37,6 +37,7 @@ from cnn.augment import Augmentation, augment
 from cnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from cnn.train import Trainer, TrainConfig, make_dataset, make_optimizer, scale_images
 
+from .filter_images import filters_event
 from .hub import EventHub
 from .memory import return_freed_memory
 from .predict import Predictor
@@ -661,13 +662,9 @@ class TrainingManager:
                     if run.state in ("running", "paused"):
                         run.state = event["state"]
                 self._publish_status()
-            elif kind == "filters":
-                self.hub.publish("filters", {
-                    "run_id": run.run_id, "epoch": event["epoch"], "step": event["step"],
-                    "layers": [{"layer": item["layer"], "name": f"{item['layer']}.conv",
-                                "shape": list(item["weights"].shape),
-                                "weights": np.round(item["weights"].astype(np.float64), 5).tolist()}
-                               for item in event["layers"]]})
+            elif kind == "filters":  # bounded in bytes: see filter_images.py
+                self.hub.publish("filters", filters_event(run.run_id, event["epoch"],
+                                                          event["step"], event["layers"]))
         return report
 
     def _hyperparameters_changed(self, run: RunRecord, event: dict) -> None:

@@ -256,6 +256,32 @@ def test_a_run_started_from_the_page_is_drawn_live_and_listed_when_finished(serv
     assert problems.items == []
 
 
+def test_a_wide_layer_shows_its_first_filters_and_says_how_many_of_all(server, page, api):
+    problems = Problems(page)
+    open_dashboard(page, server)
+    # More filters than the 32 a layer's event carries (app/filter_images.py), and in the
+    # second layer more input channels (40) than the 16 it carries.
+    start_run(api, preset="default", filters=[40, 48], epochs=1, train_size=500, test_size=100)
+    wait_hook(page, "filterVersion", ">", 0)
+    layers = page.locator("#filters .filter-layer")
+    expect(layers).to_have_count(2)
+    for i, text in enumerate(("showing 32 of 40 filters 3×3 · 1 input channel",
+                              "showing 32 of 48 filters 3×3 · 40 input channels (first 16 shown)")):
+        expect(layers.nth(i).locator(".filter-layer-meta")).to_contain_text(text)
+        expect(layers.nth(i).locator("canvas.filter-canvas")).to_have_count(32)
+    # Every tile painted: more than one colour in each.
+    colours = page.evaluate("""() => Array.from(
+        document.querySelectorAll('#filters canvas.filter-canvas'), (canvas) => {
+          const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          const seen = new Set();
+          for (let i = 0; i < data.length; i += 4) seen.add(`${data[i]},${data[i + 1]},${data[i + 2]}`);
+          return seen.size;
+        })""")
+    assert len(colours) == 64 and min(colours) > 1, colours
+    expect(page.locator("#state")).to_have_text("finished", timeout=30_000)
+    assert problems.items == []
+
+
 def test_pause_and_resume_from_the_page_hold_and_continue_the_run_and_stop_ends_it(
         server, page, api):
     open_dashboard(page, server)

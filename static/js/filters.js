@@ -1,9 +1,14 @@
 // The convolution filters: one <canvas class="filter-canvas" data-layer="INDEX"> per
-// filter, grouped per conv layer. A filter with C input channels shows its C kernels
-// (K x K each) side by side in a small grid inside its tile (the first 16 when C > 16).
+// filter sent, grouped per conv layer. A filter with C input channels shows its C kernels
+// (K x K each) side by side in a small grid inside its tile.
 // Colours diverge around 0: blue negative, red positive, normalised per layer to the
 // layer's largest |weight|. Each weight is drawn as an enlarged square; the canvas is
 // displayed at its own size, with `image-rendering: pixelated` for crisp upscaling.
+//
+// The server sends each layer bounded (app/filter_images.py): `shape` [F, C, K, K] of
+// the whole layer, `shown` [F', C'] of it in `levels` (at most 32 filters of 16
+// channels), and `levels`, base64 of F' x C' x K x K bytes 0..255 over `low`..`high`.
+// A wide layer's heading says so: "showing 32 of 128 filters".
 
 import { cssVar, formatNumber, frameTask, parseColour } from './format.js';
 
@@ -29,14 +34,46 @@ function colourFor(t, p) {
   return `rgb(${r},${g},${b})`;
 }
 
-/** Shape [F, C, K, K] from the event, or from the nested weights themselves. */
-function shapeOf(layer) {
-  if (Array.isArray(layer.shape) && layer.shape.length === 4) return layer.shape.map(Number);
-  const w = layer.weights;
-  return [w.length, w[0]?.length ?? 0, w[0]?.[0]?.length ?? 0, w[0]?.[0]?.[0]?.length ?? 0];
+function decodeBytes(base64) {
+  let text;
+  try {
+    text = atob(base64);
+  } catch {
+    return null;
+  }
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
-function geometry([, channels, kernel]) {
+/** A layer of the event as {layer, name, filters, channels, kernel (shown), total
+ *  [F, C], low, high, levels (Uint8Array)}, or null when it is not one. */
+function decodeLayer(layer) {
+  if (!layer || !Array.isArray(layer.shape) || !Array.isArray(layer.shown)
+      || typeof layer.levels !== 'string') return null;
+  const [totalFilters, totalChannels, kernel] = layer.shape.map(Number);
+  const [filters, channels] = layer.shown.map(Number);
+  const levels = decodeBytes(layer.levels);
+  if (!levels || !(filters > 0 && channels > 0 && kernel > 0)
+      || levels.length !== filters * channels * kernel * kernel) return null;
+  return {
+    layer: layer.layer, name: layer.name, filters, channels, kernel,
+    total: [totalFilters, totalChannels], low: Number(layer.low), high: Number(layer.high), levels,
+  };
+}
+
+/** "showing 32 of 128 filters 3×3 · 64 input channels (first 16 shown)" */
+function describe(decoded) {
+  const { filters, channels, kernel, total: [totalFilters, totalChannels] } = decoded;
+  const filterText = filters < totalFilters ? `showing ${filters} of ${totalFilters} filters`
+    : `${totalFilters} filters`;
+  const channelText = totalChannels === 1 ? '1 input channel'
+    : channels < totalChannels ? `${totalChannels} input channels (first ${channels} shown)`
+      : `${totalChannels} input channels`;
+  return `${filterText} ${kernel}×${kernel} · ${channelText}`;
+}
+
+function geometry(channels, kernel) {
   const shown = Math.max(1, Math.min(channels, MAX_CHANNELS));
   // The squarest grid that leaves the fewest empty slots (8 channels: 4 x 2).
   let cols = Math.ceil(Math.sqrt(shown));
@@ -55,17 +92,6 @@ function geometry([, channels, kernel]) {
     width: cols * kernel * cell + (cols - 1) * gap,
     height: rows * kernel * cell + (rows - 1) * gap,
   };
-}
-
-function maxAbs(weights) {
-  let max = 0;
-  for (const filter of weights) for (const channel of filter) for (const row of channel) {
-    for (const w of row) {
-      const a = Math.abs(w);
-      if (a > max && Number.isFinite(a)) max = a;
-    }
-  }
-  return max;
 }
 
 function convLayersOf(spec) {
@@ -93,9 +119,8 @@ export function createFilters({ container, stampEl }) {
   function build(layers) {
     container.replaceChildren();
     views = layers.map((layer, position) => {
-      const shape = shapeOf(layer);
-      const [filters, channels, kernel] = shape;
-      const geo = geometry(shape);
+      const { filters, channels, kernel } = layer;
+      const geo = geometry(channels, kernel);
 
       const group = document.createElement('div');
       group.className = 'filter-layer';
@@ -108,10 +133,7 @@ export function createFilters({ container, stampEl }) {
       title.textContent = `Conv layer ${position + 1}`;
       const meta = document.createElement('span');
       meta.className = 'filter-layer-meta';
-      const channelText = channels === 1 ? '1 input channel'
-        : channels > MAX_CHANNELS ? `${channels} input channels (first ${MAX_CHANNELS} shown)`
-          : `${channels} input channels`;
-      meta.textContent = `${layer.name || `layer ${layer.layer}`} · ${filters} filters ${kernel}×${kernel} · ${channelText}`;
+      meta.textContent = `${layer.name || `layer ${layer.layer}`} · ${describe(layer)}`;
       title.append(' ', meta);
 
       const scale = document.createElement('div');
@@ -149,9 +171,10 @@ export function createFilters({ container, stampEl }) {
     const event = pending;
     pending = null;
     if (!event || !Array.isArray(event.layers)) return;
-    const layers = event.layers.filter((l) => Array.isArray(l.weights) && l.weights.length);
+    const layers = event.layers.map(decodeLayer).filter(Boolean);
     if (!layers.length) return;
-    const key = layers.map((l) => `${l.layer}:${shapeOf(l).join('x')}`).join('|');
+    const key = layers.map((l) => `${l.layer}:${l.filters}x${l.channels}x${l.kernel}:${l.total}`)
+      .join('|');
     if (key !== layoutKey) {
       build(layers);
       layoutKey = key;
@@ -160,23 +183,22 @@ export function createFilters({ container, stampEl }) {
     layers.forEach((layer, i) => {
       const view = views[i];
       const { geo } = view;
-      const [, , kernel] = shapeOf(layer);
-      const max = maxAbs(layer.weights) || 1;
+      const { kernel, channels, low, high, levels } = layer;
+      const max = Math.max(Math.abs(low), Math.abs(high)) || 1;
+      const step = (high - low) / 255;
       view.low.textContent = `−${formatNumber(max, 2)}`;
       view.high.textContent = `+${formatNumber(max, 2)}`;
-      layer.weights.forEach((filter, f) => {
-        const canvas = view.canvases[f];
-        if (!canvas) return;
+      view.canvases.forEach((canvas, f) => {
         const ctx = canvas.getContext('2d');
         ctx.clearRect(0, 0, canvas.width, canvas.height);
-        for (let c = 0; c < geo.shown && c < filter.length; c++) {
+        for (let c = 0; c < geo.shown; c++) {
           const ox = (c % geo.cols) * (kernel * geo.cell + geo.gap);
           const oy = Math.floor(c / geo.cols) * (kernel * geo.cell + geo.gap);
-          const channel = filter[c];
+          const start = (f * channels + c) * kernel * kernel;
           for (let y = 0; y < kernel; y++) {
             for (let x = 0; x < kernel; x++) {
-              const w = channel[y]?.[x];
-              ctx.fillStyle = Number.isFinite(w) ? colourFor(w / max, colours) : 'rgb(128,128,128)';
+              const w = low + levels[start + y * kernel + x] * step;
+              ctx.fillStyle = colourFor(w / max, colours);
               ctx.fillRect(ox + x * geo.cell, oy + y * geo.cell, geo.cell, geo.cell);
             }
           }
