@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.model import Model, ModelFileError
+from cnn.model import Model, ModelFileError, spec_shapes
 from cnn.preprocess import preprocess_drawing
 
 log = logging.getLogger("cnn_live.predict")
@@ -41,6 +41,19 @@ MIN_SIDE, MAX_SIDE = 8, 512
 MAX_VALUE = 255.0
 IMAGE_LAYERS = ("conv", "relu", "sigmoid", "tanh", "maxpool")
 
+# What one explained prediction sends at most, whatever the model: a large accepted
+# model once made one take 95 s, answer 289 MB of JSON and reach 7.5 GB. The page
+# shows 32 maps a layer, 16 input channels of a filter, and a strip of 256 px for a
+# vector; a map finer than the 28x28 input shows nothing more on it.
+MAX_MAPS = 32
+MAX_MAP_SIDE = 28
+MAX_FILTER_CHANNELS = 16
+MAX_KERNEL_SIDE = 7
+MAX_VECTOR_VALUES = 256
+# Map and filter values of one answer together (about 4 bytes each as JSON): once a
+# deep network has used them up, each later layer shows one map.
+EXPLAIN_BUDGET = 50_000
+
 
 class DrawingError(ValueError):
     """A drawing the server cannot read; the message says what is wrong."""
@@ -48,6 +61,10 @@ class DrawingError(ValueError):
 
 class NoModel(RuntimeError):
     """No run has trained a model and the bundled one cannot be loaded."""
+
+
+class UnusableModel(ValueError):
+    """A model that loads but cannot answer drawings; the message says why."""
 
 
 # -- checking a drawing ----------------------------------------------------------------------
@@ -160,6 +177,48 @@ def prepare(pixels: np.ndarray) -> np.ndarray:
         raise DrawingError(message) from None
 
 
+# -- checking a model before it answers --------------------------------------------------------
+
+MNIST_INPUT, CLASSES = [1, 28, 28], 10
+# Layer outputs beyond this, for an input of 0..1, are out of range: a factor 1e8 from
+# float32's overflow (3.4e38), so another drawing would overflow them. A trained
+# network's values stay under a few hundred; an untrained one of 64 wide layers with
+# the 2017 blog's uniform weights under 1e20.
+MAX_PROBE_VALUE = 1e30
+
+
+def probe_images() -> np.ndarray:
+    """What an accepted model is tried on: no ink, ink everywhere (the largest sums
+    any input makes), and a ring like a drawn 0 (a digit shaped like MNIST's)."""
+    rows, cols = np.mgrid[0:28, 0:28]
+    radius = np.hypot((rows - 13.5) / 1.25, cols - 13.5)
+    ring = np.clip(2.0 - np.abs(radius - 6.5), 0.0, 1.0)
+    return np.stack([np.zeros((28, 28)), np.ones((28, 28)), ring]).astype(np.float32)
+
+
+def check_answers(model: Model) -> None:
+    """UnusableModel unless `model` reads 1x28x28 images, gives 10 scores, and answers
+    the probe images with finite values in range at every layer."""
+    if model.spec["input"] != MNIST_INPUT or spec_shapes(model.spec)[-1] != (CLASSES,):
+        raise UnusableModel("the model must read 1x28x28 images and give 10 scores")
+    images = probe_images()[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, value in model.layer_outputs(images):
+            if not np.isfinite(value).all():
+                raise UnusableModel(f"layer {name} gives values that are not finite (its "
+                                    "sums overflow float32): weights far too large for a "
+                                    "trained network")
+            largest = float(np.abs(value).max())
+            if largest > MAX_PROBE_VALUE:
+                raise UnusableModel(f"layer {name} gives values up to {largest:.3g} for an "
+                                    f"image of 0..1, over {MAX_PROBE_VALUE:.0e}: another "
+                                    "drawing could overflow float32; weights this large "
+                                    "are not a trained network's")
+        probabilities = model.predict_proba(images)
+    if not np.isfinite(probabilities).all():
+        raise UnusableModel("the model's probabilities are not finite numbers")
+
+
 # -- the answering models ---------------------------------------------------------------------
 
 @dataclass
@@ -189,30 +248,74 @@ class Snapshot:
 
     def _layer_outputs(self, batch: np.ndarray) -> dict:
         """Image layers' feature maps (with a conv's filters) and, after the flatten,
-        each layer's vector: the input turning into the prediction, layer by layer."""
-        maps, vectors = [], []
-        for index, (name, value) in enumerate(self.model.feature_maps(batch)):
+        each layer's vector: the input turning into the prediction, layer by layer.
+        Each layer is summarised as it comes (never all of them held at once), within
+        the limits above; what is left out is said in the answer."""
+        maps, vectors, budget = [], [], EXPLAIN_BUDGET
+        for index, (name, value) in enumerate(self.model.layer_outputs(batch)):
             layer = self.model.layers[index]
             if value.ndim == 4 and layer.kind in IMAGE_LAYERS:
-                maps.append(self._feature_map(index, name, layer, value[0].astype(np.float64)))
+                entry = _feature_map(index, name, layer, value[0], budget)
+                budget -= entry.pop("cost")
+                maps.append(entry)
             elif value.ndim == 2 and layer.kind != "flatten":
-                vectors.append({"layer": index, "name": name, "kind": layer.kind,
-                                "values": np.round(value[0].astype(np.float64), 4).tolist()})
+                vectors.append(_vector(index, name, layer.kind, value[0]))
         return {"feature_maps": maps, "vectors": vectors}
 
-    @staticmethod
-    def _feature_map(index: int, name: str, layer, maps: np.ndarray) -> dict:
-        """One layer's maps as whole numbers 0..255 over the layer's range low..high:
-        what a picture needs, and three times cheaper to send as JSON than floats
-        (this runs on the event loop, which shares the CPU with the training)."""
-        filters = layer.params.get("weight") if layer.kind == "conv" else None
-        low, high = float(maps.min()), float(maps.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        levels = np.rint((maps - low) * scale).astype(np.uint8)
-        return {"layer": index, "name": name, "kind": layer.kind,
-                "shape": list(maps.shape), "maps": levels.tolist(), "low": low, "high": high,
-                "filters": (np.round(filters.astype(np.float64), 5).tolist()
-                            if filters is not None else None)}
+
+def _feature_map(index: int, name: str, layer, maps: np.ndarray, budget: int) -> dict:
+    """One layer's maps (C, H, W): its first maps (at most MAX_MAPS, fewer once the
+    answer's budget runs low), each averaged down to MAX_MAP_SIDE a side, as whole
+    numbers 0..255 over the layer's range low..high: what a picture needs, and three
+    times cheaper to send as JSON than floats (this runs on the event loop, which
+    shares the CPU with the training). A conv's filters come with the maps shown."""
+    channels = maps.shape[0]
+    side_h, side_w = (-(-side // _shrink_factor(side, MAX_MAP_SIDE)) for side in maps.shape[1:])
+    filters = layer.params.get("weight") if layer.kind == "conv" else None
+    filter_cost = 0
+    if filters is not None:
+        kernel = -(-filters.shape[2] // _shrink_factor(filters.shape[2], MAX_KERNEL_SIDE))
+        filter_cost = min(filters.shape[1], MAX_FILTER_CHANNELS) * kernel * kernel
+    per_map = side_h * side_w + filter_cost
+    shown = min(channels, MAX_MAPS, max(1, budget // per_map))
+    low, high = float(maps.min()), float(maps.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    small = _average_down(maps[:shown].astype(np.float64), MAX_MAP_SIDE)
+    levels = np.rint((small - low) * scale).clip(0, 255).astype(np.uint8)
+    shown_filters = None
+    if filters is not None:
+        chosen = filters[:shown, :MAX_FILTER_CHANNELS].astype(np.float64)
+        shown_filters = np.round(_average_down(chosen, MAX_KERNEL_SIDE), 5).tolist()
+    downsampled = small.shape[1:] != maps.shape[1:] or (
+        filters is not None and filters.shape[2] > MAX_KERNEL_SIDE)
+    return {"layer": index, "name": name, "kind": layer.kind,
+            "shape": list(maps.shape), "maps": levels.tolist(), "low": low, "high": high,
+            "filters": shown_filters, "shown_maps": shown, "total_maps": channels,
+            "downsampled": downsampled, "cost": shown * per_map}
+
+
+def _vector(index: int, name: str, kind: str, values: np.ndarray) -> dict:
+    shown = values[:MAX_VECTOR_VALUES].astype(np.float64)
+    return {"layer": index, "name": name, "kind": kind, "values": np.round(shown, 4).tolist(),
+            "total_values": int(values.shape[0])}
+
+
+def _shrink_factor(side: int, most: int) -> int:
+    return -(-side // most)  # ceil: the smallest whole factor that fits `most`
+
+
+def _average_down(images: np.ndarray, most: int) -> np.ndarray:
+    """(..., H, W) -> each side at most `most`, by averaging blocks of f x f values
+    (the edge repeated to fill the last block). Unchanged when it already fits."""
+    height, width = images.shape[-2:]
+    fh, fw = _shrink_factor(height, most), _shrink_factor(width, most)
+    if fh == 1 and fw == 1:
+        return images
+    pad = [(0, 0)] * (images.ndim - 2) + [(0, -height % fh), (0, -width % fw)]
+    padded = np.pad(images, pad, mode="edge")
+    blocks = padded.reshape(*images.shape[:-2], padded.shape[-2] // fh, fh,
+                            padded.shape[-1] // fw, fw)
+    return blocks.mean(axis=(-3, -1))
 
 
 class Predictor:

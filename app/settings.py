@@ -58,7 +58,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     # What one network may cost, for runs and uploaded models alike (cnn/cost.py):
-    # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_RUN_MEMORY_MB.
+    # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_VALUES_PER_IMAGE,
+    # _MAX_RUN_MEMORY_MB.
     model_limits: ModelLimits = ModelLimits()
 
     @classmethod
@@ -124,6 +125,8 @@ def _model_limits(env: Mapping[str, str]) -> ModelLimits:
                         maximum=10_000_000_000),
         multiply_adds=_int(env, "CNN_LIVE_MAX_MULTIPLY_ADDS", default.multiply_adds,
                            maximum=10_000_000_000_000),
+        values_per_image=_int(env, "CNN_LIVE_MAX_VALUES_PER_IMAGE", default.values_per_image,
+                              maximum=10_000_000_000),
         run_memory_bytes=_int(env, "CNN_LIVE_MAX_RUN_MEMORY_MB",
                               default.run_memory_bytes // 2**20) * 2**20)
 

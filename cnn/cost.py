@@ -77,6 +77,11 @@ class ModelLimits:
     layers: int = 64                      # CNN_LIVE_MAX_LAYERS
     parameters: int = 5_000_000           # CNN_LIVE_MAX_PARAMETERS (20 MB of float32)
     multiply_adds: int = 50_000_000       # CNN_LIVE_MAX_MULTIPLY_ADDS, per image
+    # CNN_LIVE_MAX_VALUES_PER_IMAGE: what one image costs in memory, whatever the
+    # multiply-adds (a 1x1 conv of 512 filters padded by 64, then relus: 12 M multiply-
+    # adds, but 100 M values and 200 MB a layer for one drawing). 8 M: 32 MB of float32,
+    # some 90 times the `default` preset's 86,516.
+    values_per_image: int = 8_000_000
     run_memory_bytes: int = 1024 ** 3     # CNN_LIVE_MAX_RUN_MEMORY_MB
 
     def check_model(self, spec: dict) -> ModelCost:
@@ -87,7 +92,9 @@ class ModelLimits:
                 ("layers", cost.layers, self.layers, "CNN_LIVE_MAX_LAYERS"),
                 ("parameters", cost.parameters, self.parameters, "CNN_LIVE_MAX_PARAMETERS"),
                 ("multiply-adds per image", cost.multiply_adds, self.multiply_adds,
-                 "CNN_LIVE_MAX_MULTIPLY_ADDS")):
+                 "CNN_LIVE_MAX_MULTIPLY_ADDS"),
+                ("values kept per image (outputs and unfolded inputs, for training)",
+                 cost.values_per_image, self.values_per_image, "CNN_LIVE_MAX_VALUES_PER_IMAGE")):
             if value > limit:
                 raise LimitError(f"the network has {value:,} {name}, over this server's "
                                  f"limit of {limit:,} ({variable})")

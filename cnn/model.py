@@ -18,7 +18,6 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +79,16 @@ EXTRA_PREFIX = "extra."
 def _positive_int(value, where: str, name: str, minimum: int = 1, maximum: int = MAX_UNITS) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise SpecError(f"{where}: '{name}' must be an integer from {minimum} to {maximum}, "
-                        f"got {value!r}")
+                        f"got {_brief(value)}")
     return value
+
+
+def _brief(value, limit: int = 60) -> str:
+    """A value in a message, cut short: a spec comes from anyone (a file), and a
+    4,000-digit number or a big list echoed back would make a message of any size."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10 ** 30 \
+        else f"a {len(str(abs(value)))}-digit number"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def normalize_spec(spec: dict) -> dict:
@@ -90,17 +97,17 @@ def normalize_spec(spec: dict) -> dict:
         raise SpecError(f"a spec is a JSON object, got {type(spec).__name__}")
     unknown = set(spec) - {"input", "layers", "loss", "init"}
     if unknown:
-        raise SpecError(f"unknown spec keys: {sorted(unknown)}")
+        raise SpecError(f"unknown spec keys: {_brief(sorted(unknown))}")
     shape = spec.get("input", [1, 28, 28])
     if not isinstance(shape, (list, tuple)) or len(shape) != 3:
-        raise SpecError(f"'input' must be [channels, height, width], got {shape!r}")
+        raise SpecError(f"'input' must be [channels, height, width], got {_brief(shape)}")
     shape = [_positive_int(v, "input", "size") for v in shape]
     loss = spec.get("loss", "softmax_cross_entropy")
-    if loss not in LOSSES:
-        raise SpecError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise SpecError(f"unknown loss {_brief(loss)}; choose one of {sorted(LOSSES)}")
     init = spec.get("init", "he")
-    if init not in INITS:
-        raise SpecError(f"unknown init {init!r}; choose one of {list(INITS)}")
+    if not isinstance(init, str) or init not in INITS:
+        raise SpecError(f"unknown init {_brief(init)}; choose one of {list(INITS)}")
     layers = spec.get("layers")
     if not isinstance(layers, list) or not layers:
         raise SpecError("'layers' must be a non-empty list")
@@ -111,15 +118,16 @@ def normalize_spec(spec: dict) -> dict:
 
 
 def _normalize_layer(entry, index: int) -> dict:
-    if not isinstance(entry, dict) or entry.get("type") not in LAYER_KEYS:
+    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) \
+            or entry["type"] not in LAYER_KEYS:
         raise SpecError(f"layer {index}: 'type' must be one of {sorted(LAYER_KEYS)}, "
-                        f"got {entry!r}")
+                        f"got {_brief(entry)}")
     kind = entry["type"]
     where = f"layer {index} ({kind})"
     defaults = LAYER_KEYS[kind]
     unknown = set(entry) - set(defaults) - {"type"}
     if unknown:
-        raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
+        raise SpecError(f"{where}: unknown keys {_brief(sorted(unknown))}")
     layer = {"type": kind}
     for key, default in defaults.items():
         value = entry.get(key, default)
@@ -328,13 +336,17 @@ class Model:
 
     def feature_maps(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Every layer's output for a batch, images as (N, C, H, W), vectors as (N, D)."""
+        return [(name, np.array(out)) for name, out in self.layer_outputs(x)]
+
+    def layer_outputs(self, x: np.ndarray):
+        """Each layer's output for a batch in turn, images as (N, C, H, W), vectors as
+        (N, D): views of the layers' own buffers, valid until the next forward. One
+        layer at a time, so that a caller keeping only a summary of each never holds
+        them all (an explained prediction: see app/predict.py)."""
         out = self._to_network_layout(x)
-        maps = []
         for index, layer in enumerate(self.layers):
             out = layer.forward(out)
-            shown = out.transpose(1, 0, 2, 3) if out.ndim == 4 else out
-            maps.append((f"{index}.{layer.kind}", np.array(shown)))
-        return maps
+            yield f"{index}.{layer.kind}", (out.transpose(1, 0, 2, 3) if out.ndim == 4 else out)
 
     # -- parameters ------------------------------------------------------------------
 
@@ -426,40 +438,17 @@ class Model:
         return path
 
     @classmethod
-    def load(cls, source: str | os.PathLike | bytes) -> "Model":
+    def load(cls, source: str | os.PathLike | bytes, limits=None) -> "Model":
         """Load a `.npz` written by `save` (a path, or its bytes). Never unpickles."""
-        model, _ = cls.load_with_metadata(source)
+        model, _ = cls.load_with_metadata(source, limits)
         return model
 
     @classmethod
-    def load_with_metadata(cls, source: str | os.PathLike | bytes) -> tuple["Model", dict]:
-        name = "uploaded model" if isinstance(source, bytes) else str(source)
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        try:
-            archive = np.load(handle, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except FileNotFoundError:
-            raise ModelFileError(f"{name}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            # NumPy's own message here suggests loading with pickles: never the advice to give.
-            reason = ("neither an .npz archive nor an .npy array"
-                      if "pickled (object) data" in str(exc) else exc)
-            raise ModelFileError(f"{name}: not a model file saved by cnn-live ({reason})") from None
-        if "spec" not in arrays:
-            raise ModelFileError(f"{name}: not a model file saved by cnn-live (no spec inside)")
-        try:
-            spec = json.loads(str(arrays.pop("spec")))
-            metadata = json.loads(str(arrays.pop("metadata", np.array("{}"))))
-        except json.JSONDecodeError:
-            raise ModelFileError(f"{name}: its spec or metadata is not valid JSON") from None
-        try:
-            model = cls(spec)
-            # A checkpoint's extra arrays (its optimizer state) are not weights.
-            model.load_state({key: value for key, value in arrays.items()
-                              if not key.startswith(EXTRA_PREFIX)})
-        except (ValueError, TypeError) as exc:  # SpecError and JSON errors are ValueErrors
-            raise ModelFileError(f"{name}: {exc}") from None
-        return model, metadata if isinstance(metadata, dict) else {}
+    def load_with_metadata(cls, source: str | os.PathLike | bytes,
+                           limits=None) -> tuple["Model", dict]:
+        """The model and metadata of a file, every part checked before it costs memory
+        (model_file.py), against `limits` (a cost.ModelLimits; its defaults if None).
+        ModelFileError naming the file and what is wrong."""
+        from .model_file import load_model_file  # it builds Models: imported when used
+        loaded = load_model_file(source, limits)
+        return loaded.model, loaded.metadata

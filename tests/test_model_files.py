@@ -69,7 +69,7 @@ def _npz(**arrays) -> bytes:
     (b"not a model at all", "not a model file"),
     (b"", "not a model file"),
     (_npz(weights=np.zeros(3)), "no spec"),
-    (_npz(spec=np.array([object()], dtype=object)), "not a model file"),  # would need pickle
+    (_npz(spec=np.array([object()], dtype=object)), "JSON text"),  # would need pickle
     (Model({"input": [1, 14, 14], "layers": [{"type": "flatten"},
                                              {"type": "dense", "units": 10}]}).to_bytes(),
      "1x28x28"),
