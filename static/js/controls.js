@@ -52,6 +52,7 @@ export function createControls({ onStarted } = {}) {
     dataMissingMessage: byId('data-missing-message'),
     error: byId('error'),
     errorMessage: byId('error-message'),
+    storageError: byId('storage-error'),
     statTest: byId('stat-test-accuracy'),
     statTestNote: byId('stat-test-note'),
     statLoss: byId('stat-loss'),
@@ -296,6 +297,13 @@ export function createControls({ onStarted } = {}) {
     el.error.hidden = false;
   }
 
+  /** What the server could not save for this run ('' hides the line). */
+  function showStorageError(message) {
+    if (!el.storageError) return;
+    el.storageError.textContent = message ? `Not saved: ${message}` : '';
+    el.storageError.hidden = !message;
+  }
+
   function hideError() {
     el.error.hidden = true;
     el.errorMessage.textContent = '';
@@ -309,6 +317,7 @@ export function createControls({ onStarted } = {}) {
       bestTest = null;
       speed = null;
       resetStats();
+      showStorageError('');
     }
   }
 
@@ -371,6 +380,7 @@ export function createControls({ onStarted } = {}) {
     applyRun(run, { isNew }) {
       adoptRun(run.run_id);
       hideError();
+      showStorageError('');
       if (run.config && Number.isFinite(run.config.epochs)) {
         progress = { ...progress, epochs: run.config.epochs };
       }
@@ -416,6 +426,7 @@ export function createControls({ onStarted } = {}) {
       renderProgress();
     },
     showError,
+    showStorageError,
     /** The smoothed batch loss, as the loss chart last drew it. */
     showLoss(value) {
       el.statLoss.textContent = formatNumber(value);

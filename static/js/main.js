@@ -158,6 +158,12 @@ const handlers = {
     controls.showError(d.message);
     runs.refresh();
   },
+  // A checkpoint or the run's records not written (a full or read-only disk): the run
+  // goes on, so a line under its progress, not the failed-run banner.
+  storage_error(d) {
+    follow(d.run_id);
+    controls.showStorageError(d.message);
+  },
 };
 
 // A live change of the learning rate or momentum: marked on the loss chart.

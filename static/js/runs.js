@@ -1,6 +1,7 @@
 // The list of this server's runs (#runs): a checkbox per run adds its test-accuracy
 // line to the accuracy chart, and two buttons download its metrics as CSV or JSON
-// (fetched with the token, see export.js).
+// (fetched with the token, see export.js). Runs of earlier servers are listed too; one
+// that was interrupted (the server stopped mid-run) has a Continue button.
 
 import { api, ApiError } from './api.js';
 import { downloadMetrics } from './export.js';
@@ -25,6 +26,16 @@ function downloadButton(run, index, format) {
   button.dataset.format = format;
   button.textContent = format.toUpperCase();
   button.title = `Download run ${index + 1}'s metrics as ${format.toUpperCase()}`;
+  return button;
+}
+
+function continueButton(run, index) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'run-download run-continue';
+  button.dataset.runId = run.run_id;
+  button.textContent = 'Continue';
+  button.title = `Train run ${index + 1} on from its checkpoint of epoch ${run.checkpoint_epoch}`;
   return button;
 }
 
@@ -99,6 +110,7 @@ export function createRuns({ listEl, onChange, errorEl }) {
       const downloads = document.createElement('span');
       downloads.className = 'run-downloads';
       downloads.append(downloadButton(run, index, 'csv'), downloadButton(run, index, 'json'));
+      if (run.state === 'interrupted' && run.checkpoint) downloads.append(continueButton(run, index));
 
       if (run.message) li.title = run.message;
       li.append(label, meta, downloads);
@@ -120,7 +132,22 @@ export function createRuns({ listEl, onChange, errorEl }) {
   }
 
   listEl.addEventListener('click', async (event) => {
-    const button = event.target.closest('button.run-download');
+    const button = event.target.closest('button.run-continue');
+    if (!button || button.disabled) return;
+    button.disabled = true;
+    try {
+      await api('POST', `/api/runs/${encodeURIComponent(button.dataset.runId)}/continue`, {});
+      showError('');
+    } catch (error) {
+      showError(`Could not continue the run: `
+        + `${error instanceof ApiError ? error.message : String(error.message || error)}`);
+      button.disabled = false;
+    }
+    refresh();
+  });
+
+  listEl.addEventListener('click', async (event) => {
+    const button = event.target.closest('button.run-download:not(.run-continue)');
     if (!button || button.disabled) return;
     button.disabled = true;
     try {

@@ -7,7 +7,7 @@
 // current run's history, beginning with its "run" event; the handlers are idempotent.)
 
 export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'evaluation', 'histograms',
-  'hyperparameters', 'done', 'error'];
+  'hyperparameters', 'done', 'error', 'storage_error'];
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;
