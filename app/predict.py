@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import logging
 import math
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn.cost import spec_cost
 from cnn.model import Model, ModelFileError, spec_shapes
 from cnn.preprocess import preprocess_drawing
 
@@ -50,10 +52,17 @@ MAX_MAP_SIDE = 28
 MAX_FILTER_CHANNELS = 16
 MAX_KERNEL_SIDE = 7
 MAX_VECTOR_VALUES = 256
-# Map and filter values of one answer together (about 4 bytes each as JSON): once a
-# deep network has used them up, each later layer shows one map.
-EXPLAIN_BUDGET = 50_000
-
+# Map and filter values of one answer together, a filter's float weighing twice a map's
+# 0..255 level (as JSON: ~8 bytes against ~4): about 250 KB. Once a deep network has
+# used it up, each later layer shows one map of at most SPENT_MAP_SIDE a side and no
+# filter (the largest models the default limits allow: 120-250 KB an answer).
+EXPLAIN_BUDGET = 60_000
+FILTER_VALUE_COST = 2
+SPENT_MAP_SIDE = 14
+# Models that cost more than this per image predict in a worker thread: the `default`
+# preset (333 K multiply-adds) answers in ~1 ms on the event loop, but the largest the
+# limits allow (50 M) took 50-300 ms with explain, time in which nothing else answers.
+HEAVY_MULTIPLY_ADDS = 5_000_000
 
 class DrawingError(ValueError):
     """A drawing the server cannot read; the message says what is wrong."""
@@ -233,6 +242,11 @@ class Snapshot:
     taken_at: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @functools.cached_property
+    def heavy(self) -> bool:
+        """Whether a prediction costs enough to be run off the event loop."""
+        return spec_cost(self.model.spec).multiply_adds > HEAVY_MULTIPLY_ADDS
+
     def info(self) -> dict:
         return {"source": self.source, "run_id": self.run_id, "epoch": self.epoch,
                 "step": self.step, "description": self.description}
@@ -264,23 +278,21 @@ class Snapshot:
 
 
 def _feature_map(index: int, name: str, layer, maps: np.ndarray, budget: int) -> dict:
-    """One layer's maps (C, H, W): its first maps (at most MAX_MAPS, fewer once the
+    """One layer's maps (C, H, W): its first maps (at most MAX_MAPS, fewer as the
     answer's budget runs low), each averaged down to MAX_MAP_SIDE a side, as whole
     numbers 0..255 over the layer's range low..high: what a picture needs, and three
     times cheaper to send as JSON than floats (this runs on the event loop, which
     shares the CPU with the training). A conv's filters come with the maps shown."""
     channels = maps.shape[0]
-    side_h, side_w = (-(-side // _shrink_factor(side, MAX_MAP_SIDE)) for side in maps.shape[1:])
     filters = layer.params.get("weight") if layer.kind == "conv" else None
-    filter_cost = 0
-    if filters is not None:
-        kernel = -(-filters.shape[2] // _shrink_factor(filters.shape[2], MAX_KERNEL_SIDE))
-        filter_cost = min(filters.shape[1], MAX_FILTER_CHANNELS) * kernel * kernel
-    per_map = side_h * side_w + filter_cost
-    shown = min(channels, MAX_MAPS, max(1, budget // per_map))
+    side, per_map = MAX_MAP_SIDE, _map_cost(maps.shape, MAX_MAP_SIDE, filters)
+    shown = min(channels, MAX_MAPS, max(0, budget) // per_map)
+    if shown == 0:  # the budget is spent: one small map keeps the layer in view
+        shown, side, filters = 1, SPENT_MAP_SIDE, None
+        per_map = _map_cost(maps.shape, side, None)
     low, high = float(maps.min()), float(maps.max())
     scale = 255.0 / (high - low) if high > low else 0.0
-    small = _average_down(maps[:shown].astype(np.float64), MAX_MAP_SIDE)
+    small = _average_down(maps[:shown].astype(np.float64), side)
     levels = np.rint((small - low) * scale).clip(0, 255).astype(np.uint8)
     shown_filters = None
     if filters is not None:
@@ -292,6 +304,15 @@ def _feature_map(index: int, name: str, layer, maps: np.ndarray, budget: int) ->
             "shape": list(maps.shape), "maps": levels.tolist(), "low": low, "high": high,
             "filters": shown_filters, "shown_maps": shown, "total_maps": channels,
             "downsampled": downsampled, "cost": shown * per_map}
+
+
+def _map_cost(shape: tuple[int, ...], side: int, filters: np.ndarray | None) -> int:
+    """What one map (averaged down to `side`) and its filter cost of the budget."""
+    cost = math.prod(-(-n // _shrink_factor(n, side)) for n in shape[1:])
+    if filters is not None:
+        kernel = -(-filters.shape[2] // _shrink_factor(filters.shape[2], MAX_KERNEL_SIDE))
+        cost += FILTER_VALUE_COST * min(filters.shape[1], MAX_FILTER_CHANNELS) * kernel ** 2
+    return cost
 
 
 def _vector(index: int, name: str, kind: str, values: np.ndarray) -> dict:

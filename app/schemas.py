@@ -285,21 +285,31 @@ class FeatureMap(BaseModel):
     layer: int = Field(description="the layer's index in the spec")
     name: str = Field(description="e.g. 0.conv")
     kind: str
-    shape: list[int] = Field(description="[C, H, W]")
-    maps: list[list[list[int]]] = Field(description="C x H x W, 0..255: the layer's values "
-                                                    "scaled from low..high, i.e. value = "
-                                                    "low + (high - low) * m / 255")
+    shape: list[int] = Field(description="[C, H, W]: the layer's whole output")
+    maps: list[list[list[int]]] = Field(description="shown_maps x H' x W', 0..255: the "
+                                                    "first maps of the layer, scaled from "
+                                                    "low..high, i.e. value = low + "
+                                                    "(high - low) * m / 255; averaged down "
+                                                    "to at most 28x28 when `downsampled`")
     low: float = Field(description="the layer's smallest value (all its maps)")
     high: float = Field(description="the layer's largest value")
     filters: list[list[list[list[float]]]] | None = Field(
-        description="a conv layer's weights, F x C x K x K; null for other layers")
+        description="a conv layer's weights for the maps shown: shown_maps x C' x K' x K', "
+                    "at most the first 16 input channels, kernels averaged down to at most "
+                    "7x7 (then `downsampled`); null for other layers, and for a conv "
+                    "shown after the answer's size budget ran out")
+    shown_maps: int = Field(description="maps sent: at most 32 a layer, fewer once the "
+                                        "answer's size budget runs out (then one small map)")
+    total_maps: int = Field(description="maps the layer has (C)")
+    downsampled: bool = Field(description="maps (or kernels) were averaged down to fit")
 
 
 class LayerVector(BaseModel):
     layer: int
     name: str = Field(description="e.g. 5.dense")
     kind: str
-    values: list[float]
+    values: list[float] = Field(description="the layer's first values (at most 256)")
+    total_values: int = Field(description="values the layer has")
 
 
 class Prediction(BaseModel):

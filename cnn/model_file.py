@@ -40,7 +40,8 @@ from numpy.lib import format as npy_format
 
 from .cost import ModelLimits
 from .layers import DTYPE
-from .model import EXTRA_PREFIX, Model, ModelFileError, SpecError, normalize_spec, spec_shapes
+from .model import (EXTRA_PREFIX, MAX_UNITS, Model, ModelFileError, SpecError, normalize_spec,
+                    spec_shapes)
 
 SPEC, METADATA = "spec", "metadata"
 MEMBER_SUFFIX = ".npy"
@@ -206,10 +207,11 @@ def _directory(archive: zipfile.ZipFile, limits: ModelLimits) -> dict[str, zipfi
                            f"of compressed data for {info.file_size:,} bytes of content: "
                            "a damaged or altered file")
         members[key] = info
-    _check_declared_size(members[SPEC], _spec_member_limit(limits), "its spec")
+    _check_declared_size(members[SPEC], _spec_member_limit(limits), "its spec",
+                         f"a spec of up to {limits.layers} layers needs")
     if METADATA in members:
         _check_declared_size(members[METADATA], MAX_HEADER_BYTES + 4 * MAX_METADATA_CHARACTERS,
-                             "its metadata")
+                             "its metadata", "metadata may take")
     return members
 
 
@@ -235,10 +237,11 @@ def _method_name(method: int) -> str:
     return {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}.get(method, "unknown")
 
 
-def _check_declared_size(info: zipfile.ZipInfo, limit: int, what: str) -> None:
+def _check_declared_size(info: zipfile.ZipInfo, limit: int, what: str,
+                         bound: str = "its spec allows") -> None:
     if info.file_size > limit:
-        raise _Refused(f"{what} declares {info.file_size:,} bytes, more than its spec "
-                       f"allows ({limit:,})")
+        raise _Refused(f"{what} declares {info.file_size:,} bytes inside, more than "
+                       f"{bound} ({limit:,})")
 
 
 # -- 2. the spec --------------------------------------------------------------------------
@@ -286,8 +289,9 @@ def _parse_json(text: str, what: str):
                        "(a spec is an object with a list of layers)") from None
     except json.JSONDecodeError as exc:
         raise _Refused(f"{what} is not valid JSON ({exc})") from None
-    except ValueError as exc:  # an integer of more than 4,300 digits
-        raise _Refused(f"{what} holds a number too long to read ({exc})") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits
+        raise _Refused(f"{what} holds a number of over 4,300 digits, too long to read "
+                       f"(a size in a spec is at most {MAX_UNITS:,})") from None
 
 
 def parameter_shapes(spec: dict) -> dict[str, tuple[int, ...]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..dependencies import UNAUTHORIZED, require_read
@@ -41,7 +42,10 @@ async def predict(body: PredictRequest,
     except DrawingError as exc:
         raise HTTPException(422, str(exc)) from None
     snapshot = answering(predictor)
-    probabilities, layers = snapshot.predict(image, explain=body.explain)
+    if snapshot.heavy:  # a large uploaded or trained model: keep the loop answering
+        probabilities, layers = await run_in_threadpool(snapshot.predict, image, body.explain)
+    else:
+        probabilities, layers = snapshot.predict(image, explain=body.explain)
     if not np.isfinite(probabilities).all():  # never happens with finite weights
         raise HTTPException(503, "the answering model gave no usable answer")
     # Serialized here, not validated again against Prediction (which documents it):

@@ -8,6 +8,10 @@
 // conv, activation and pool layer, with `filters` on a conv), `vectors` (every layer
 // after the flatten, the last being the ten scores) and `probabilities`. A layer in
 // neither list (the flatten) is shown from what the layers around it say.
+//
+// The server sends at most 32 maps a layer, each averaged down to 28x28, and the first
+// 256 values of a vector (fewer maps once a deep network's answer is large): a stage
+// says what it shows, "showing 16 of 512 maps · averaged down to 26×26".
 
 import { formatNumber, formatPercent } from './format.js';
 
@@ -223,17 +227,34 @@ function stageTitle(stage, position) {
   return title;
 }
 
+/** What part of a layer's maps a stage shows: "showing 16 of 512 maps · averaged
+ *  down to 26×26", or '' when it shows them all as they are. */
+export function mapsShownText(stage) {
+  const total = Number.isInteger(stage.total_maps) ? stage.total_maps : stage.maps.length;
+  const shown = Math.min(stage.maps.length, MAX_CHANNELS);
+  const parts = [];
+  if (shown < total) parts.push(`showing ${shown} of ${total} maps`);
+  if (stage.downsampled && stage.maps.length) {
+    parts.push(`averaged down to ${stage.maps[0].length}×${stage.maps[0][0]?.length ?? 0}`);
+  }
+  return parts.join(' · ');
+}
+
 function stageMeta(stage) {
   switch (stage.type) {
     case 'input':
     case 'maps': {
       const [c, h, w] = stage.shape;
-      const shown = Math.min(stage.maps.length, MAX_CHANNELS);
       const kind = stage.type === 'maps' ? `${stage.kind} · ` : '';
-      return `${kind}${c}×${h}×${w}${shown < stage.maps.length ? ` (first ${shown} channels)` : ''}`;
+      const shown = mapsShownText(stage);
+      return `${kind}${c}×${h}×${w}${shown ? ` (${shown})` : ''}`;
     }
     case 'flatten': return `${stage.size} values`;
-    case 'vector': return `${stage.kind} · ${stage.values.length} values`;
+    case 'vector': {
+      const total = Number.isInteger(stage.total_values) ? stage.total_values : stage.values.length;
+      const shown = stage.values.length < total ? ` (showing the first ${stage.values.length})` : '';
+      return `${stage.kind} · ${total} values${shown}`;
+    }
     case 'output': return `${stage.probabilities.length} probabilities`;
     default: return '';
   }
