@@ -378,7 +378,7 @@ class TrainingManager:
         be continued (the message says why)."""
         run = self.runs.get(run_id)
         if run is None:
-            raise NotFound(f"no run {run_id!r} on this server")
+            raise NotFound(f"no run {run_id[:64]!r} on this server")  # never echo much
         self._check_continuable(run)
         checkpoint, config = self._checkpoint_to_continue(run)
         epoch = checkpoint.epoch

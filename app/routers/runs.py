@@ -75,7 +75,7 @@ NOT_FOUND = {404: {"model": ErrorMessage, "description": "no such run"}}
 def get_run(run_id: str, manager: TrainingManager = Depends(get_manager)) -> RunRecord:
     run = manager.runs.get(run_id)
     if run is None:
-        raise HTTPException(404, f"no run {run_id!r} on this server")
+        raise HTTPException(404, f"no run {run_id[:64]!r} on this server")  # never echo much
     return run
 
 
