@@ -38,13 +38,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .main import create_app
-
     try:
         settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir,
                                      log_level=args.log_level)
     except SettingsError as exc:
         raise engine_cli.CliError(str(exc)) from None
+    # Only now: importing app.main builds its module-level app from the environment,
+    # which would raise the same SettingsError as a traceback.
+    from .main import create_app
     if not 0 < settings.port < 65536:
         raise engine_cli.CliError(f"--port must be from 1 to 65535, got {settings.port}")
     if settings.log_level not in LOG_LEVELS:

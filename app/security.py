@@ -103,8 +103,8 @@ def host_name(value: str) -> str | None:
     usual form (an IPv6 one without brackets); None when it is not a host at all."""
     value = value.strip().lower()
     if value.startswith("["):
-        address, _, rest = value[1:].partition("]")
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        address, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
             return None
         return _ip(address, version=6)
     name, colon, port = value.partition(":")
@@ -278,8 +278,13 @@ class CrossSiteGuard:
                      f"{ALLOWED_ORIGINS_VARIABLE}")
 
 
+def required_content_type(path: str) -> str:
+    """The media type a state-changing request to `path` must declare."""
+    return BINARY_BODY_PATHS.get(path, JSON)
+
+
 def _wrong_content_type(scope, headers: dict[str, str]) -> tuple[int, str] | None:
-    expected = BINARY_BODY_PATHS.get(scope["path"], JSON)
+    expected = required_content_type(scope["path"])
     given = headers.get("content-type")
     media_type = (given or "").partition(";")[0].strip().lower()
     if media_type == expected:

@@ -3,7 +3,11 @@ route that changes state needs `Authorization: Bearer <token>` (401 with
 WWW-Authenticate otherwise); reads stay open unless token_read, which closes every
 /api/* route but /api/auth (the page, /static and /healthz stay open) and lets
 /api/events take ?token=; tokens are compared with hmac.compare_digest; and a server
-without a token is open as before. In process, with Starlette's TestClient."""
+without a token is open as before. In process, with Starlette's TestClient.
+
+Also, with `cnn-live serve` in a real process: a token that a browser could not send back
+as it is (blank, edge spaces, not printable ASCII) is refused at start, and ?token=
+never reaches the access log."""
 
 from __future__ import annotations
 
@@ -13,13 +17,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import hmac
+import subprocess
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 import app.dependencies
+from app import cli as app_cli
 from app.dependencies import TOKEN_NEEDED
-from app.settings import Settings
+from app.security import redact_query_tokens
+from app.settings import Settings, SettingsError
+from serve_process import REPO_ROOT, Serve, free_port
 from server_helpers import (LONG_RUN, SHORT_RUN, fast_pings, make_app,  # noqa: F401
                             stream_events, wait_for, wait_for_run_end)
 
@@ -191,3 +200,94 @@ def test_token_read_without_a_token_changes_nothing(mnist_dir):
     with TestClient(make_app(mnist_dir, token_read=True)) as client:
         assert client.get("/api/auth").json() == {"write": False, "read": False}
         assert client.get("/api/status").status_code == 200
+
+
+# -- tokens a browser could not send back: refused at start -------------------------------------
+
+BAD_TOKENS = {
+    "   ": "only whitespace",
+    "\t\n": "only whitespace",
+    " padded-secret": "starts or ends with whitespace",
+    "padded-secret\n": "starts or ends with whitespace",
+    "s\u00e9cret-t\u00f6ken": "printable ASCII",
+    "tab\tinside": "printable ASCII",
+    "bell\x07inside": "printable ASCII",
+}
+
+
+@pytest.mark.parametrize("raw", list(BAD_TOKENS), ids=repr)
+def test_a_token_a_browser_could_not_send_is_a_settings_error(raw):
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"CNN_LIVE_TOKEN": raw})
+    message = str(error.value)
+    assert message.startswith("CNN_LIVE_TOKEN ") and BAD_TOKENS[raw] in message
+    if raw.strip():
+        assert raw.strip() not in message, "the message repeats the secret"
+
+
+def test_tokens_with_inner_spaces_and_punctuation_are_kept_as_they_are():
+    for raw in ("a b c", TOKEN, "~!@#$%^&*()_+{}|:<>?"):
+        assert Settings.from_env({"CNN_LIVE_TOKEN": raw}).token == raw
+
+
+@pytest.mark.parametrize("raw", ["   ", "s\u00e9cret", " padded"], ids=repr)
+def test_serve_with_a_bad_token_exits_2_with_a_one_line_message(capsys, monkeypatch, raw):
+    monkeypatch.setenv("CNN_LIVE_TOKEN", raw)
+    assert app_cli.main(["serve", "--port", str(free_port())]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnn-live: error: CNN_LIVE_TOKEN ")
+
+
+@pytest.mark.parametrize("raw", ["   ", "t\u00f6k\u00e9n-secret"], ids=["blank", "non-ascii"])
+def test_cnn_live_serve_refuses_a_bad_token_before_it_listens(raw, mnist_dir):
+    import os
+    import sys
+
+    env = {**os.environ, "CNN_LIVE_TOKEN": raw, "CNN_LIVE_DATA_DIR": str(mnist_dir),
+           "CNN_LIVE_DOWNLOAD": "0"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnn-live: error: CNN_LIVE_TOKEN "), lines
+    assert "Traceback" not in done.stderr and "Uvicorn running" not in done.stdout + done.stderr
+
+
+# -- ?token= out of the access log ---------------------------------------------------------------
+
+LOG_TOKEN = "query-T0ken-must-not-be-logged"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/api/events?token=abc", "/api/events?token=[redacted]"),
+    ("/api/events?x=1&Token=abc&y=2", "/api/events?x=1&Token=[redacted]&y=2"),
+    ("/api/events?to%6Ben=abc", "/api/events?to%6Ben=[redacted]"),
+    ("/api/events?access_token=abc&token", "/api/events?access_token=[redacted]&token=[redacted]"),
+    ("/api/events?x=token", "/api/events?x=token"),
+    ("/api/status", "/api/status"),
+])
+def test_query_tokens_are_redacted(text, expected):
+    assert redact_query_tokens(text) == expected
+
+
+def test_the_token_in_a_query_string_never_reaches_the_access_log(tmp_path, mnist_dir):
+    with Serve(tmp_path, mnist_dir, "--log-level", "info", CNN_LIVE_TOKEN=LOG_TOKEN,
+               CNN_LIVE_TOKEN_READ="1") as server:
+        base = f"http://127.0.0.1:{server.port}"
+        # As the page's EventSource sends it: the stream opens with the token.
+        with httpx.stream("GET", base + "/api/events", params={"token": LOG_TOKEN},
+                          timeout=10) as response:
+            assert response.status_code == 200
+            next(response.iter_bytes())
+        for query in (f"?token={LOG_TOKEN}", f"?x=1&Token={LOG_TOKEN}&y=2",
+                      f"?to%6Ben={LOG_TOKEN}", f"?access_token={LOG_TOKEN}"):
+            status, _ = server.send("GET", "/api/status" + query)
+            assert status == 401  # /api/status takes the header only; logged all the same
+        status, _ = server.send("GET", "/api/events?token=a-wrong-guess")
+        assert status == 401
+        assert server.terminate() == 0
+    log = server.log()
+    assert LOG_TOKEN not in log and "a-wrong-guess" not in log
+    assert '"GET /api/events?token=[redacted] HTTP/1.1" 200' in log
+    assert '"GET /api/status?x=1&Token=[redacted]&y=2 HTTP/1.1" 401' in log
+    assert log.count("[redacted]") == 6

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from app.security import SAFE_METHODS, required_content_type
 from server_helpers import ACTIVE_STATES, LiveServer, make_app, training_threads, wait_for
 
 EXAMPLES = int(os.environ.get("CNN_LIVE_FUZZ_EXAMPLES", "20"))
@@ -107,6 +108,11 @@ def takes_input(operation) -> bool:
 def send(session: requests.Session, case, base_url: str, stream: bool) -> int:
     """The case sent over HTTP; its status code. A stream is closed after its start."""
     kwargs = case.as_transport_kwargs(base_url=base_url)
+    if kwargs["method"].upper() not in SAFE_METHODS:
+        # A write must declare its type, also without a body (CrossSiteGuard): say it as
+        # the page does, unless the case chose a type itself.
+        path = kwargs["url"].removeprefix(base_url).partition("?")[0]
+        kwargs["headers"].setdefault("Content-Type", required_content_type(path))
     with session.request(**kwargs, stream=stream, timeout=60) as response:
         if stream and response.status_code == 200:
             next(response.iter_content(256), None)  # the `connected` comment
