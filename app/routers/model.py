@@ -81,17 +81,19 @@ async def upload_model(request: Request, predictor: Predictor = Depends(get_pred
     read without unpickling and checked part by part before it costs memory (members,
     compression, sizes, the spec against this server's limits, every array's shape and
     values); the network must read 1x28x28 images, give 10 scores, and answer probe
-    images with finite values. Refused while a run trains (409): the run's snapshots
-    answer drawings until it ends."""
-    _refuse_during_a_run(manager)
+    images with finite values. A usable file is refused while a run trains (409): the
+    run's snapshots answer drawings until it ends (a file that is not usable gets its
+    422 whenever it comes, which says more)."""
     content = await request.body()  # the body-size middleware has already capped it
     try:
         model, metadata = await asyncio.wait_for(
             anyio.to_thread.run_sync(_checked_model, content, settings.model_limits,
                                      abandon_on_cancel=True),
             UPLOAD_SECONDS)
-    except (ModelFileError, UnusableModel) as exc:
+    except ModelFileError as exc:  # its message names the file: "uploaded model: ..."
         raise HTTPException(422, str(exc)) from None
+    except UnusableModel as exc:
+        raise HTTPException(422, f"uploaded model: {exc}") from None
     except UploadBusy:
         raise HTTPException(503, "another model upload is being checked; try again in a "
                                  "moment", headers={"Retry-After": "2"}) from None
@@ -100,7 +102,7 @@ async def upload_model(request: Request, predictor: Predictor = Depends(get_pred
         raise HTTPException(503, f"the model could not be checked within {UPLOAD_SECONDS:.0f} "
                                  "s (the server is busy); try again",
                             headers={"Retry-After": "5"}) from None
-    _refuse_during_a_run(manager)  # a run may have started while the file was checked
+    _refuse_during_a_run(manager)
     return predictor.accept_upload(model, metadata).info()
 
 
