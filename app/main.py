@@ -19,7 +19,7 @@ from .memory import limit_arenas
 from .paths import web_dir
 from .predict import Predictor
 from .routers import augment, events, model, pages, predict, runs, system
-from .security import CrossSiteGuard, SecurityHeaders
+from .security import CrossSiteGuard, SecurityHeaders, redact_tokens_in_access_log
 from .settings import Settings
 from .training import TrainingManager
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.attach(asyncio.get_running_loop())
+        redact_tokens_in_access_log()  # ?token= (EventSource) never in the log
         # Here, not in create_app: importing app.main (app = create_app()) must not
         # touch the runs directory, nor take another server's active runs for dead ones.
         manager.restore_runs()

@@ -209,7 +209,8 @@ class HostAllowList:
     @classmethod
     def for_server(cls, bind_host: str, configured: tuple[str, ...]) -> "HostAllowList":
         names = set(LOCAL_NAMES) | {name for name in configured if name != "*"}
-        bound = host_name(bind_host) if bind_host.strip() not in ANY_ADDRESS else None
+        bind_host = bind_host.strip().lower()
+        bound = _allowed_host(bind_host) if bind_host not in ANY_ADDRESS else None
         if bound:
             names.add(bound)
         return cls(frozenset(names), any="*" in configured)
@@ -346,3 +347,12 @@ class RedactTokens(logging.Filter):
             record.args = tuple(redact_query_tokens(a) if isinstance(a, str) else a
                                 for a in record.args)
         return True
+
+
+def redact_tokens_in_access_log() -> None:
+    """RedactTokens on uvicorn's access logger itself, once: it then holds however uvicorn
+    was started (`uvicorn app.main:app` too; `cnn-live serve` also sets it on the handler
+    from the first line on). Called at startup, after uvicorn configured its logging."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())

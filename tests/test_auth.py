@@ -291,3 +291,35 @@ def test_the_token_in_a_query_string_never_reaches_the_access_log(tmp_path, mnis
     assert '"GET /api/events?token=[redacted] HTTP/1.1" 200' in log
     assert '"GET /api/status?x=1&Token=[redacted]&y=2 HTTP/1.1" 401' in log
     assert log.count("[redacted]") == 6
+
+
+def test_the_token_stays_out_of_the_log_of_plain_uvicorn_too(tmp_path, mnist_dir):
+    """`uvicorn app.main:app`, without cnn-live serve's logging setup."""
+    import os
+    import sys
+
+    port, log_path = free_port(), tmp_path / "uvicorn.log"
+    env = {**os.environ, "CNN_LIVE_TOKEN": LOG_TOKEN, "CNN_LIVE_TOKEN_READ": "1",
+           "CNN_LIVE_DATA_DIR": str(mnist_dir), "CNN_LIVE_DOWNLOAD": "0",
+           "CNN_LIVE_RUNS_DIR": str(tmp_path / "runs"), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port",
+                                    str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(base + "/healthz"), 30, what="uvicorn to start")
+        assert httpx.get(base + "/api/status", params={"token": LOG_TOKEN}).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(20)
+    log = log_path.read_text()
+    assert '"GET /api/status?token=[redacted] HTTP/1.1" 401' in log, log
+    assert LOG_TOKEN not in log
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

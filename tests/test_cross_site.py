@@ -540,6 +540,7 @@ def test_the_default_allows_only_local_names_and_the_bind_address():
         assert HostAllowList.for_server(everywhere, ()).names == {"localhost"}
     lan = HostAllowList.for_server("192.168.1.5", ())
     assert lan.allows("192.168.1.5") and not lan.allows("192.168.1.6")
+    assert HostAllowList.for_server("2001:DB8::1", ()).allows(host_name("[2001:db8::1]:80"))
     assert HostAllowList.for_server("0.0.0.0", ("*",)).allows("anything.example")
     assert not HostAllowList.for_server("0.0.0.0", ("*",)).names - {"localhost"}
 
