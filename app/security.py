@@ -329,7 +329,7 @@ def redact_query_tokens(text: str) -> str:
         return text
     parts = []
     for part in query.split("&"):
-        name, equals, _ = part.partition("=")
+        name = part.partition("=")[0]
         if "token" in unquote_plus(name).lower():
             part = f"{name}={REDACTED}"
         parts.append(part)

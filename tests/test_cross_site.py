@@ -604,8 +604,8 @@ def test_unset_or_blank_allowed_hosts_add_nothing():
 
 
 def test_allowed_origins_are_read_and_checked():
-    settings = Settings.from_env({"CNN_LIVE_ALLOWED_ORIGINS":
-                                  "https://CNN.example.org, http://proxy.lan:8080, https://x.org:443"})
+    raw = "https://CNN.example.org, http://proxy.lan:8080, https://x.org:443"
+    settings = Settings.from_env({"CNN_LIVE_ALLOWED_ORIGINS": raw})
     assert settings.allowed_origins == ("https://cnn.example.org", "http://proxy.lan:8080",
                                         "https://x.org")
     for junk in ("cnn.example.org", "https://cnn.example.org/path", "ftp://a.example", "null",
@@ -703,7 +703,8 @@ def test_a_preflight_is_never_granted(client):
 @pytest.mark.parametrize("content_type", [None, "text/plain", "text/plain;charset=UTF-8",
                                           "application/x-www-form-urlencoded",
                                           "multipart/form-data; boundary=x", "application/jsonx",
-                                          "application/octet-stream", "application/json, text/plain"])
+                                          "application/octet-stream",
+                                          "application/json, text/plain"])
 @pytest.mark.parametrize("path", WRITES + ["/api/predict"])
 def test_a_state_change_that_is_not_declared_json_gets_415(client, path, content_type):
     headers = {} if content_type is None else {"Content-Type": content_type}
