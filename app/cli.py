@@ -38,6 +38,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .connections import uvicorn_options
+
     try:
         settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir,
                                      log_level=args.log_level)
@@ -55,7 +57,9 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=settings.log_level, log_config=logging_config(settings.log_level),
-                    timeout_graceful_shutdown=3)
+                    timeout_graceful_shutdown=3,
+                    # idle, head and body deadlines, head size and connection caps
+                    **uvicorn_options(settings.max_connections))
     except SystemExit as exc:
         if exc.code not in (None, 0):  # uvicorn's own failures (port in use, ...)
             raise

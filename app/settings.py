@@ -39,6 +39,9 @@ class Settings:
     log_level: str = "info"          # CNN_LIVE_LOG_LEVEL
     runs_dir: str | None = None      # CNN_LIVE_RUNS_DIR: checkpoints; else the per-user cache
     max_body_bytes: int = 2 * 1024 * 1024  # CNN_LIVE_MAX_BODY_BYTES: larger requests get a 413
+    # CNN_LIVE_MAX_CONNECTIONS: open connections at once (SSE streams count); None: from
+    # RLIMIT_NOFILE (app/connections.py: 208 under `ulimit -n 256`, at most 1024).
+    max_connections: int | None = None
     # CNN_LIVE_TRAINING_BLAS_THREADS: BLAS threads while a run trains (threadpoolctl;
     # process-wide for OpenBLAS); 0 leaves the BLAS library's own choice (all cores).
     # 1 by default: on 2 cores with anything else busy (predictions at 50/s, other
@@ -77,6 +80,7 @@ class Settings:
             "log_level": env.get("CNN_LIVE_LOG_LEVEL", cls.log_level).lower(),
             "runs_dir": env.get("CNN_LIVE_RUNS_DIR") or None,
             "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
+            "max_connections": _int(env, "CNN_LIVE_MAX_CONNECTIONS", None),
             "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",
                                           cls.training_blas_threads, minimum=0),
             "token": _token(env),
