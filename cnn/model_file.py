@@ -32,6 +32,7 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +87,17 @@ def load_model_file(source: str | os.PathLike | bytes,
         raise ModelFileError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ModelFileError(f"{name}: a folder, not a model file") from None
+    except PermissionError:
+        raise ModelFileError(f"{name}: cannot be read (permission denied)") from None
     except _Refused as refused:
         raise ModelFileError(f"{name}: {refused}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        # A bad CRC, a truncated member, a header that does not match the directory.
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError,
+            NotImplementedError, ValueError, OSError) as exc:
+        # What zipfile raises on a damaged archive: a bad CRC, a truncated member, a
+        # local header that does not match the directory, offsets that point nowhere
+        # (ValueError: negative seek; OSError from a file), a corrupt deflate stream.
         raise ModelFileError(f"{name}: not a model file saved by cnn-live, or a damaged "
-                             f"one ({exc})") from None
+                             f"one ({_short(str(exc), 120)})") from None
 
 
 class _Refused(ValueError):

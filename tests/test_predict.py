@@ -20,7 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 import cnn.model
-from app.predict import BUNDLED_MODEL, DrawingError, Predictor, parse_drawing
+from app.predict import (BUNDLED_MODEL, EXPLAIN_BUDGET, MAX_MAPS, MAX_VECTOR_VALUES,
+                         DrawingError, Predictor, Snapshot, UnusableModel, check_answers,
+                         parse_drawing, probe_images)
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS
 from cnn.train import scale_images
@@ -354,3 +356,96 @@ def test_parse_drawing_returns_floats():
     assert pixels.dtype == np.float64 and pixels.shape == (8, 8)
     with pytest.raises(DrawingError, match="draw a digit first"):
         parse_drawing([[0] * 8] * 8)
+
+
+# -- explained predictions cost at most a fixed budget ------------------------------------
+
+
+def explained(spec: dict, scale: float = 1.0, seed: int = 1) -> tuple[Model, dict]:
+    model = Model(spec, seed=seed)
+    for weights in model.parameters():
+        weights *= scale
+    _, layers = Snapshot(model, "uploaded", "test").predict(probe_images()[2], explain=True)
+    return model, layers
+
+
+def test_a_wide_layer_sends_its_first_32_maps_averaged_down_to_28x28_and_says_so():
+    spec = {"input": [1, 28, 28], "layers": [
+        {"type": "conv", "filters": 64, "kernel": 1, "padding": 14}, {"type": "relu"},
+        {"type": "maxpool", "size": 4}, {"type": "flatten"}, {"type": "dense", "units": 10}]}
+    model, layers = explained(spec)
+    conv, relu, pool = layers["feature_maps"]
+    assert conv["shape"] == [64, 56, 56] and conv["total_maps"] == 64
+    assert conv["shown_maps"] == MAX_MAPS == len(conv["maps"]) and conv["downsampled"]
+    assert np.array(conv["maps"]).shape == (32, 28, 28)
+    assert np.array(conv["filters"]).shape == (32, 1, 1, 1)
+    # Each level is the mean of a 2x2 block of the layer's real values, on low..high.
+    truth = model.feature_maps(probe_images()[2][None, None])[0][1][0, :32]
+    blocks = truth.reshape(32, 28, 2, 28, 2).mean(axis=(2, 4))
+    step = (conv["high"] - conv["low"]) / 255
+    restored = conv["low"] + step * np.array(conv["maps"])
+    np.testing.assert_allclose(restored, blocks, atol=step / 2 + 1e-4)
+    everything = model.feature_maps(probe_images()[2][None, None])[0][1]
+    assert conv["low"] == pytest.approx(float(everything.min()))  # over all 64 maps
+    assert pool["shape"] == [64, 14, 14] and not pool["downsampled"]
+
+
+def test_large_kernels_and_many_channels_of_a_filter_are_cut_to_what_the_page_shows():
+    spec = {"input": [1, 28, 28], "layers": [
+        {"type": "conv", "filters": 20, "kernel": 3, "padding": 1},
+        {"type": "conv", "filters": 4, "kernel": 15, "padding": 7},
+        {"type": "flatten"}, {"type": "dense", "units": 10}]}
+    _, layers = explained(spec, scale=0.1)
+    second = layers["feature_maps"][1]
+    assert np.array(second["filters"]).shape == (4, 16, 5, 5)  # 16 of 20 channels, 15 -> 5
+    assert second["downsampled"] and not layers["feature_maps"][0]["downsampled"]
+
+
+def test_a_long_vector_sends_its_first_256_values_and_the_scores_whole():
+    spec = {"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "dense", "units": 4096},
+                                             {"type": "relu"}, {"type": "dense", "units": 10}]}
+    _, layers = explained(spec)
+    dense, relu, scores = layers["vectors"]
+    assert len(dense["values"]) == MAX_VECTOR_VALUES and dense["total_values"] == 4096
+    assert len(scores["values"]) == scores["total_values"] == 10
+
+
+def test_a_deep_network_spends_the_budget_then_shows_one_small_map_a_layer():
+    conv = {"type": "conv", "filters": 16, "kernel": 3, "padding": 1}
+    spec = {"input": [1, 28, 28], "layers": [conv] + [{"type": "relu"}, conv] * 15
+            + [{"type": "relu"}] * 30 + [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    model, layers = explained(spec, scale=0.5)
+    maps = layers["feature_maps"]
+    assert len(maps) == 61 and maps[0]["shown_maps"] == 16 and maps[0]["filters"] is not None
+    spent = [m for m in maps if m["shown_maps"] < m["total_maps"]]
+    assert spent and all(m["shown_maps"] >= 1 for m in maps)
+    assert all(np.array(m["maps"]).shape[1] <= 14 and m["filters"] is None
+               for m in maps if m["shown_maps"] == 1)
+    values = sum(np.array(m["maps"]).size + 2 * np.array(m["filters"] or []).size for m in maps)
+    assert values <= EXPLAIN_BUDGET + 61 * 14 * 14
+    size = len(json.dumps(layers))
+    assert size < 400_000, size
+
+
+def test_the_bundled_model_is_explained_whole(client, drawn):
+    maps = predict(client, drawn[1], explain=True)["feature_maps"]
+    assert all(m["shown_maps"] == m["total_maps"] and not m["downsampled"] for m in maps)
+
+
+# -- a model is tried before it answers ---------------------------------------------------
+
+def test_the_bundled_model_answers_the_probe_images():
+    check_answers(Predictor().current().model)
+
+
+@pytest.mark.parametrize("fill, words", [
+    (3e38, "not finite"),
+    (1e17, r"over 1e\+30"),
+], ids=["overflowing", "out-of-range"])
+def test_weights_so_large_that_outputs_overflow_are_refused(fill, words):
+    model = Model({"input": [1, 28, 28], "layers": [
+        {"type": "flatten"}, {"type": "dense", "units": 16}, {"type": "dense", "units": 10}]})
+    for weights in model.parameters():
+        weights.fill(fill)
+    with pytest.raises(UnusableModel, match=words):
+        check_answers(model)
