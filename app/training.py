@@ -291,6 +291,9 @@ class TrainingManager:
             elif state == "finished":
                 raise RunConflict("cannot step: this run's training state is no longer in "
                                   "memory; start a new run")
+            elif state == "paused":  # paused while its data loads: no trainer to step yet
+                raise RunConflict("cannot step yet: the run is still loading its data; "
+                                  "try again in a moment")
             else:
                 raise RunConflict(f"cannot step: the run is {state}; "
                                   + ("pause it first" if state == "running"

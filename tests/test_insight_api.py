@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def status(client) -> dict:
 
 
 def post(client, action: str, **body):
-    return client.post(f"/api/runs/current/{action}", json=body or None)
+    return client.post(f"/api/runs/current/{action}", json=body)
 
 
 # -- evaluation --------------------------------------------------------------------------------
@@ -249,6 +250,26 @@ def test_step_is_a_409_without_a_run_and_while_running(client, fast_pings):
     response = post(client, "step")
     assert response.status_code == 409
     assert response.json()["detail"] == "cannot step: the run is running; pause it first"
+    assert post(client, "stop").status_code == 200
+
+
+def test_a_step_while_the_run_still_loads_its_data_is_a_409_that_says_so(client, monkeypatch):
+    from app.training import TrainingManager
+    loading = threading.Event()
+    load_data = TrainingManager._load_data
+
+    def slow_load(self):
+        loading.wait(10)
+        return load_data(self)
+
+    monkeypatch.setattr(TrainingManager, "_load_data", slow_load)
+    start_run(client, **STEPPED_RUN)
+    assert post(client, "pause").status_code == 200
+    response = post(client, "step")
+    assert response.status_code == 409
+    assert response.json()["detail"] == ("cannot step yet: the run is still loading its data; "
+                                         "try again in a moment")
+    loading.set()
     assert post(client, "stop").status_code == 200
 
 
