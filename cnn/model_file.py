@@ -143,7 +143,7 @@ def _read_archive(archive: zipfile.ZipFile, limits: ModelLimits) -> ModelFile:
     missing = sorted(set(expected) - names, key=_layer_order)
     unexpected = sorted(names - set(expected) - set(extras))
     if missing or unexpected:
-        raise _Refused(f"its weights do not fit its spec: missing {missing}, unexpected "
+        raise _Refused(f"weights do not fit the spec: missing {missing}, unexpected "
                        f"{unexpected} (a model file holds '<layer>.weight' and "
                        "'<layer>.bias' for each conv and dense layer of its spec)")
     largest_array = max((math.prod(shape) for shape in expected.values()), default=0)
@@ -194,9 +194,10 @@ def _directory(archive: zipfile.ZipFile, limits: ModelLimits) -> dict[str, zipfi
         key = info.filename[:-len(MEMBER_SUFFIX)] \
             if info.filename.endswith(MEMBER_SUFFIX) else None
         if key is None or not _known_name(key):
-            raise _Refused(f"unknown member {_short(info.filename)!r}: a model file holds "
-                           "only spec.npy, metadata.npy, <layer>.weight.npy, "
-                           "<layer>.bias.npy and extra.<name>.npy")
+            raise _Refused(f"not a model file saved by cnn-live: unknown member "
+                           f"{_short(info.filename)!r} (a model file holds only spec.npy, "
+                           "metadata.npy, <layer>.weight.npy, <layer>.bias.npy and "
+                           "extra.<name>.npy)")
         if key in members:
             raise _Refused(f"member {info.filename!r} appears twice")
         if info.compress_type not in ALLOWED_COMPRESSION:
@@ -358,8 +359,8 @@ def _check_weight_header(key: str, header: _Header, shape: tuple[int, ...]) -> N
                        f"needs {shape}")
     dtype = header.dtype
     if dtype.kind != "f" or dtype.itemsize > MAX_WEIGHT_ITEMSIZE or dtype.fields is not None:
-        raise _Refused(f"weight {key} must hold floating-point numbers (float16, float32 "
-                       f"or float64), got dtype {_short(str(dtype))}")
+        raise _Refused(f"weight {key} must hold finite floating-point numbers (float16, "
+                       f"float32 or float64), got dtype {_short(str(dtype))}")
 
 
 # -- 4. data, decompressed with a cap ------------------------------------------------------
@@ -391,9 +392,9 @@ def _read_weight(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
     with np.errstate(over="ignore", invalid="ignore"):
         weights = values.astype(DTYPE)
     if not np.isfinite(weights).all():
-        raise _Refused(f"weight {key} holds numbers that are not finite (NaN, infinity, "
-                       "or too large for float32): a model whose training diverged; "
-                       "save it from an earlier epoch")
+        raise _Refused(f"weight {key} must hold finite floating-point numbers, but holds "
+                       "NaN, infinity or values too large for float32 (a model whose "
+                       "training diverged? save it from an earlier epoch)")
     return weights
 
 

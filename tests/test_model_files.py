@@ -386,7 +386,7 @@ def _with_weight(array, name="1.weight.npy", header: bytes | None = None) -> byt
     (np.zeros((784, 10), [("a", "<f4")]), "floating-point"),
     (np.zeros((10, 784), np.float32), "has shape (10, 784), the spec needs (784, 10)"),
     (np.zeros((784, 10, 1), np.float32), "the spec needs (784, 10)"),
-    (np.full((784, 10), np.nan, np.float32), "not finite"),
+    (np.full((784, 10), np.nan, np.float32), "must hold finite floating-point numbers"),
     (np.full((784, 10), 1e300), "too large for float32"),
 ], ids=["int", "complex", "structured", "transposed", "extra-axis", "nan", "float64-1e300"])
 def test_weights_of_the_wrong_kind_shape_or_value_are_refused(weight, words):
