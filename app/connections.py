@@ -220,7 +220,7 @@ class LimitedHttpTools(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self._pending:
+        if self._pending or self.transport.is_closing():
             self._state = State.BUSY
             self._cancel_timer()
         else:  # answered before the body was in (a 404 to a POST)
