@@ -61,7 +61,8 @@ WARN_EVERY_SECONDS = 10.0    # an attack logs a line per kind every 10 s, not pe
 # The default cap: most of the file descriptors, the rest left for the process's own
 # (9 at rest: stdio, the listening socket, epoll, pipes), files and checkpoints of
 # runs, and a burst of connections accepted before the oldest are dropped.
-MAX_CONNECTIONS_CEILING = 1024  # a classroom needs a few hundred; each may buffer ~100 KB
+MAX_CONNECTIONS_CEILING = 1024  # a classroom needs a few hundred; each may hold ~100 KB (head
+#                               cap, uvicorn's 64 KiB of body before it pauses reading)
 FD_RESERVE = 48
 PROCESS_FDS = 16    # the process's own descriptors and a run's open files
 MAX_BACKLOG = 2048  # uvicorn's default
@@ -189,7 +190,7 @@ class LimitedHttpTools(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._state is State.CLOSING:
-            self._drop(data)
+            self._discard(data)
             return
         while data and not self.transport.is_closing():
             if self._state in (State.WAITING, State.BUSY):
@@ -280,7 +281,7 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.transport.write_eof()
         self._arm(LINGER_SECONDS, self.transport.close)
 
-    def _drop(self, data: bytes) -> None:
+    def _discard(self, data: bytes) -> None:
         self._counted += len(data)
         if self._counted > LINGER_BYTES:
             self.transport.close()
