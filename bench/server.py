@@ -77,15 +77,19 @@ def serve(fd: int, data_dir: str | None) -> None:
     import machine
     import uvicorn
 
+    from app.connections import uvicorn_options
     from app.main import create_app
     from app.settings import Settings
 
     sock = socket.socket(fileno=fd)
-    app = create_app(Settings.from_env(data_dir=data_dir, download=False))
+    settings = Settings.from_env(data_dir=data_dir, download=False)
+    app = create_app(settings)
     machine.describe("server: ")
     print(f"server: CNN_LIVE_TRAINING_BLAS_THREADS="
           f"{os.environ.get('CNN_LIVE_TRAINING_BLAS_THREADS', '(unset: the default)')}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning")).run(
+    # The connection limits of `cnn-live serve` too: the benchmarks measure the product.
+    uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=1, log_level="warning",
+                                  **uvicorn_options(settings.max_connections))).run(
         sockets=[sock])
 
 
