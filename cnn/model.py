@@ -19,12 +19,16 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .layers import (DTYPE, Conv2D, ConvPool, Dense, Flatten, Layer, MaxPool2D, ReLU, Sigmoid,
                      Tanh, conv_output_shape)
 from .losses import LOSSES
+
+if TYPE_CHECKING:  # cost.py imports this module
+    from .cost import ModelLimits
 
 INITS = ("he", "glorot", "uniform")
 MAX_UNITS = 4096
@@ -438,14 +442,15 @@ class Model:
         return path
 
     @classmethod
-    def load(cls, source: str | os.PathLike | bytes, limits=None) -> "Model":
+    def load(cls, source: str | os.PathLike | bytes,
+             limits: ModelLimits | None = None) -> "Model":
         """Load a `.npz` written by `save` (a path, or its bytes). Never unpickles."""
         model, _ = cls.load_with_metadata(source, limits)
         return model
 
     @classmethod
     def load_with_metadata(cls, source: str | os.PathLike | bytes,
-                           limits=None) -> tuple["Model", dict]:
+                           limits: ModelLimits | None = None) -> tuple["Model", dict]:
         """The model and metadata of a file, every part checked before it costs memory
         (model_file.py), against `limits` (a cost.ModelLimits; its defaults if None).
         ModelFileError naming the file and what is wrong."""
