@@ -46,7 +46,9 @@ from .model import (EXTRA_PREFIX, MAX_UNITS, Model, ModelFileError, SpecError, n
 
 SPEC, METADATA = "spec", "metadata"
 MEMBER_SUFFIX = ".npy"
-ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+# What np.savez and np.savez_compressed write. bzip2 and lzma are refused unread: a
+# 1.7 KB bzip2 member held 2 GiB of zeros (4.1 GB and 18.5 s to refuse it after).
+ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 # np.save pads a header to 64 bytes and writes 128 for any array a model has; the .npy
 # format allows 64 KB (version 1) or 4 GB (2 and 3), and numpy reads the whole header
 # before checking its length: read at most this much of it.
@@ -62,7 +64,8 @@ MAX_WEIGHT_ITEMSIZE = 8
 # Spec, metadata, two arrays a layer, and a checkpoint's optimizer state (Adam: two
 # moments an array, and three scalars).
 MEMBERS_PER_LAYER, OTHER_MEMBERS = 6, 16
-# The members' declared sizes together; a path is checked before the zip is opened.
+# A member's zip headers (local and central, a long name) at most: part of the largest
+# file a model within the limits makes, checked before the zip is opened.
 ZIP_OVERHEAD_PER_MEMBER = 1024
 
 
@@ -199,18 +202,19 @@ def _directory(archive: zipfile.ZipFile, limits: ModelLimits) -> dict[str, zipfi
                            "metadata.npy, <layer>.weight.npy, <layer>.bias.npy and "
                            "extra.<name>.npy)")
         if key in members:
-            raise _Refused(f"member {info.filename!r} appears twice")
+            raise _Refused(f"member {_short(info.filename)!r} appears twice")
         if info.compress_type not in ALLOWED_COMPRESSION:
-            raise _Refused(f"member {info.filename!r} is compressed with method "
+            raise _Refused(f"member {_short(info.filename)!r} is compressed with method "
                            f"{info.compress_type} ({_method_name(info.compress_type)}); "
-                           "only stored or deflated members are read (np.savez or "
-                           "np.savez_compressed)")
+                           "only stored or deflated members are read: save it with "
+                           "np.savez or np.savez_compressed, as cnn-live does")
         if info.flag_bits & 0x1:
-            raise _Refused(f"member {info.filename!r} is encrypted")
+            raise _Refused(f"member {_short(info.filename)!r} is encrypted: a model file is "
+                           "a plain zip (np.savez)")
         if info.compress_size > _most_compressed_bytes(info):
             # More compressed data than its declared content can need: a stream that
             # goes on past what the directory says (a bomb declaring a small size).
-            raise _Refused(f"member {info.filename!r} holds {info.compress_size:,} bytes "
+            raise _Refused(f"member {_short(info.filename)!r} holds {info.compress_size:,} bytes "
                            f"of compressed data for {info.file_size:,} bytes of content: "
                            "a damaged or altered file")
         members[key] = info
