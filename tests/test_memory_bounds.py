@@ -8,6 +8,7 @@ grew the server by 1.7 GB in 55 s and replayed 327 MB to a late browser in 3 s.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -27,7 +28,7 @@ from cnn.cost import ModelLimits
 from cnn.layers import Conv2D
 from cnn.model import Model
 from serve_process import Serve, Watch
-from server_helpers import SSE, events_only, parse_sse
+from server_helpers import SSE, events_only, parse_sse, run_async
 
 # The widest conv layer the default limits accept: with the default preset's two conv
 # layers, 113 x 243 filters (247,131 weights in the second, the most of any pair; one
@@ -115,6 +116,27 @@ def test_the_history_stays_under_its_byte_limit_with_big_events_and_keeps_every_
     assert names.count("run") == names.count("evaluation") == 1
     assert newest in history and names.count("batch") > 100  # filters pictures go first
     assert [event.id for event in history] == sorted(event.id for event in history)
+
+
+def test_a_browser_that_stops_reading_is_let_go_once_its_pending_bytes_pass_the_limit():
+    async def main():
+        hub = EventHub(history_bytes_limit=100_000, subscriber_backlog=2_000)
+        hub.attach(asyncio.get_running_loop())
+        stalled, reader = hub.subscribe(), hub.subscribe()
+        for i in range(9):  # ~90 KB pending: under the limit
+            hub.publish("filters", {"i": i, "levels": "x" * 10_000})
+        await asyncio.sleep(0)
+        assert not stalled.dropped and stalled.pending_bytes > 90_000
+        assert len(await reader.next_events(1)) == 6 and await reader.next_event()  # 64 KB chunks
+        for i in range(9, 11):
+            hub.publish("filters", {"i": i, "levels": "x" * 10_000})
+        await asyncio.sleep(0)
+        assert stalled.dropped and hub.subscriber_count == 1
+        assert len(stalled.pending) == 10  # 9 under the limit, the 10th took it over
+        assert len(await reader.next_events(1)) == 4 and reader.pending_bytes == 0
+        assert not reader.dropped
+
+    run_async(main)
 
 
 def test_an_event_is_kept_once_as_the_bytes_sent():
