@@ -457,7 +457,7 @@ class TrainingManager:
         """The run's checkpoint and config, checked to fit each other before anything
         changes; RunConflict saying why not."""
         try:
-            checkpoint = load_checkpoint(run.checkpoint)
+            checkpoint = load_checkpoint(run.checkpoint, self.settings.model_limits)
             config = TrainConfig().replace(**run.config)
             if checkpoint.metadata.get("run_id") != run.run_id or checkpoint.epoch is None:
                 raise ValueError("it is not this run's checkpoint")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cost import ModelLimits
 from .model import EXTRA_PREFIX, Model, ModelFileError
 
 OPTIMIZER = "optimizer."  # the optimizer state's arrays, among the file's extra arrays
@@ -43,9 +44,10 @@ def save_checkpoint(path: str | os.PathLike, model: Model,
     return model.save(path, metadata, extras)
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """The checkpoint at `path`; ModelFileError naming the file when it cannot be used."""
-    model, metadata = Model.load_with_metadata(path)
+def load_checkpoint(path: str | os.PathLike, limits: ModelLimits | None = None) -> Checkpoint:
+    """The checkpoint at `path`; ModelFileError naming the file when it cannot be used
+    (or its network is over `limits`: a server passes its own, which may be raised)."""
+    model, metadata = Model.load_with_metadata(path, limits)
     prefix = EXTRA_PREFIX + OPTIMIZER
     with _open(path) as archive:
         state = {name[len(prefix):]: archive[name] for name in archive.files
