@@ -233,12 +233,18 @@ def mark_as_active(runs_dir: Path, run_id: str) -> None:
     connection.close()
 
 
-def test_an_interrupted_run_without_its_checkpoint_cannot_be_continued(mnist_dir, tmp_path):
-    runs_dir = tmp_path / "runs"
+def interrupted_run(mnist_dir: Path, runs_dir: Path) -> str:
+    """A short run trained to its end, then recorded as a killed server leaves it."""
     with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
         run_id = start_run(client, **SHORT)["run_id"]
         wait_for_run_end(client)
     mark_as_active(runs_dir, run_id)
+    return run_id
+
+
+def test_an_interrupted_run_without_its_checkpoint_cannot_be_continued(mnist_dir, tmp_path):
+    runs_dir = tmp_path / "runs"
+    run_id = interrupted_run(mnist_dir, runs_dir)
     (runs_dir / f"run-{run_id}.npz").unlink()
     with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
         (run,) = client.get("/api/runs").json()
@@ -252,10 +258,7 @@ def test_an_interrupted_run_without_its_checkpoint_cannot_be_continued(mnist_dir
 
 def test_continuing_while_another_run_is_active_is_a_409(mnist_dir, tmp_path):
     runs_dir = tmp_path / "runs"
-    with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
-        run_id = start_run(client, **SHORT)["run_id"]
-        wait_for_run_end(client)
-    mark_as_active(runs_dir, run_id)
+    run_id = interrupted_run(mnist_dir, runs_dir)
     with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
         other = start_run(client, preset="seed", epochs=20, train_size=1000)["run_id"]
         answer = client.post(f"/api/runs/{run_id}/continue", json={})
@@ -271,10 +274,7 @@ def test_continuing_while_another_run_is_active_is_a_409(mnist_dir, tmp_path):
 
 def test_a_corrupt_checkpoint_is_refused_with_a_409_saying_so(mnist_dir, tmp_path):
     runs_dir = tmp_path / "runs"
-    with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
-        run_id = start_run(client, **SHORT)["run_id"]
-        wait_for_run_end(client)
-    mark_as_active(runs_dir, run_id)
+    run_id = interrupted_run(mnist_dir, runs_dir)
     path = runs_dir / f"run-{run_id}.npz"
     with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
         path.write_bytes(path.read_bytes()[:1000])  # cut after it was checked at startup
