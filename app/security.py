@@ -1,4 +1,5 @@
-"""Security headers on every response.
+"""Security headers on every response, and the guard that turns away requests from
+other sites and other host names (CrossSiteGuard, below).
 
 The page loads nothing but its own files and talks to nothing but its own server,
 and has no inline scripts, handlers or styles, so its Content-Security-Policy can be
