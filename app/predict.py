@@ -7,6 +7,10 @@ The answering model is, in order of preference:
 2. else the last run that finished (or was stopped): its final weights;
 3. else the small pretrained model bundled in app/assets/default-model.npz, loaded
    on first use.
+A run that averages its weights (cnn/average.py, the `default` preset does) answers
+with the average by default; its snapshots keep the raw weights beside it, and a
+request may ask for those (`"weights": "raw"`) to see the difference. A model file
+says in its metadata which weights it holds (`"weights"`).
 A snapshot is only taken after a successful step, and `Model.copy()` refuses weights
 that are not finite; a run that fails (diverges) is dropped and the answers come
 from (2) or (3) again.
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn.average import WeightAverage
 from cnn.cost import spec_cost
 from cnn.model import Model, ModelFileError, spec_shapes
 from cnn.preprocess import preprocess_drawing
@@ -241,33 +246,49 @@ class Snapshot:
     step: int | None = None
     taken_at: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    weights: str = "raw"          # what `model` holds: "averaged" or "raw" weights
+    raw: Model | None = None      # the raw weights too, when `model` holds the average
 
     @functools.cached_property
     def heavy(self) -> bool:
         """Whether a prediction costs enough to be run off the event loop."""
         return spec_cost(self.model.spec).multiply_adds > HEAVY_MULTIPLY_ADDS
 
-    def info(self) -> dict:
-        return {"source": self.source, "run_id": self.run_id, "epoch": self.epoch,
-                "step": self.step, "description": self.description}
+    def choose(self, weights: str | None) -> tuple[str, Model]:
+        """The weights that answer a request asking for `weights` ("averaged", "raw"
+        or None: the default), and their model: what was asked for if this snapshot
+        has it, else the weights it has."""
+        if weights == "raw" and self.raw is not None:
+            return "raw", self.raw
+        return self.weights, self.model
 
-    def predict(self, image: np.ndarray, explain: bool = False) -> tuple[np.ndarray, dict | None]:
+    def info(self, weights: str | None = None) -> dict:
+        answering, _ = self.choose(weights)
+        available = [self.weights] + (["raw"] if self.raw is not None else [])
+        return {"source": self.source, "run_id": self.run_id, "epoch": self.epoch,
+                "step": self.step, "description": self.description,
+                "weights": answering, "weights_available": available}
+
+    def predict(self, image: np.ndarray, explain: bool = False,
+                weights: str | None = None) -> tuple[np.ndarray, dict | None]:
         """(28, 28) image -> (10 probabilities as float64, and with `explain` every
-        layer's output: {"feature_maps": [...], "vectors": [...]}, else None)."""
-        batch = image[None, None].astype(self.model.dtype, copy=False)
+        layer's output: {"feature_maps": [...], "vectors": [...]}, else None), from
+        the weights `choose(weights)` picks."""
+        _, model = self.choose(weights)
+        batch = image[None, None].astype(model.dtype, copy=False)
         with self.lock:
-            probabilities = self.model.predict_proba(batch)[0].astype(np.float64)
-            layers = self._layer_outputs(batch) if explain else None
+            probabilities = model.predict_proba(batch)[0].astype(np.float64)
+            layers = self._layer_outputs(model, batch) if explain else None
         return probabilities, layers
 
-    def _layer_outputs(self, batch: np.ndarray) -> dict:
+    def _layer_outputs(self, model: Model, batch: np.ndarray) -> dict:
         """Image layers' feature maps (with a conv's filters) and, after the flatten,
         each layer's vector: the input turning into the prediction, layer by layer.
         Each layer is summarised as it comes (never all of them held at once), within
         the limits above; what is left out is said in the answer."""
         maps, vectors, budget = [], [], EXPLAIN_BUDGET
-        for index, (name, value) in enumerate(self.model.layer_outputs(batch)):
-            layer = self.model.layers[index]
+        for index, (name, value) in enumerate(model.layer_outputs(batch)):
+            layer = model.layers[index]
             if value.ndim == 4 and layer.kind in IMAGE_LAYERS:
                 entry = _feature_map(index, name, layer, value[0], budget)
                 budget -= entry.pop("cost")
@@ -354,16 +375,26 @@ class Predictor:
 
     # -- from the training thread ----------------------------------------------------------
 
-    def offer(self, run_id: str, model: Model, epoch: int, step: int) -> bool:
-        """A consistent copy of `model` (call between batches, from the thread that
-        trains it) becomes the answering model. False if its weights are not finite."""
+    def offer(self, run_id: str, model: Model, epoch: int, step: int,
+              average: WeightAverage | None = None) -> bool:
+        """A consistent copy of `model` and of its `average` if the run averages (call
+        between batches, from the thread that trains it) becomes the answering model,
+        the average answering by default. False if the weights are not finite."""
         try:
-            copy = model.copy()  # load_state refuses weights that are not finite
+            raw = model.copy()  # load_state refuses weights that are not finite
+            averaged = None
+            if average is not None:
+                averaged = Model(model.spec)
+                averaged.load_state(average.named(model))
         except ValueError as exc:
             log.warning("run %s: no snapshot at epoch %s step %s: %s", run_id, epoch, step, exc)
             return False
-        self._live = Snapshot(copy, "training", f"run {run_id} in training: epoch {epoch}, "
-                              f"step {step}", run_id, epoch, step)
+        description = f"run {run_id} in training: epoch {epoch}, step {step}"
+        if averaged is None:
+            self._live = Snapshot(raw, "training", description, run_id, epoch, step)
+        else:
+            self._live = Snapshot(averaged, "training", description, run_id, epoch, step,
+                                  weights="averaged", raw=raw)
         return True
 
     def run_ended(self, run_id: str, outcome: str) -> None:
@@ -382,7 +413,7 @@ class Predictor:
         """An uploaded model answers from now on, until a run trains or finishes."""
         preset = metadata.get("preset")
         described = f"uploaded model{f' ({preset})' if isinstance(preset, str) else ''}"
-        snapshot = Snapshot(model, "uploaded", described)
+        snapshot = Snapshot(model, "uploaded", described, weights=weights_of(metadata))
         self._finished = snapshot
         return snapshot
 
@@ -411,4 +442,9 @@ class Predictor:
         if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
             described += f" ({100 * accuracy:.2f}% on the MNIST test images)"
         log.info("loaded the bundled model from %s", self.bundled_path)
-        return Snapshot(model, "bundled", described)
+        return Snapshot(model, "bundled", described, weights=weights_of(metadata))
+
+
+def weights_of(metadata: dict) -> str:
+    """Which weights a model file holds, as its metadata says ("raw" if it does not)."""
+    return "averaged" if metadata.get("weights") == "averaged" else "raw"

@@ -241,6 +241,7 @@ class AugmentPreview(BaseModel):
 MAX_PIXELS_BASE64 = 4 * (512 * 512 + 2) // 3  # a 512 x 512 drawing, in base64
 
 ModelSource = Literal["training", "finished", "uploaded", "bundled"]
+WeightsKind = Literal["averaged", "raw"]
 
 
 class PredictRequest(RequestBody):
@@ -268,6 +269,10 @@ class PredictRequest(RequestBody):
                               description="W, the width of `pixels`")
     explain: bool = Field(False, strict=True,
                           description="also return every image layer's output (feature maps)")
+    weights: WeightsKind = Field("averaged", description="averaged: the run's moving average "
+                                 "of its weights answers (steadier; the default); raw: the "
+                                 "weights as the last step left them. A model that holds only "
+                                 "one kind answers with it (the answer's model.weights says)")
 
 
 class ModelInfo(BaseModel):
@@ -279,6 +284,11 @@ class ModelInfo(BaseModel):
     epoch: int | None = Field(description="the epoch the snapshot was taken in")
     step: int | None = Field(description="the step within that epoch")
     description: str
+    weights: WeightsKind = Field("raw", description="which weights answered: the run's moving "
+                                 "average of its weights, or the raw weights of its last step")
+    weights_available: list[WeightsKind] = Field(
+        ["raw"], description="the kinds of weights this model can answer with (a run that "
+                             "averages has both; a model file holds one)")
 
 
 class FeatureMap(BaseModel):

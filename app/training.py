@@ -489,10 +489,12 @@ class TrainingManager:
         try:
             data = make_dataset(self._load_data(), config)
             model = checkpoint.model if checkpoint else Model(spec, seed=config.seed)
-            trainer = Trainer(model, config, data, self._reporter(run, model))
+            trainer = Trainer(model, config, data,
+                              self._reporter(run, model, lambda: trainer.average))
             if checkpoint is not None:  # on after its epoch, as if it had never stopped
                 trainer.restore(checkpoint.epoch, checkpoint.optimizer_state,
-                                initial=Model(spec, seed=config.seed))
+                                initial=Model(spec, seed=config.seed),
+                                average=checkpoint.average)
         except Exception as exc:
             self._handle_failure(run, exc)
             return
@@ -514,7 +516,7 @@ class TrainingManager:
                 work()
             if trainer.stopped and self._progress.step:  # as stopped: they answer predictions
                 self.predictor.offer(run.run_id, trainer.model, self._progress.epoch,
-                                     self._progress.step)
+                                     self._progress.step, trainer.average)
         except Exception as exc:
             self._handle_failure(run, exc)
         else:
@@ -591,7 +593,7 @@ class TrainingManager:
         try:
             save_checkpoint(path, model, event["optimizer"],
                             {"run_id": run.run_id, "preset": run.preset, "config": run.config,
-                             **record, "epoch": event["epoch"]})
+                             **record, "epoch": event["epoch"]}, event.get("average"))
         except OSError as exc:
             held = (f"the last one written holds epoch {run.checkpoint_epoch}"
                     if run.checkpoint else "there is none")
@@ -626,9 +628,10 @@ class TrainingManager:
     def _publish_status(self) -> None:
         self.hub.publish("status", self.status())
 
-    def _reporter(self, run: RunRecord, model: Model | None = None):
+    def _reporter(self, run: RunRecord, model: Model | None = None, average_of=lambda: None):
         """The trainer's callback for this run: throttles and forwards its events, and
-        hands the predictor a snapshot of `model` (this thread, between batches, after
+        hands the predictor a snapshot of `model` and of its average (`average_of()`,
+        the trainer's WeightAverage or None) (this thread, between batches, after
         a successful step) at most every predictor.snapshot_interval s and at each
         epoch end."""
         last_batch = last_status = 0.0
@@ -644,7 +647,7 @@ class TrainingManager:
                 if kind == "batch":
                     latest = (event["epoch"], event["step"])
                 if kind == "epoch" or now - last_snapshot >= self.predictor.snapshot_interval:
-                    self.predictor.offer(run.run_id, model, *latest)
+                    self.predictor.offer(run.run_id, model, *latest, average_of())
                     last_snapshot = now
             if kind == "batch":
                 loss_sum += event["loss"]

@@ -266,7 +266,9 @@ def run_train(args: argparse.Namespace) -> int:
     say(summary_line(trainer.history, seconds, interrupted))
     if args.save is not None:
         metadata = training_metadata(preset, config, trainer.history, interrupted, seconds)
-        path = save_model(model, args.save, metadata)
+        # The weights that answer drawings: the average's if the preset averages.
+        metadata["weights"] = "averaged" if trainer.average is not None else "raw"
+        path = save_model(trainer.answering_model(), args.save, metadata)
         say(f"saved the model{' trained so far' if interrupted else ''} to {path}")
     return EXIT_INTERRUPTED if interrupted else 0
 

@@ -70,7 +70,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         # is what makes hand-drawn digits recognisable.
         config=TrainConfig(epochs=8, batch_size=64, optimizer="adam", learning_rate=0.003,
                            momentum=0.9, lr_decay=0.7, augment_shift=2.0, augment_scale=0.1,
-                           augment_rotation=10.0),
+                           augment_rotation=10.0, average_decay=0.999),
     ),
 )}
 

@@ -19,8 +19,9 @@ Events are plain dicts with a "type":
 - "checkpoint": epoch, optimizer: what a checkpoint needs to continue the run after this
              epoch (the optimizer's state(), the learning rate already decayed for the
              next epoch); the last event of each completed epoch, the model's weights
-             as they are then. The arrays are the optimizer's own: save or copy them
-             in the callback.
+             as they are then; average: the trainer's WeightAverage, or None. The
+             arrays are the optimizer's and the average's own: save or copy them in
+             the callback.
 
 The trainer can be paused, resumed, stopped, stepped (one epoch more, then pause)
 and have its learning rate and momentum changed from another thread; it acts on it
@@ -45,6 +46,7 @@ from typing import Callable
 import numpy as np
 
 from .augment import Augmentation, augment
+from .average import WeightAverage
 from .cost import BYTES_PER_VALUE, spec_cost
 from .insight import Evaluation, histogram
 from .layers import Conv2D
@@ -91,6 +93,11 @@ class TrainConfig:
     augment_scale: float = 0.0     # relative
     augment_rotation: float = 0.0  # degrees
     augment_stroke: float = 0.0    # pixels the strokes get thicker or thinner
+    # An exponential moving average of the weights answers drawings (average.py);
+    # 0: none, the raw weights answer. evaluate_averaged: the per-epoch test
+    # evaluation measures the average too (else the raw weights).
+    average_decay: float = 0.0
+    evaluate_averaged: bool = False
 
     def validated(self) -> "TrainConfig":
         """This config, checked; raises ConfigError naming the first bad setting."""
@@ -112,6 +119,12 @@ class TrainConfig:
         _check_number("augment_scale", self.augment_scale, 0.0, 0.5)
         _check_number("augment_rotation", self.augment_rotation, 0.0, 45.0)
         _check_number("augment_stroke", self.augment_stroke, 0.0, 1.0)
+        _check_number("average_decay", self.average_decay, 0.0, 1.0, high_open=True)
+        if not isinstance(self.evaluate_averaged, bool):
+            raise ConfigError(f"evaluate_averaged must be true or false, "
+                              f"got {self.evaluate_averaged!r}")
+        if self.evaluate_averaged and not self.average_decay:
+            raise ConfigError("evaluate_averaged needs an average: set average_decay")
         return self
 
     def augmentation(self) -> Augmentation | None:
@@ -198,6 +211,9 @@ class Trainer:
         self._evaluation_batch = evaluation_batch_size(model.spec)
         self._start_weights = self._weights()  # what the histograms compare with
         self._first_gradients: list[np.ndarray] | None = None
+        # The weights that answer drawings, if the config averages (see average.py).
+        self.average = (WeightAverage(model.parameters(), self.config.average_decay)
+                        if self.config.average_decay else None)
 
     # -- control (any thread) --------------------------------------------------------
 
@@ -239,19 +255,27 @@ class Trainer:
         return self._epochs_before + len(self.history)
 
     def restore(self, epochs_done: int, optimizer_state: dict[str, np.ndarray],
-                initial: Model | None = None) -> None:
+                initial: Model | None = None,
+                average: tuple[dict[str, np.ndarray], int] | None = None) -> None:
         """Before run(): continue a run from its checkpoint after epoch `epochs_done`
         (the trainer's model holds its weights): the optimizer takes up its state, and
         run() trains epochs epochs_done + 1 to config.epochs. `initial`, the run's
         model as it started (Model(spec, seed) again), is what the weight histograms
-        compare with; without it, the checkpoint's weights. ValueError if the state
-        does not fit the model or the optimizer."""
+        compare with; without it, the checkpoint's weights. `average`, the checkpoint's
+        averaged weights and their step count (checkpoint.Checkpoint.average), goes on
+        averaging; without it a new average starts from the weights. ValueError if the
+        state does not fit the model or the optimizer."""
         if self.history or self._epochs_before:
             raise RuntimeError("restore() comes before the trainer has trained")
         if not 0 <= epochs_done <= self.config.epochs:
             raise ValueError(f"cannot continue after epoch {epochs_done} of a run of "
                              f"{self.config.epochs}")
         self.optimizer.load_state(optimizer_state, self.model.parameters())
+        if self.average is not None:
+            if average is not None:
+                self.average.load(average[0], self.model, average[1])
+            else:
+                self.average = WeightAverage(self.model.parameters(), self.average.decay)
         self._epochs_before = epochs_done
         if initial is not None:
             self._start_weights = [layer.params["weight"].copy() for layer in initial.layers
@@ -305,6 +329,8 @@ class Trainer:
             if self._augmentation:
                 images = augment(images, augment_rng, self._augmentation)
             loss, outputs = self.model.train_step(images, labels, self.optimizer)
+            if self.average is not None:
+                self.average.update(self.model.parameters())
             batch_correct = int((outputs.argmax(axis=1) == labels).sum())
             loss_sum += loss * len(batch)
             correct += batch_correct
@@ -315,8 +341,7 @@ class Trainer:
             if now - self._last_filters >= config.filter_interval:
                 self._emit_filters(epoch, step)
         train_seconds = time.perf_counter() - started
-        test_loss, probabilities = self.model.evaluate_probabilities(
-            data.test_images, data.test_labels, self._evaluation_batch)
+        test_loss, probabilities = self._evaluate(data)
         evaluation = Evaluation.from_probabilities(data.test_labels, probabilities)
         test_correct = int((evaluation.predicted == evaluation.labels).sum())
         test_total = len(data.test_labels)
@@ -339,11 +364,41 @@ class Trainer:
         self._emit_histograms(epoch)
         self._emit_filters(epoch, steps)
         self.optimizer.learning_rate *= config.lr_decay
-        self.callback({"type": "checkpoint", "epoch": epoch, "optimizer": self.optimizer.state()})
+        self.callback({"type": "checkpoint", "epoch": epoch, "optimizer": self.optimizer.state(),
+                       "average": self.average})
         if self._pause_after_epoch:  # a step: the next batch waits for a resume
             self._pause_after_epoch = False
             self._running.clear()
         return True
+
+    def _evaluate(self, data: Dataset) -> tuple[float, np.ndarray]:
+        """The test images' loss and probabilities, with the raw weights or (with
+        evaluate_averaged) the average's. The average is copied into the model for it
+        and the raw weights back after: a second model would hold a second set of
+        evaluation buffers (hundreds of MB for 1000 images of `default`)."""
+        if not self.config.evaluate_averaged or self.average is None:
+            return self.model.evaluate_probabilities(data.test_images, data.test_labels,
+                                                     self._evaluation_batch)
+        params = self.model.parameters()
+        raw = [param.copy() for param in params]
+        try:
+            for param, average in zip(params, self.average.params):
+                np.copyto(param, average)
+            return self.model.evaluate_probabilities(data.test_images, data.test_labels,
+                                                     self._evaluation_batch)
+        finally:
+            for param, value in zip(params, raw):
+                np.copyto(param, value)
+
+    def answering_model(self) -> Model:
+        """A copy of the model with the weights that answer drawings: the average's if
+        the config averages, else the raw ones. Call between batches (the training
+        thread); ValueError if the weights are not finite."""
+        if self.average is None:
+            return self.model.copy()
+        twin = Model(self.model.spec)
+        twin.load_state(self.average.named(self.model))
+        return twin
 
     def _wait_if_paused(self) -> bool:
         """Block while paused; False when a stop was asked for. The stop is checked

@@ -305,6 +305,55 @@ def test_predictions_come_from_the_run_in_training_then_from_the_finished_run(cl
     assert client.get("/api/model/info").json() == after
 
 
+def test_a_run_answers_with_its_averaged_weights_and_with_the_raw_ones_when_asked(
+        client, drawn):
+    start_run(client, **TRAINING_RUN)
+    during = wait_for(lambda: (b := predict(client, drawn[1]))["model"]["source"] == "training"
+                      and b, timeout=30, what="a prediction from the run in training")
+    assert during["model"]["weights"] == "averaged"
+    assert during["model"]["weights_available"] == ["averaged", "raw"]
+    raw = predict(client, drawn[1], weights="raw")["model"]
+    assert raw["weights"] == "raw" and raw["source"] == "training"
+    assert client.post("/api/predict", json={"image": drawn[1], "weights": "best"}
+                       ).status_code == 422
+    wait_for_run_end(client, timeout=120)
+    assert predict(client, drawn[1])["model"]["weights"] == "averaged"
+    assert client.get("/api/model/info").json()["weights"] == "averaged"
+
+
+def test_the_two_kinds_of_weights_of_a_snapshot_give_their_own_answers():
+    predictor = Predictor()
+    model = Model(PRESETS["default"].spec, seed=1)
+    from cnn.average import WeightAverage
+    average = WeightAverage(model.parameters(), 0.9)
+    for p in model.parameters():
+        p *= 1.5  # the raw weights move away from their average
+    assert predictor.offer("run", model, 1, 5, average)
+    snapshot = predictor.current()
+    image = probe_images()[2]
+    averaged, _ = snapshot.predict(image)
+    raw, _ = snapshot.predict(image, weights="raw")
+    np.testing.assert_allclose(averaged, Model(PRESETS["default"].spec, seed=1)
+                               .predict_proba(image[None, None])[0], rtol=1e-5)
+    np.testing.assert_allclose(raw, model.predict_proba(image[None, None])[0], rtol=1e-5)
+    assert not np.allclose(averaged, raw)
+
+
+def test_the_downloaded_model_holds_the_weights_that_answer_and_says_which(client, drawn):
+    start_run(client, **{**TRAINING_RUN, "epochs": 1, "train_size": 1000})
+    wait_for_run_end(client, timeout=120)
+    snapshot = client.app.state.predictor.current()
+    response = client.get("/api/model")
+    model, metadata = Model.load_with_metadata(response.content)
+    assert metadata["weights"] == "averaged"
+    for name, value in model.state().items():
+        np.testing.assert_array_equal(value, snapshot.model.state()[name])
+    raw_model, raw_metadata = Model.load_with_metadata(client.get("/api/model?weights=raw").content)
+    assert raw_metadata["weights"] == "raw"
+    for name, value in raw_model.state().items():
+        np.testing.assert_array_equal(value, snapshot.raw.state()[name])
+
+
 def test_a_stopped_run_answers_with_the_weights_it_stopped_with(client, drawn):
     run_id = start_run(client, **LONG_RUN)["run_id"]
     wait_for(lambda: predict(client, drawn[1])["model"]["source"] == "training", timeout=30,

@@ -322,11 +322,11 @@ def test_a_checkpoint_that_fails_later_leaves_the_run_naming_the_epoch_its_file_
         mnist_dir, tmp_path, monkeypatch, fast_pings):
     real_save, calls = app.training.save_checkpoint, []
 
-    def full_disk_from_epoch_2(path, model, state, metadata):
+    def full_disk_from_epoch_2(path, model, state, metadata, average=None):
         calls.append(metadata["epoch"])
         if metadata["epoch"] >= 2:
             raise OSError(28, "No space left on device")
-        return real_save(path, model, state, metadata)
+        return real_save(path, model, state, metadata, average)
 
     monkeypatch.setattr(app.training, "save_checkpoint", full_disk_from_epoch_2)
     runs_dir = tmp_path / "runs"

@@ -24,7 +24,7 @@ from cnn.model import Model, ModelFileError
 
 from ..dependencies import UNAUTHORIZED, get_manager, get_settings, require_read, require_write
 from ..predict import Predictor, UnusableModel, check_answers
-from ..schemas import ErrorMessage, ModelInfo
+from ..schemas import ErrorMessage, ModelInfo, WeightsKind
 from ..settings import Settings
 from ..training import ACTIVE_STATES, TrainingManager
 from .predict import answering, get_predictor
@@ -51,10 +51,14 @@ UPLOAD_BODY = {"requestBody": {
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "the model's .npz (spec, weights, metadata)"}},
             summary="Download the weights of the model that answers predictions")
-def download_model(predictor: Predictor = Depends(get_predictor)) -> Response:
+def download_model(predictor: Predictor = Depends(get_predictor),
+                   weights: WeightsKind | None = None) -> Response:
+    """The weights that answer drawings (a run's average, if it averages; `weights=raw`
+    for its raw ones), with metadata that says which (`"weights"`)."""
     snapshot = answering(predictor)
+    _, model = snapshot.choose(weights)
     with snapshot.lock:  # its buffers are not shared, but keep one reader at a time
-        content = snapshot.model.to_bytes(metadata=snapshot.info())
+        content = model.to_bytes(metadata=snapshot.info(weights))
     name = f"cnn-live-{snapshot.run_id or snapshot.source}.npz"
     return Response(content, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -43,9 +43,10 @@ async def predict(body: PredictRequest,
         raise HTTPException(422, str(exc)) from None
     snapshot = answering(predictor)
     if snapshot.heavy:  # a large uploaded or trained model: keep the loop answering
-        probabilities, layers = await run_in_threadpool(snapshot.predict, image, body.explain)
+        probabilities, layers = await run_in_threadpool(snapshot.predict, image, body.explain,
+                                                        body.weights)
     else:
-        probabilities, layers = snapshot.predict(image, explain=body.explain)
+        probabilities, layers = snapshot.predict(image, body.explain, body.weights)
     if not np.isfinite(probabilities).all():  # never happens with finite weights
         raise HTTPException(503, "the answering model gave no usable answer")
     # Serialized here, not validated again against Prediction (which documents it):
@@ -53,7 +54,7 @@ async def predict(body: PredictRequest,
     return JSONResponse({"digit": int(probabilities.argmax()),
                          "probabilities": probabilities.tolist(),
                          "input": np.round(image.astype(np.float64), 4).tolist(),
-                         "model": snapshot.info(),
+                         "model": snapshot.info(body.weights),
                          "feature_maps": layers["feature_maps"] if layers else None,
                          "vectors": layers["vectors"] if layers else None})
 
