@@ -20,6 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 
+# The warm-up's constant: d = min(decay, (1 + t) / (WARMUP + t)).
+WARMUP = 10.0
+
+
 class WeightAverage:
     """The running average of a list of parameter arrays (a model's parameters())."""
 
@@ -34,7 +38,7 @@ class WeightAverage:
     def current_decay(self) -> float:
         """The decay the next update uses (the warm-up's, until it reaches `decay`)."""
         t = self.steps
-        return min(self.decay, (1.0 + t) / (10.0 + t))
+        return min(self.decay, (1.0 + t) / (WARMUP + t))
 
     def update(self, params: list[np.ndarray]) -> None:
         """One step of the average towards `params` (after an optimiser step)."""

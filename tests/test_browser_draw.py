@@ -54,8 +54,9 @@ def has_predict_route(server) -> bool:
 def check_contract(body: dict) -> np.ndarray:
     """The request as the API defines it (the page sends the compact form: base64
     bytes with their width); returns the image."""
-    assert set(body) == {"pixels", "width", "explain"}, body.keys()
+    assert set(body) == {"pixels", "width", "explain", "weights"}, body.keys()
     assert isinstance(body["explain"], bool)
+    assert body["weights"] in ("averaged", "raw"), body["weights"]
     width = body["width"]
     assert type(width) is int and 8 <= width <= 200, width
     raw = base64.b64decode(body["pixels"], validate=True)
@@ -111,7 +112,7 @@ class Predictor:
     def _seen(self, request) -> None:
         if request.method == "POST" and request.url.endswith(PREDICT):
             body = request.post_data_json
-            self.requests.append({"explain": body["explain"],
+            self.requests.append({"explain": body["explain"], "weights": body["weights"],
                                   "size": check_contract(body).shape})
 
     def _finished(self, request) -> None:
@@ -370,3 +371,44 @@ def test_an_empty_drawing_asks_nothing_and_a_refused_one_shows_a_short_message(
                   if not (f"HTTP 422: POST {server.url}{PREDICT}" == item
                           or ("Failed to load resource" in item and "422" in item))]
     assert unexpected == []
+
+
+def test_a_run_in_training_answers_with_its_averaged_weights_and_the_toggle_asks_for_the_raw_ones(
+        server, page, predictor):
+    if not predictor.real:
+        pytest.skip("needs the real POST /api/predict")
+    problems = Problems(page)
+    open_dashboard(page, server)
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        # Long enough to be watched: the full default preset (8 epochs of 60,000).
+        response = api.post("/api/runs", json={"preset": "default"})
+        assert response.status_code == 201, response.text
+        deadline = time.monotonic() + 60
+        while api.get("/api/model/info").json()["source"] != "training":
+            assert time.monotonic() < deadline, "no snapshot of the run in training"
+            time.sleep(0.1)
+        try:
+            line = page.locator("#prediction-model")
+            toggle = page.locator("#draw-raw-weights")
+            expect(toggle).not_to_be_checked()
+            draw_one(page)
+            expect_a_prediction(page, predictor)
+            expect(line).to_contain_text("training")
+            expect(line).to_contain_text("averaged weights")
+            assert {r["weights"] for r in predictor.requests} == {"averaged"}
+
+            count = len(predictor.requests)
+            toggle.check()  # asks again about the same drawing, with the raw weights
+            expect(line).to_contain_text("raw weights")
+            expect(line).to_contain_text("training")
+            assert predictor.requests[count:] and all(
+                r["weights"] == "raw" for r in predictor.requests[count:])
+            expect_a_prediction(page, predictor)
+
+            toggle.uncheck()
+            expect(line).to_contain_text("averaged weights")
+            save_screenshot(page.locator("#draw"), "draw-averaged.png")
+        finally:
+            api.post("/api/runs/current/stop", json={})
+    page.wait_for_timeout(200)
+    assert problems.items == []

@@ -29,13 +29,26 @@ function colours() {
   };
 }
 
-/** "run 3f2a… · epoch 2", "bundled model", …: which model answered. */
+/** "averaged weights", "raw weights" or '': which weights of the model answered. */
+export function describeWeights(model) {
+  if (model?.weights === 'averaged') return 'averaged weights';
+  if (model?.weights === 'raw') return 'raw weights';
+  return '';
+}
+
+/** "run 3f2a… · epoch 2 · training · averaged weights", "bundled model · raw weights", …:
+ * which model answered, and with which of its weights. */
 export function describeModel(model) {
   if (!model || typeof model !== 'object') return '';
-  if (model.source === 'bundled') return 'bundled model';
-  const parts = [model.run_id ? `run ${String(model.run_id).slice(0, 4)}…` : 'latest run'];
-  if (Number.isFinite(model.epoch)) parts.push(`epoch ${model.epoch}`);
-  if (model.source === 'training') parts.push('training');
+  const parts = [];
+  if (model.source === 'bundled') parts.push('bundled model');
+  else {
+    parts.push(model.run_id ? `run ${String(model.run_id).slice(0, 4)}…` : 'latest run');
+    if (Number.isFinite(model.epoch)) parts.push(`epoch ${model.epoch}`);
+    if (model.source === 'training') parts.push('training');
+  }
+  const weights = describeWeights(model);
+  if (weights) parts.push(weights);
   return parts.join(' · ');
 }
 
@@ -52,7 +65,7 @@ function describeFailure(error) {
 
 export function createDraw({
   canvas, clearButton, penInput, penOutput, predictionEl, modelEl, probabilitiesEl,
-  inputCanvas, mapsEl, errorEl,
+  inputCanvas, mapsEl, errorEl, rawWeightsInput = null,
 }) {
   const ctx = canvas.getContext('2d');
   const rows = Array.from(probabilitiesEl.querySelectorAll('li[data-digit]'))
@@ -248,7 +261,9 @@ export function createDraw({
     const mine = generation;
     inFlight = true;
     try {
-      const answer = await api('POST', '/api/predict', { pixels, width: SEND_SIZE, explain });
+      // The run's moving average of its weights answers unless the raw ones are asked for.
+      const weights = rawWeightsInput?.checked ? 'raw' : 'averaged';
+      const answer = await api('POST', '/api/predict', { pixels, width: SEND_SIZE, explain, weights });
       if (mine === generation) apply(answer, explain);
     } catch (error) {
       if (mine === generation) showError(describeFailure(error));
@@ -332,6 +347,10 @@ export function createDraw({
   }
 
   clearButton.addEventListener('click', clear);
+  // Switching weights asks again about the drawing on the pad, feature maps included.
+  rawWeightsInput?.addEventListener('change', () => {
+    if (strokes.length) finish();
+  });
 
   return {
     clear,

@@ -58,6 +58,7 @@ const draw = createDraw({
   inputCanvas: byId('network-input'),
   mapsEl: byId('feature-maps'),
   errorEl: byId('draw-error'),
+  rawWeightsInput: byId('draw-raw-weights'),
 });
 
 const runs = createRuns({
