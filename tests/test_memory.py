@@ -21,7 +21,7 @@ import pytest
 
 import app.training
 from app import memory
-from server_helpers import LiveServer, make_app, wait_for
+from server_helpers import LiveServer, make_app, training_threads, wait_for
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -82,6 +82,8 @@ def resident_sizes_over_watched_runs(data_dir: str, runs: int = 4, browsers: int
             assert response.status_code == 201
             wait_for(lambda: server.manager.current.state == "finished", 120,
                      what="the run to end")
+            for thread in training_threads():  # it gives memory back after "finished"
+                thread.join(30)
             stop.set()
             for reader in readers:
                 reader.join(10)
