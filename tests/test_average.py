@@ -110,6 +110,7 @@ def test_evaluating_the_average_needs_an_average():
 
 def test_the_default_preset_answers_with_averaged_weights():
     assert 0.9 < PRESETS["default"].config.average_decay < 1
+    assert PRESETS["default"].config.evaluate_averaged
 
 
 def test_a_checkpoint_holds_the_averaged_weights_says_so_and_continues_exactly(mnist, tmp_path):
