@@ -321,19 +321,14 @@ class TrainingManager:
         trainer.data = make_dataset(self._load_data(), trainer.config)
         trainer.extend()
 
-    def _kept_for_a_step(self, run: RunRecord, trainer: Trainer) -> Trainer | None:
-        """An ended run's trainer, kept for a step without what only training needs:
+    @staticmethod
+    def _release_training_memory(trainer: Trainer) -> None:
+        """An ended run's trainer is kept for a step, without what only training needs:
         its data (float32 images, 220 MB for all of MNIST; made again for a step) and
-        its model's work arrays of the last batch (a fresh copy of the weights instead).
-        Kept whole, a stopped run of conv 113 x 243 held 220 MB, and one that ended
-        after an evaluation 2.1 GB. None if its weights are not finite."""
-        try:
-            model = trainer.model.copy()
-        except ValueError:  # weights that are not finite: nothing to step on
-            return None
-        trainer.model, trainer.data = model, None
-        trainer.callback = self._reporter(run, model)
-        return trainer
+        its layers' work arrays of the last batch. Kept whole, a stopped run of conv
+        113 x 243 held 220 MB, and one that ended after an evaluation 2.1 GB."""
+        trainer.data = None
+        trainer.model.release_work_memory()
 
     def _change_state(self, action: str, allowed: tuple[str, ...], new_state: str, apply) -> None:
         with self._lock:
@@ -505,6 +500,7 @@ class TrainingManager:
                 trainer.stop()
             elif pending is not None:
                 pending(trainer)
+        del data  # the trainer's alone, so that it goes when the run ends
         self._drive(run, trainer, trainer.run)
 
     def _drive(self, run: RunRecord, trainer: Trainer, work) -> None:
@@ -552,13 +548,13 @@ class TrainingManager:
     def _finish(self, run: RunRecord, trainer: Trainer) -> None:
         outcome = "stopped" if trainer.stopped else "finished"
         self.predictor.run_ended(run.run_id, outcome)
-        kept = self._kept_for_a_step(run, trainer)
+        self._release_training_memory(trainer)  # given back at the end of _drive
         with self._lock:
             # A stopped run is "finished" as a state; the done event says it was stopped.
             run.state, run.finished_at, run.outcome = "finished", time.time(), outcome
             # In the same step: a control that sees "running" still finds the trainer,
             # and a step that sees "finished" finds it to step on.
-            self._trainer, self._steppable = None, kept
+            self._trainer, self._steppable = None, trainer
         self._store(run)
         self.hub.publish("done", {"run_id": run.run_id, "state": outcome,
                                   "epochs_completed": len(run.epochs),

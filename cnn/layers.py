@@ -38,6 +38,17 @@ class Layer:
     def backward(self, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    # What a forward pass keeps of its batch for the backward pass (arrays, or views of
+    # the work arrays in _buffers).
+    _BATCH_STATE = ("_cols", "_rows", "_row_max", "_phases", "_input", "_output")
+
+    def release(self) -> None:
+        """Forget the last batch: the work arrays and what forward kept for backward
+        (the next forward makes them again). The weights and gradients stay."""
+        self._buffers.clear()
+        for name in self._BATCH_STATE:
+            self.__dict__.pop(name, None)
+
     def _buffer(self, name: str, shape: tuple[int, ...], dtype, zeroed: bool = False) -> np.ndarray:
         """A work array kept between batches: allocating big arrays anew each batch
         makes glibc hand them back to the OS and page-fault them in again. `zeroed`
