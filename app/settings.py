@@ -122,17 +122,10 @@ def _listed(env: Mapping[str, str], name: str, parse) -> tuple[str, ...]:
 
 
 def _model_limits(env: Mapping[str, str]) -> ModelLimits:
-    default = ModelLimits()
-    return ModelLimits(
-        layers=_int(env, "CNN_LIVE_MAX_LAYERS", default.layers),
-        parameters=_int(env, "CNN_LIVE_MAX_PARAMETERS", default.parameters,
-                        maximum=10_000_000_000),
-        multiply_adds=_int(env, "CNN_LIVE_MAX_MULTIPLY_ADDS", default.multiply_adds,
-                           maximum=10_000_000_000_000),
-        values_per_image=_int(env, "CNN_LIVE_MAX_VALUES_PER_IMAGE", default.values_per_image,
-                              maximum=10_000_000_000),
-        run_memory_bytes=_int(env, "CNN_LIVE_MAX_RUN_MEMORY_MB",
-                              default.run_memory_bytes // 2**20) * 2**20)
+    try:
+        return ModelLimits.from_env(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -24,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import data
+from .cost import ModelLimits
 from .model import Model, ModelFileError, SpecError, TrainingDiverged
 from .optim import OPTIMIZERS
 from .presets import PRESETS, Preset
@@ -347,7 +349,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    model, metadata = Model.load_with_metadata(args.model)
+    try:
+        limits = ModelLimits.from_env(os.environ)  # the server's limits, raised the same way
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    model, metadata = Model.load_with_metadata(args.model, limits)
     check_fits_mnist(model, args.model)
     mnist = load_data(args.data_dir, download=not args.no_download)
     images = scale_images(mnist.test_images[:args.test_size])

@@ -11,7 +11,8 @@ model) is checked here first, against one set of limits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Mapping
 
 from .model import SpecError, normalize_spec, spec_shapes
 
@@ -70,6 +71,14 @@ def spec_cost(spec: dict) -> ModelCost:
                      max(math.prod(shape) for shape in shapes))
 
 
+# Each limit's environment variable, and what its number is counted in.
+LIMIT_VARIABLES = {"layers": ("CNN_LIVE_MAX_LAYERS", 1),
+                   "parameters": ("CNN_LIVE_MAX_PARAMETERS", 1),
+                   "multiply_adds": ("CNN_LIVE_MAX_MULTIPLY_ADDS", 1),
+                   "values_per_image": ("CNN_LIVE_MAX_VALUES_PER_IMAGE", 1),
+                   "run_memory_bytes": ("CNN_LIVE_MAX_RUN_MEMORY_MB", 2 ** 20)}
+
+
 @dataclass(frozen=True)
 class ModelLimits:
     """What one network may cost on a server. The defaults are some 40 times the
@@ -84,6 +93,21 @@ class ModelLimits:
     values_per_image: int = 8_000_000
     run_memory_bytes: int = 1024 ** 3     # CNN_LIVE_MAX_RUN_MEMORY_MB
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "ModelLimits":
+        """The limits, each default replaced by its environment variable when set: the
+        server and `cnn-live evaluate` read them the same way. ValueError for junk."""
+        values = {}
+        for field in fields(cls):
+            name, scale = LIMIT_VARIABLES[field.name]
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+            values[field.name] = int(raw) * scale
+        return cls(**values)
+
     def check_model(self, spec: dict) -> ModelCost:
         """The spec's cost, or LimitError naming the first limit it passes (SpecError
         if it is not a spec at all)."""
@@ -96,7 +120,7 @@ class ModelLimits:
                 ("values kept per image (outputs and unfolded inputs, for training)",
                  cost.values_per_image, self.values_per_image, "CNN_LIVE_MAX_VALUES_PER_IMAGE")):
             if value > limit:
-                raise LimitError(f"the network has {value:,} {name}, over this server's "
+                raise LimitError(f"the network has {value:,} {name}, over the "
                                  f"limit of {limit:,} ({variable})")
         return cost
 
@@ -108,6 +132,6 @@ class ModelLimits:
             mb = 1024 ** 2
             raise LimitError(f"this run would need about {needed // mb:,} MB of memory "
                              f"(weights, a batch of {batch_size} and {images:,} images), over "
-                             f"this server's limit of {self.run_memory_bytes // mb:,} MB "
+                             f"the limit of {self.run_memory_bytes // mb:,} MB "
                              f"(CNN_LIVE_MAX_RUN_MEMORY_MB): use a smaller batch or network")
         return cost

@@ -298,6 +298,22 @@ def test_evaluate_refuses_a_model_that_does_not_take_mnist_images(capsys, tmp_pa
     assert_one_line_error(result, str(path), "[1, 28, 28]")
 
 
+def test_evaluate_holds_a_model_to_the_limits_that_cnn_live_max_variables_raise(
+        capsys, tmp_path, mnist_dir, monkeypatch):
+    wide = {"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "dense", "units": 4096},
+                                             {"type": "dense", "units": 512},
+                                             {"type": "dense", "units": 10}]}
+    path = Model(wide).save(tmp_path / "wide.npz")  # 5.3 M parameters, over the default 5 M
+    result = run(capsys, "evaluate", path, "--data-dir", mnist_dir, "--test-size", 20)
+    assert_one_line_error(result, str(path), "CNN_LIVE_MAX_PARAMETERS")
+    monkeypatch.setenv("CNN_LIVE_MAX_PARAMETERS", "6000000")
+    result = run(capsys, "evaluate", path, "--data-dir", mnist_dir, "--test-size", 20)
+    assert result.code == 0 and "/20)" in result.out
+    monkeypatch.setenv("CNN_LIVE_MAX_PARAMETERS", "lots")
+    assert_one_line_error(run(capsys, "evaluate", path, "--data-dir", mnist_dir),
+                          "CNN_LIVE_MAX_PARAMETERS", "'lots'")
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_a_data_dir_without_mnist_names_the_folder_and_how_to_fix_it(capsys, tmp_path, command):
     empty = tmp_path / "empty"

@@ -284,3 +284,14 @@ def test_a_run_over_a_limit_gets_a_422_naming_it_and_the_server_allocates_nothin
         end = watch.end_rss(settle=1.0)
     print(f"{watch.report()}; end {end / MB:.0f} MB")
     assert watch.peak_rss <= watch.start_rss + 5 * MB and end <= watch.start_rss + 5 * MB
+
+
+def test_the_model_limits_are_read_from_their_environment_variables():
+    settings = Settings.from_env({"CNN_LIVE_MAX_PARAMETERS": "123", "CNN_LIVE_MAX_LAYERS": "7",
+                                  "CNN_LIVE_MAX_RUN_MEMORY_MB": "2"})
+    assert settings.model_limits == ModelLimits(parameters=123, layers=7,
+                                                run_memory_bytes=2 * 2**20)
+    assert Settings.from_env({}).model_limits == ModelLimits()
+    for junk in ("0", "-5", "1e6", "many"):
+        with pytest.raises(SettingsError, match="CNN_LIVE_MAX_MULTIPLY_ADDS"):
+            Settings.from_env({"CNN_LIVE_MAX_MULTIPLY_ADDS": junk})
