@@ -58,18 +58,22 @@ def test_a_trainer_continued_from_a_checkpoint_takes_the_same_steps_as_one_never
 
     def keep_checkpoint(event):
         if event["type"] == "checkpoint":
-            save_checkpoint(path, first, event["optimizer"], {"epoch": event["epoch"]})
+            save_checkpoint(path, first, event["optimizer"], {"epoch": event["epoch"]},
+                            event.get("average"))
 
     Trainer(first, config.replace(epochs=1), data, keep_checkpoint).run()
     checkpoint = load_checkpoint(path)
     assert checkpoint.epoch == 1 and "learning_rate" in checkpoint.optimizer_state
-    # A checkpoint is still an ordinary model file: its optimizer state is left aside.
-    assert all(np.array_equal(a, b) for a, b in zip(Model.load(path).parameters(),
-                                                     first.parameters()))
+    # A checkpoint is still an ordinary model file (its optimizer state left aside) that
+    # answers with the weights the run answered with: the average, when it keeps one.
+    answering = checkpoint.average[0] if checkpoint.average else first.state()
+    assert all(np.array_equal(value, answering[name])
+               for name, value in Model.load(path).state().items())
 
     events = []
     continued = Trainer(checkpoint.model, config, data, events.append)
-    continued.restore(checkpoint.epoch, checkpoint.optimizer_state)
+    continued.restore(checkpoint.epoch, checkpoint.optimizer_state,
+                      average=checkpoint.average)
     continued.run()
     assert [record["epoch"] for record in continued.history] == [2, 3]
     assert continued.history[-1]["learning_rate"] == whole.history[-1]["learning_rate"]
