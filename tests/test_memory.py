@@ -88,6 +88,11 @@ def resident_sizes_over_watched_runs(data_dir: str, runs: int = 4, browsers: int
             for reader in readers:
                 reader.join(10)
             time.sleep(0.2)
+            # The 50 streams' teardown after the run's own trim frees memory that glibc
+            # keeps until the next trim (the next run's start): trim here too, so that
+            # what is measured is memory still held, not the allocator's timing (without
+            # it one run in a few read 30-40 MiB high, and the next back at the line).
+            memory.return_freed_memory()
             sizes.append(resident_mib())
     return sizes
 
