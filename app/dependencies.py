@@ -9,14 +9,14 @@ from fastapi import HTTPException, Query, Request
 from .hub import EventHub
 from .schemas import ErrorMessage
 from .settings import Settings
-from .training import TrainingManager
+from .runs import RunManager
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_manager(request: Request) -> TrainingManager:
+def get_manager(request: Request) -> RunManager:
     return request.app.state.manager
 
 

@@ -1,8 +1,9 @@
-"""The event hub: numbers every event, keeps the current run's history and fans
-events out to every subscriber (browser).
+"""The event hub: numbers every event, keeps the active runs' history and fans
+events out to every subscriber (browser), or to those that follow one run.
 
-Events are published from the training thread (or the event loop) and serialised
-to JSON once, whatever the number of subscribers. Delivery happens on the event
+Events are published from any thread (a worker's reader, the event loop), serialised
+to JSON once, whatever the number of subscribers (a run's events arrive from its
+worker as JSON text already: `publish_text`). Every run event carries its run's id. Delivery happens on the event
 loop: each subscriber has a bounded backlog of pending events, and one that falls too
 far behind is dropped rather than allowed to hold anything up; its browser reconnects
 with Last-Event-ID and is replayed what it missed from the history.
@@ -26,8 +27,9 @@ from fastapi.sse import format_sse_event
 # Kinds of event that may be dropped from a long run's history (oldest first): a late
 # browser needs every epoch, but not every throttled batch or filter snapshot.
 THINNABLE = frozenset({"batch", "filters", "status"})
-# Kinds of which the history keeps only the newest: each is a whole picture (the
-# confusion matrix and gallery, the histograms against the start), ~50 KB an epoch.
+# Kinds of which the history keeps only the newest of each run: each is a whole
+# picture (the confusion matrix and gallery, the histograms against the start),
+# ~50 KB an epoch.
 LATEST_ONLY = frozenset({"evaluation", "histograms"})
 # Over its byte limit, the history drops older thinnable events in this order, always
 # keeping the newest of each kind: the page draws only the newest filters and status,
@@ -44,6 +46,7 @@ class Event:
     id: int
     name: str
     wire: bytes  # the whole SSE message, formatted once for every subscriber
+    run_id: str | None = None  # the run it is about; None for the server's status
 
     @property
     def data(self) -> str:
@@ -69,6 +72,7 @@ class Subscription:
     event loop's work is taken from the training thread (the GIL), so a stream takes
     everything pending in one go (`next_events`) and waits on a single future."""
     last_id: int = 0
+    run_id: str | None = None  # follows only this run's events; None: every event
     dropped: bool = False
     replay: deque[Event] = field(default_factory=deque)
     pending: deque[Event] = field(default_factory=deque)
@@ -143,7 +147,7 @@ CROWD_INTERVAL = 0.25
 
 
 class EventHub:
-    """`history_limit` events and `history_bytes_limit` bytes of the current run are
+    """`history_limit` events and `history_bytes_limit` bytes of the active runs are
     kept for late browsers (every epoch, run, done and error event whatever the bytes:
     a run has at most 10,000 epochs, ~300 B each); a browser with more than
     `subscriber_backlog` events or `history_bytes_limit` bytes pending is dropped (it
@@ -175,14 +179,20 @@ class EventHub:
     # -- publishing (any thread) ---------------------------------------------------------
 
     def publish(self, name: str, payload: dict) -> Event:
+        """`payload` as the JSON of event `name`; a payload with a run_id is that run's."""
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        return self.publish_text(name, data, payload.get("run_id"))
+
+    def publish_text(self, name: str, data: str, run_id: str | None = None) -> Event:
+        """An event whose JSON is ready (a worker made it)."""
         with self._lock:
             event_id = self._next_id
             event = Event(event_id, name,
-                          format_sse_event(data_str=data, event=name, id=str(event_id)))
+                          format_sse_event(data_str=data, event=name, id=str(event_id)), run_id)
             self._next_id += 1
             if name in LATEST_ONLY:
-                self._set_history([old for old in self._history if old.name != name])
+                self._set_history([old for old in self._history
+                                   if old.name != name or old.run_id != run_id])
             self._history.append(event)
             self._history_bytes += len(event.wire)
             if len(self._history) > self.history_limit:
@@ -197,14 +207,22 @@ class EventHub:
                 pass
         return event
 
-    def start_run(self) -> None:
-        """A new run: the history starts again (ids keep increasing)."""
+    def keep_runs(self, run_ids) -> None:
+        """A run starts: the history forgets the events of every run not in `run_ids`
+        (the runs still active, and the new one). Ids keep increasing."""
+        keep = set(run_ids)
         with self._lock:
-            self._set_history([])
+            self._set_history([event for event in self._history
+                               if event.run_id is None or event.run_id in keep])
 
-    def history(self, after_id: int = 0) -> list[Event]:
+    def history(self, after_id: int = 0, run_id: str | None = None) -> list[Event]:
+        return self._history_after(after_id, run_id)[0]
+
+    def _history_after(self, after_id: int, run_id: str | None) -> tuple[list[Event], int]:
+        """The history after `after_id` (of one run, or all) and the last id issued."""
         with self._lock:
-            return [event for event in self._history if event.id > after_id]
+            return ([event for event in self._history if event.id > after_id
+                     and (run_id is None or event.run_id == run_id)], self._next_id - 1)
 
     @property
     def history_bytes(self) -> int:
@@ -244,13 +262,16 @@ class EventHub:
 
     # -- subscribing (on the loop) ----------------------------------------------------------
 
-    def subscribe(self, last_event_id: int | None = None) -> Subscription:
-        """A subscription that first replays the history after `last_event_id`."""
+    def subscribe(self, last_event_id: int | None = None,
+                  run_id: str | None = None) -> Subscription:
+        """A subscription that first replays the history after `last_event_id`: of
+        every event, or of one run's (`run_id`) only."""
         if last_event_id and last_event_id > self.last_id:
             last_event_id = 0  # an id this hub never issued (the server restarted): replay all
-        subscription = Subscription(replay=deque(self.history(last_event_id or 0)))
-        subscription.last_id = (subscription.replay[-1].id if subscription.replay
-                                else (last_event_id or 0))
+        replay, last_issued = self._history_after(last_event_id or 0, run_id)
+        # Everything issued up to now was in the history we looked at: live ones after it.
+        subscription = Subscription(replay=deque(replay), run_id=run_id)
+        subscription.last_id = max(last_issued, last_event_id or 0)
         self._subscribers.add(subscription)
         return subscription
 
@@ -265,6 +286,8 @@ class EventHub:
         for subscription in list(self._subscribers):
             if event.id <= subscription.last_id:
                 continue  # already in its replayed history
+            if subscription.run_id is not None and event.run_id != subscription.run_id:
+                continue
             if (len(subscription.pending) < self.subscriber_backlog
                     and subscription.pending_bytes < self.history_bytes_limit):
                 subscription.add_pending(event)

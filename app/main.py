@@ -21,7 +21,7 @@ from .predict import Predictor
 from .routers import augment, events, model, pages, predict, runs, system
 from .security import CrossSiteGuard, SecurityHeaders, redact_tokens_in_access_log
 from .settings import Settings
-from .training import TrainingManager
+from .runs import RunManager
 
 log = logging.getLogger("cnn_live")
 
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hub = EventHub(settings.history_limit, settings.subscriber_backlog,
                    history_bytes_limit=settings.history_bytes_limit)
     predictor = Predictor()
-    manager = TrainingManager(settings, hub, predictor)
+    manager = RunManager(settings, hub, predictor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -57,8 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # body is read; outside it, SecurityHeaders puts its headers on those 403s/415s too.
     app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)  # added last: it wraps every answer, a 413 included
-    for router in (system.router, runs.router, augment.router, events.router, predict.router,
-                   model.router, pages.router):
+    for router in (system.router, runs.router, runs.comparisons, augment.router, events.router,
+                   predict.router, model.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
     return app

@@ -1,23 +1,27 @@
 """Which model answers "what digit is this drawing?", and how a drawing is checked.
 
-The answering model is, in order of preference:
-1. the run being trained right now: a snapshot of its weights (`Model.copy()`, taken
-   in the training thread between batches, at most every SNAPSHOT_INTERVAL seconds
-   and at every epoch end, then swapped in by one assignment: never half-updated);
-2. else the last run that finished (or was stopped): its final weights;
+A request may name the run whose model answers (`run_id`); by default it is, in
+order of preference:
+1. the newest run in training: a snapshot of its weights, taken by its worker between
+   batches (at most every SNAPSHOT_INTERVAL seconds and at every epoch end), sent to
+   the server and swapped in by one assignment: never half-updated, and never waiting
+   on a worker to answer;
+2. else the last run that finished (or was stopped), or the last uploaded model;
 3. else the small pretrained model bundled in app/assets/default-model.npz, loaded
    on first use.
+Several runs train at once: each keeps its own latest snapshot, and the models of the
+last KEEP_ENDED ended runs stay to be asked.
 A run that averages its weights (cnn/average.py, the `default` preset does) answers
 with the average by default; its snapshots keep the raw weights beside it, and a
 request may ask for those (`"weights": "raw"`) to see the difference. A model file
 says in its metadata which weights it holds (`"weights"`).
-A snapshot is only taken after a successful step, and `Model.copy()` refuses weights
-that are not finite; a run that fails (diverges) is dropped and the answers come
+A snapshot is only taken after a successful step, and weights that are not finite are
+refused; a run that fails (diverges) is dropped and the answers come
 from (2) or (3) again.
 
 Models keep work buffers between calls and are not thread-safe: each snapshot has
-its own lock, held for the ~1 ms of a prediction. The training thread never touches
-a snapshot after publishing it.
+its own lock, held for the ~1 ms of a prediction. Nothing changes a snapshot after
+it is published.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ log = logging.getLogger("cnn_live.predict")
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "default-model.npz"
 SNAPSHOT_INTERVAL = 0.5  # seconds between snapshots of a run in training
+KEEP_ENDED = 8  # models of ended runs (and uploads) kept to answer, the newest
 MIN_SIDE, MAX_SIDE = 8, 512
 MAX_VALUE = 255.0
 IMAGE_LAYERS = ("conv", "relu", "sigmoid", "tanh", "maxpool")
@@ -360,6 +365,10 @@ def _average_down(images: np.ndarray, most: int) -> np.ndarray:
     return blocks.mean(axis=(-3, -1))
 
 
+class UnknownRun(LookupError):
+    """A prediction asked for a run that has no model here."""
+
+
 class Predictor:
     """Holds the snapshots and picks the one that answers (see the module doc)."""
 
@@ -367,61 +376,99 @@ class Predictor:
                  snapshot_interval: float = SNAPSHOT_INTERVAL) -> None:
         self.bundled_path = Path(bundled_path) if bundled_path else BUNDLED_MODEL
         self.snapshot_interval = snapshot_interval
-        self._live: Snapshot | None = None      # the run in training
-        self._finished: Snapshot | None = None  # the last run that ended well
+        self._lock = threading.Lock()  # for the dicts; a snapshot itself is never changed
+        self._live: dict[str, Snapshot] = {}  # runs in training, by their first snapshot
+        # Runs that ended well and uploaded models, newest last, at most KEEP_ENDED.
+        self._ended: dict[str, Snapshot] = {}
+        self._uploads = 0
         self._bundled: Snapshot | None = None
         self._bundled_lock = threading.Lock()
         self._bundled_error: str | None = None
 
-    # -- from the training thread ----------------------------------------------------------
+    # -- from the runs -------------------------------------------------------------------------
 
     def offer(self, run_id: str, model: Model, epoch: int, step: int,
               average: WeightAverage | None = None) -> bool:
         """A consistent copy of `model` and of its `average` if the run averages (call
-        between batches, from the thread that trains it) becomes the answering model,
-        the average answering by default. False if the weights are not finite."""
+        between batches, from the thread that trains it); see offer_state."""
+        averaged = average.named(model) if average is not None else None
+        return self.offer_state(run_id, model.spec, model.state(), averaged, epoch, step)
+
+    def offer_state(self, run_id: str, spec: dict, weights: dict, averaged: dict | None,
+                    epoch: int, step: int) -> bool:
+        """A run's weights (and their average, if it averages) become its answering
+        model, the average answering by default. False if the weights are not finite."""
         try:
-            raw = model.copy()  # load_state refuses weights that are not finite
-            averaged = None
-            if average is not None:
-                averaged = Model(model.spec)
-                averaged.load_state(average.named(model))
+            raw = Model(spec)
+            raw.load_state(weights)  # refuses weights that are not finite
+            model = None
+            if averaged is not None:
+                model = Model(spec)
+                model.load_state(averaged)
         except ValueError as exc:
             log.warning("run %s: no snapshot at epoch %s step %s: %s", run_id, epoch, step, exc)
             return False
         description = f"run {run_id} in training: epoch {epoch}, step {step}"
-        if averaged is None:
-            self._live = Snapshot(raw, "training", description, run_id, epoch, step)
+        if model is None:
+            snapshot = Snapshot(raw, "training", description, run_id, epoch, step)
         else:
-            self._live = Snapshot(averaged, "training", description, run_id, epoch, step,
-                                  weights="averaged", raw=raw)
+            snapshot = Snapshot(model, "training", description, run_id, epoch, step,
+                                weights="averaged", raw=raw)
+        with self._lock:
+            self._live[run_id] = snapshot  # one assignment: never half-updated
         return True
 
     def run_ended(self, run_id: str, outcome: str) -> None:
-        """The run is over: finished or stopped -> its last snapshot answers from now
-        on; failed -> its snapshots are dropped (the previous answer comes back)."""
-        live = self._live
-        if live is not None and live.run_id == run_id and outcome != "failed":
-            verb = "finished" if outcome == "finished" else "stopped"
-            # Same model, same lock: a request may still be using it as `live`.
-            self._finished = dataclasses.replace(
-                live, source="finished",
-                description=f"run {run_id}, {verb} (epoch {live.epoch}, step {live.step})")
-        self._live = None
+        """The run is over: finished or stopped -> its last snapshot answers for it from
+        now on; failed -> its snapshots are dropped (another model answers)."""
+        with self._lock:
+            live = self._live.pop(run_id, None)
+            if live is not None and outcome in ("finished", "stopped"):
+                verb = "finished" if outcome == "finished" else "stopped"
+                # Same model, same lock: a request may still be using it as `live`.
+                self._keep_ended(run_id, dataclasses.replace(
+                    live, source="finished",
+                    description=f"run {run_id}, {verb} (epoch {live.epoch}, step {live.step})"))
+
+    def _keep_ended(self, key: str, snapshot: Snapshot) -> None:
+        self._ended.pop(key, None)
+        self._ended[key] = snapshot
+        while len(self._ended) > KEEP_ENDED:
+            del self._ended[next(iter(self._ended))]
 
     def accept_upload(self, model: Model, metadata: dict) -> Snapshot:
         """An uploaded model answers from now on, until a run trains or finishes."""
         preset = metadata.get("preset")
         described = f"uploaded model{f' ({preset})' if isinstance(preset, str) else ''}"
         snapshot = Snapshot(model, "uploaded", described, weights=weights_of(metadata))
-        self._finished = snapshot
+        with self._lock:
+            self._uploads += 1
+            self._keep_ended(f"upload {self._uploads}", snapshot)
         return snapshot
 
     # -- from the request threads -----------------------------------------------------------
 
-    def current(self) -> Snapshot:
-        """The snapshot that answers now (one read of each attribute: no lock needed)."""
-        return self._live or self._finished or self.bundled()
+    def current(self, run_id: str | None = None) -> Snapshot:
+        """The snapshot that answers: `run_id`'s (UnknownRun if it has none here), or by
+        default the newest run in training, else the model of the last run that ended
+        (or was uploaded), else the bundled one."""
+        with self._lock:
+            if run_id is not None:
+                snapshot = self._live.get(run_id) or self._ended.get(run_id)
+                if snapshot is None:
+                    raise UnknownRun(f"run {run_id[:64]!r} has no model here: it has not "
+                                     "trained a batch yet, it failed, or it ended too long ago")
+                return snapshot
+            newest = (next(reversed(self._live.values()), None)
+                      or next(reversed(self._ended.values()), None))
+        return newest or self.bundled()
+
+    def choices(self) -> list[dict]:
+        """The models a drawing can be asked of, newest first: runs in training, runs
+        that ended and uploads (the bundled model answers when none is chosen)."""
+        with self._lock:
+            snapshots = [*self._ended.values(), *self._live.values()]
+        return [snapshot.info() for snapshot in reversed(snapshots)]
 
     def bundled(self) -> Snapshot:
         if self._bundled is None:

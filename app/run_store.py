@@ -137,6 +137,18 @@ class RunStore:
                                          len(run.hyperparameter_changes))
         self.save(run)
 
+    def delete(self, run_id: str) -> None:
+        """Forget a run altogether (a queued run taken out of the queue)."""
+        with self._lock:
+            connection = self._connect()
+            try:
+                with connection:
+                    for table in ("runs", "epochs", "batches", "changes"):
+                        connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            except sqlite3.Error as exc:
+                raise StoreError(f"run records not written to {self.path}: {exc}") from None
+            self._written.pop(run_id, None)
+
     # -- reading -------------------------------------------------------------------------
 
     def load(self) -> list[dict]:

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # "interrupted": the server stopped (was killed) while the run was active; a restarted
 # server lists it so, and POST /api/runs/{id}/continue trains it on from its checkpoint.
-State = Literal["idle", "running", "paused", "stopping", "finished", "failed", "interrupted"]
+# "queued": waiting for a free worker (CNN_LIVE_MAX_CONCURRENT_RUNS train at once).
+State = Literal["idle", "queued", "running", "paused", "stopping", "finished", "failed",
+                "interrupted"]
 Outcome = Literal["finished", "stopped", "failed", "interrupted"]
 
 
@@ -48,11 +50,15 @@ class DataStatus(BaseModel):
     message: str | None = Field(None, description="what is wrong and how to fix it")
 
 
-class Status(BaseModel):
+class RunStatus(BaseModel):
+    """One run's state and progress."""
     state: State
     run_id: str | None
     preset: str | None
     config: dict | None
+    queue_position: int | None = Field(None, description="1: the next queued run to start; "
+                                                         "None when not queued")
+    node: str | None = Field(None, description="where it trains: a worker's pid, a Ray node")
     epoch: int
     epochs: int
     step: int
@@ -64,6 +70,16 @@ class Status(BaseModel):
     momentum: float | None = Field(description="SGD's momentum or Adam's beta1, now")
     elapsed_seconds: float
     message: str | None = Field(description="why the run failed, if it did")
+
+
+class Status(RunStatus):
+    """The current run (the newest active one; "idle" without any) as its own fields,
+    as when one run trained at a time, and every queued or active run in `runs`."""
+    runs: list[RunStatus] = Field([], description="every queued or active run, oldest first")
+    max_concurrent_runs: int = Field(description="runs that train at once")
+    queued: int = Field(description="runs waiting for a worker")
+    max_queued_runs: int
+    executor: Literal["process", "thread", "ray"]
     data: DataStatus
 
 
@@ -146,6 +162,8 @@ class RunInfo(BaseModel):
                                                      "written (see checkpoint_epoch)")
     checkpoint_epoch: int | None = Field(None, description="the epoch that file holds: never "
                                                            "more than it really holds")
+    node: str | None = Field(None, description="where it trains or trained (this server's "
+                                               "runs): a worker's pid, a Ray node")
     checkpoint_error: str | None = Field(None, description="why the latest epoch's checkpoint "
                                                            "could not be written (training "
                                                            "goes on)")
@@ -156,6 +174,18 @@ class RunInfo(BaseModel):
 
 class ErrorMessage(BaseModel):
     detail: str
+
+
+class ComparisonRequest(RequestBody):
+    """Several runs started together, to compare them side by side."""
+    runs: list[RunRequest] = Field(min_length=2, max_length=8,
+                                   description="one run request each, e.g. seed against "
+                                               "seed-fc, or one preset at four learning rates")
+
+
+class Comparison(BaseModel):
+    run_ids: list[str] = Field(description="the runs started, in the order asked")
+    runs: list[RunStatus]
 
 
 class ContinueRequest(BaseModel):
@@ -269,6 +299,11 @@ class PredictRequest(RequestBody):
                               description="W, the width of `pixels`")
     explain: bool = Field(False, strict=True,
                           description="also return every image layer's output (feature maps)")
+    run_id: str | None = Field(None, max_length=64,
+                               description="the run whose model answers (GET "
+                                           "/api/model/choices lists them); by default the "
+                                           "newest run in training, else the last that ended, "
+                                           "else the bundled model")
     weights: WeightsKind = Field("averaged", description="averaged: the run's moving average "
                                  "of its weights answers (steadier; the default); raw: the "
                                  "weights as the last step left them. A model that holds only "

@@ -64,6 +64,16 @@ class Settings:
     # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_VALUES_PER_IMAGE,
     # _MAX_RUN_MEMORY_MB.
     model_limits: ModelLimits = ModelLimits()
+    # Runs as jobs (runs.py, executors.py). CNN_LIVE_EXECUTOR: where runs train:
+    # "process" (a worker process each), "thread" (in the server: tests, embedding) or
+    # "ray" (actors on the Ray cluster at CNN_LIVE_RAY_ADDRESS, "auto": the local one).
+    executor: str = "process"
+    ray_address: str = "auto"
+    # CNN_LIVE_MAX_CONCURRENT_RUNS: runs training at once (default: the cores);
+    # CNN_LIVE_MAX_QUEUED_RUNS: runs waiting for a worker, past which a start gets 429.
+    max_concurrent_runs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_queued_runs: int = 16
+    stop_grace: float = 10.0  # CNN_LIVE_STOP_GRACE: seconds before a worker that ignores a stop is killed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -88,6 +98,14 @@ class Settings:
             "model_limits": _model_limits(env),
             "allowed_hosts": _listed(env, "CNN_LIVE_ALLOWED_HOSTS", parse_allowed_hosts),
             "allowed_origins": _listed(env, "CNN_LIVE_ALLOWED_ORIGINS", parse_allowed_origins),
+            "executor": _choice(env, "CNN_LIVE_EXECUTOR", ("process", "thread", "ray"),
+                                cls.executor),
+            "ray_address": env.get("CNN_LIVE_RAY_ADDRESS", "").strip() or cls.ray_address,
+            "max_concurrent_runs": _int(env, "CNN_LIVE_MAX_CONCURRENT_RUNS", os.cpu_count() or 1,
+                                        maximum=256),
+            "max_queued_runs": _int(env, "CNN_LIVE_MAX_QUEUED_RUNS", cls.max_queued_runs,
+                                    minimum=0, maximum=10_000),
+            "stop_grace": _int(env, "CNN_LIVE_STOP_GRACE", int(cls.stop_grace), maximum=3600),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -126,6 +144,13 @@ def _model_limits(env: Mapping[str, str]) -> ModelLimits:
         return ModelLimits.from_env(env)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1,

@@ -44,8 +44,11 @@ def make_app(data_dir, **settings):
     Host too (unless `allowed_hosts` is given). Its runs directory (checkpoints and run
     records, which a restarted server lists again) is a fresh temporary folder unless
     `runs_dir` is given: a module's app, made before the per-test cache, would otherwise
-    share the user's cache, and list every earlier session's runs."""
+    share the user's cache, and list every earlier session's runs. Runs train in threads
+    of the app (the `thread` executor): a test can reach into the engine (fail_after);
+    tests/test_jobs.py and the tests of a served `cnn-live serve` use worker processes."""
     settings.setdefault("allowed_hosts", (TEST_CLIENT_HOST,))
+    settings.setdefault("executor", "thread")
     settings.setdefault("runs_dir", tempfile.mkdtemp(prefix="cnn-live-test-runs-"))
     return create_app(Settings(data_dir=str(data_dir), download=False, **settings))
 

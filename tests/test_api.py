@@ -111,9 +111,12 @@ def test_docs_page_and_openapi_schema_load_and_list_every_endpoint(client):
     assert routes <= documented
     assert {("GET", "/healthz"), ("GET", "/api/status"), ("GET", "/api/presets"),
             ("POST", "/api/runs"), ("GET", "/api/runs"),
-            ("POST", "/api/runs/current/pause"), ("POST", "/api/runs/current/resume"),
-            ("POST", "/api/runs/current/stop"), ("GET", "/api/runs/{run_id}/metrics.csv"),
-            ("GET", "/api/events")} <= documented
+            ("POST", "/api/runs/{run_id}/pause"), ("POST", "/api/runs/{run_id}/resume"),
+            ("POST", "/api/runs/{run_id}/stop"), ("POST", "/api/runs/{run_id}/step"),
+            ("POST", "/api/runs/{run_id}/hyperparameters"), ("DELETE", "/api/runs/{run_id}"),
+            ("GET", "/api/runs/{run_id}"), ("GET", "/api/runs/{run_id}/metrics.csv"),
+            ("POST", "/api/comparisons"), ("GET", "/api/runs/{run_id}/events"),
+            ("GET", "/api/model/choices"), ("GET", "/api/events")} <= documented
 
 
 # -- status and missing data --------------------------------------------------------------
@@ -169,15 +172,34 @@ def test_starting_a_run_answers_201_with_its_id_and_state_running(client):
     assert wait_for_run_end(client)["state"] == "finished"
 
 
-def test_a_second_run_while_one_is_active_is_a_409_conflict(client):
-    first = start_run(client, **LONG_RUN)
-    response = client.post("/api/runs", json=SHORT_RUN)
-    assert response.status_code == 409
-    detail = response.json()["detail"]
-    assert "already active" in detail and first["run_id"] in detail
-    assert client.get("/api/status").json()["run_id"] == first["run_id"]
-    client.post("/api/runs/current/stop", json={})
-    wait_for_run_end(client)
+def test_runs_past_the_free_workers_queue_in_order_and_past_the_queue_get_a_429(mnist_dir):
+    app = make_app(mnist_dir, max_concurrent_runs=1, max_queued_runs=2)
+    with TestClient(app) as client:
+        first = start_run(client, **LONG_RUN)
+        assert first["state"] == "running" and first["queue_position"] is None
+        second, third = (start_run(client, **SHORT_RUN) for _ in range(2))
+        assert (second["state"], second["queue_position"]) == ("queued", 1)
+        assert (third["state"], third["queue_position"]) == ("queued", 2)
+        response = client.post("/api/runs", json=SHORT_RUN)
+        assert response.status_code == 429
+        assert "queue is full" in response.json()["detail"]
+        status = client.get("/api/status").json()
+        assert status["run_id"] == first["run_id"] and status["queued"] == 2
+        assert [run["state"] for run in status["runs"]] == ["running", "queued", "queued"]
+        # A queued run is not steered: it is taken out of the queue.
+        refused = client.post(f"/api/runs/{second['run_id']}/pause", json={})
+        assert refused.status_code == 409 and "queued (position 1)" in refused.json()["detail"]
+        assert client.request("DELETE", f"/api/runs/{second['run_id']}", json={}).status_code == 204
+        assert client.get(f"/api/runs/{second['run_id']}").status_code == 404
+        assert client.get(f"/api/runs/{third['run_id']}").json()["state"] == "queued"
+        assert client.get("/api/status").json()["runs"][1]["queue_position"] == 1
+        # The first ends: the third starts in its place and trains to its end.
+        client.post(f"/api/runs/{first['run_id']}/stop", json={})
+        wait_for(lambda: client.get(f"/api/runs/{third['run_id']}").json()["state"]
+                 == "finished", 60, what="the queued run to start and finish")
+        run = client.get(f"/api/runs/{third['run_id']}").json()
+        assert len(run["epochs"]) == SHORT_RUN["epochs"]
+        assert client.request("DELETE", f"/api/runs/{third['run_id']}", json={}).status_code == 409
 
 
 BAD_REQUESTS = {

@@ -34,7 +34,7 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
 )
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from app.training import EPOCH_FIELDS  # noqa: E402
+from app.run_record import EPOCH_FIELDS  # noqa: E402
 from server_helpers import (LiveServer, StreamReader, make_app, start_run,  # noqa: E402
                             wait_for, wait_for_run_end)
 

@@ -253,23 +253,27 @@ def test_step_is_a_409_without_a_run_and_while_running(client, fast_pings):
     assert post(client, "stop").status_code == 200
 
 
-def test_a_step_while_the_run_still_loads_its_data_is_a_409_that_says_so(client, monkeypatch):
-    from app.training import TrainingManager
+def test_a_step_while_the_run_still_loads_its_data_is_carried_out_once_it_trains(
+        client, monkeypatch):
+    import app.worker
     loading = threading.Event()
-    load_data = TrainingManager._load_data
+    load_data = app.worker.mnist
 
-    def slow_load(self):
+    def slow_load(*args):
         loading.wait(10)
-        return load_data(self)
+        return load_data(*args)
 
-    monkeypatch.setattr(TrainingManager, "_load_data", slow_load)
-    start_run(client, **STEPPED_RUN)
-    assert post(client, "pause").status_code == 200
-    response = post(client, "step")
-    assert response.status_code == 409
-    assert response.json()["detail"] == ("cannot step yet: the run is still loading its data; "
-                                         "try again in a moment")
+    monkeypatch.setattr(app.worker, "mnist", slow_load)
+    run_id = start_run(client, **STEPPED_RUN)["run_id"]
+    assert post(client, "pause").json()["state"] == "paused"
+    response = post(client, "step")  # the worker keeps it until its trainer exists
+    assert response.status_code == 200 and response.json()["state"] == "running"
     loading.set()
+    # One epoch, then paused again: the step was carried out, not lost.
+    wait_for(lambda: client.get("/api/status").json()["state"] == "paused", 60,
+             what="the stepped run to pause at its epoch end")
+    run = client.get(f"/api/runs/{run_id}").json()
+    assert [record["epoch"] for record in run["epochs"]] == [1]
     assert post(client, "stop").status_code == 200
 
 

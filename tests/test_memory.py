@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import httpx
 import pytest
 
-import app.training
+import app.executors
 from app import memory
 from server_helpers import LiveServer, make_app, training_threads, wait_for
 
@@ -42,7 +42,7 @@ def test_on_glibc_the_arenas_are_limited_and_freed_memory_returned():
 def test_every_run_gives_its_memory_back_when_it_ends_and_when_the_next_starts(
         mnist_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr(app.training, "return_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(app.executors, "return_freed_memory", lambda: calls.append(1))
     with LiveServer(make_app(mnist_dir)) as server:
         for expected in (1, 3):  # the first run's end; the second's start and end
             response = httpx.post(server.url + "/api/runs", json={

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import app.training
+import app.worker
 from app.run_store import FILE_NAME, RunStore, StoreError
 from cnn.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from cnn.model import Model
@@ -324,7 +324,7 @@ def test_a_runs_dir_that_cannot_be_written_does_not_end_the_run_and_says_so(
 
 def test_a_checkpoint_that_fails_later_leaves_the_run_naming_the_epoch_its_file_holds(
         mnist_dir, tmp_path, monkeypatch, fast_pings):
-    real_save, calls = app.training.save_checkpoint, []
+    real_save, calls = app.worker.save_checkpoint, []
 
     def full_disk_from_epoch_2(path, model, state, metadata, average=None):
         calls.append(metadata["epoch"])
@@ -332,7 +332,7 @@ def test_a_checkpoint_that_fails_later_leaves_the_run_naming_the_epoch_its_file_
             raise OSError(28, "No space left on device")
         return real_save(path, model, state, metadata, average)
 
-    monkeypatch.setattr(app.training, "save_checkpoint", full_disk_from_epoch_2)
+    monkeypatch.setattr(app.worker, "save_checkpoint", full_disk_from_epoch_2)
     runs_dir = tmp_path / "runs"
     with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
         run_id = start_run(client, **{**SHORT, "epochs": 3})["run_id"]

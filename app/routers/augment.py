@@ -9,7 +9,7 @@ from cnn.data import DataError
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read
 from ..schemas import AugmentPreview, ErrorMessage
-from ..training import TrainingManager
+from ..runs import RunManager
 
 router = APIRouter(prefix="/api/augment", tags=["runs"], dependencies=[Depends(require_read)],
                    responses=UNAUTHORIZED)
@@ -24,7 +24,7 @@ def preview(shift: float = Query(2.0, ge=0, le=8, description="pixels"),
             stroke: float = Query(0.0, ge=0, le=1, description="pixels thicker or thinner"),
             count: int = Query(12, ge=1, le=32),
             seed: int = Query(0, ge=0, le=2**32 - 1),
-            manager: TrainingManager = Depends(get_manager)) -> dict:
+            manager: RunManager = Depends(get_manager)) -> dict:
     try:
         return manager.augment_preview(Augmentation(shift, scale, rotation, stroke), count, seed)
     except DataError as exc:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from ..dependencies import UNAUTHORIZED, get_hub, require_read_stream
+from ..dependencies import UNAUTHORIZED, get_hub, get_manager, require_read_stream
 from ..hub import EventHub, Subscription
+from ..runs import RunManager
 
 router = APIRouter(tags=["events"])
 RETRY_MILLISECONDS = 2000
@@ -42,6 +43,26 @@ async def events(hub: EventHub = Depends(get_hub),
                                            "(as Last-Event-ID, for clients that cannot set it)"),
                  ) -> EventSourceResponse:
     subscription = hub.subscribe(_event_id(last_event_id) or _event_id(after))
+    return EventSourceResponse(_stream(hub, subscription))
+
+
+@router.get("/api/runs/{run_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "the run's event stream"}, **UNAUTHORIZED,
+                       404: {"description": "no such run"}},
+            dependencies=[Depends(require_read_stream)],
+            summary="One run's live events (run, batch, epoch, filters, evaluation, done, ...)",
+            description="Its history first (after `Last-Event-ID`), then its live events. "
+                        "Events of other runs and the server's status are left out.")
+async def run_events(run_id: str, hub: EventHub = Depends(get_hub),
+                     manager: RunManager = Depends(get_manager),
+                     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+                     after: str | None = Query(None, description="replay events after this "
+                                               "id (as Last-Event-ID)"),
+                     ) -> EventSourceResponse:
+    if run_id not in manager.runs:
+        raise HTTPException(404, f"no run {run_id[:64]!r} on this server")
+    subscription = hub.subscribe(_event_id(last_event_id) or _event_id(after), run_id=run_id)
     return EventSourceResponse(_stream(hub, subscription))
 
 

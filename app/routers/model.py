@@ -26,7 +26,8 @@ from ..dependencies import UNAUTHORIZED, get_manager, get_settings, require_read
 from ..predict import Predictor, UnusableModel, check_answers
 from ..schemas import ErrorMessage, ModelInfo, WeightsKind
 from ..settings import Settings
-from ..training import ACTIVE_STATES, TrainingManager
+from ..run_record import ACTIVE_STATES
+from ..runs import RunManager
 from .predict import answering, get_predictor
 
 log = logging.getLogger("cnn_live.model")
@@ -79,7 +80,7 @@ class UploadBusy(RuntimeError):
                                                                     "in time; try again"}},
              summary="Upload a .npz (as the request body) to answer predictions")
 async def upload_model(request: Request, predictor: Predictor = Depends(get_predictor),
-                       manager: TrainingManager = Depends(get_manager),
+                       manager: RunManager = Depends(get_manager),
                        settings: Settings = Depends(get_settings)) -> dict:
     """The body is the file itself (`Content-Type: application/octet-stream`). It is
     read without unpickling and checked part by part before it costs memory (members,
@@ -110,7 +111,7 @@ async def upload_model(request: Request, predictor: Predictor = Depends(get_pred
     return predictor.accept_upload(model, metadata).info()
 
 
-def _refuse_during_a_run(manager: TrainingManager) -> None:
+def _refuse_during_a_run(manager: RunManager) -> None:
     """While a run trains, its snapshots answer drawings and it answers from its own
     weights when it ends: an upload accepted then would never answer."""
     run = manager.current

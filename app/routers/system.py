@@ -9,7 +9,7 @@ from cnn.presets import PRESETS
 from ..dependencies import UNAUTHORIZED, get_manager, get_settings, require_read
 from ..schemas import AuthInfo, Health, PresetInfo, Status
 from ..settings import Settings
-from ..training import TrainingManager
+from ..runs import RunManager
 
 router = APIRouter(tags=["system"])
 
@@ -25,8 +25,8 @@ def auth(settings: Settings = Depends(get_settings)) -> AuthInfo:
 
 
 @router.get("/api/status", response_model=Status, dependencies=[Depends(require_read)],
-            responses=UNAUTHORIZED, summary="The current run's state and progress")
-def status(manager: TrainingManager = Depends(get_manager)) -> dict:
+            responses=UNAUTHORIZED, summary="The current run's state and progress, and every live run's")
+def status(manager: RunManager = Depends(get_manager)) -> dict:
     return manager.status()
 
 

@@ -1,0 +1,125 @@
+"""What the server knows of one run (RunRecord), and how a run request becomes a
+network spec and a training config (build_run), checked against the limits before
+anything is allocated."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+
+from cnn.cost import ModelLimits
+from cnn.insight import Evaluation
+from cnn.presets import PRESETS, Preset
+from cnn.train import TrainConfig
+
+# queued: waiting for a free worker; running/paused/stopping: in a worker;
+# finished (a stopped run too: see outcome), failed, interrupted: over.
+ACTIVE_STATES = ("running", "paused", "stopping")
+EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "test_correct", "test_total", "seconds", "images_per_second", "learning_rate",
+                "momentum")
+BATCH_FIELDS = ("epoch", "step", "steps", "global_step", "loss", "accuracy", "learning_rate",
+                "momentum")
+MAX_BATCH_RECORDS = 50_000  # published batch points kept per run for the JSON export
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in MNIST's two sets
+
+
+@dataclass
+class Progress:
+    """Where a run is, from its latest batch event."""
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    learning_rate: float | None = None
+    momentum: float | None = None
+
+
+@dataclass
+class RunRecord:
+    """What the API reports about one run of this server."""
+    run_id: str
+    preset: str
+    config: dict
+    spec: dict
+    state: str = "running"
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    epochs: list[dict] = field(default_factory=list)
+    message: str | None = None
+    outcome: str | None = None  # "finished", "stopped", "failed" or "interrupted" once ended
+    checkpoint: str | None = None  # the .npz of the last completed epoch written
+    checkpoint_epoch: int | None = None  # the epoch that file holds (never a later one)
+    checkpoint_error: str | None = None  # why the last epoch's checkpoint was not written
+    store_error: str | None = None  # why the run's records could not be kept (run_store)
+    batches: list[dict] = field(default_factory=list)  # the published (throttled) batch points
+    hyperparameter_changes: list[dict] = field(default_factory=list)
+    evaluation: Evaluation | None = None  # the last epoch's answers on the test images
+    evaluation_epoch: int | None = None
+    node: str | None = None  # where it trains: "pid 1234" or a Ray node id
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def final_test_accuracy(self) -> float | None:
+        return self.epochs[-1]["test_accuracy"] if self.epochs else None
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
+                "state": self.state, "started_at": self.started_at,
+                "finished_at": self.finished_at, "epochs": self.epochs,
+                "final_test_accuracy": self.final_test_accuracy, "message": self.message,
+                "outcome": self.outcome, "checkpoint": self.checkpoint,
+                "checkpoint_epoch": self.checkpoint_epoch,
+                "checkpoint_error": self.checkpoint_error, "store_error": self.store_error,
+                "node": self.node}
+
+    def metrics(self) -> dict:
+        """Everything measured during the run, for the JSON export."""
+        return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
+                "spec": self.spec, "state": self.state, "outcome": self.outcome,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "epochs": self.epochs, "batches": self.batches,
+                "hyperparameter_changes": self.hyperparameter_changes}
+
+    def metrics_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EPOCH_FIELDS, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.epochs)
+        return out.getvalue()
+
+
+def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
+              limits: ModelLimits) -> tuple[Preset, dict, TrainConfig]:
+    """The spec and config a run request asks for; ValueError (SpecError, LimitError,
+    ConfigError) with a clear message when they cannot be built or are over `limits`
+    (checked from the spec alone, before anything is allocated)."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[preset_name]
+    spec = _with_filters(preset.spec, filters) if filters else preset.spec
+    config = preset.config.replace(**overrides)
+    images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
+              + min(config.test_size or MNIST_TEST, MNIST_TEST))
+    limits.check_run(spec, config.batch_size, config.optimizer, images)
+    return preset, spec, config
+
+
+def _with_filters(spec: dict, filters: list[int]) -> dict:
+    convs = [i for i, layer in enumerate(spec["layers"]) if layer["type"] == "conv"]
+    if len(filters) != len(convs):
+        raise ValueError(f"'filters' needs one count per conv layer: this preset has "
+                         f"{len(convs)}, got {len(filters)}")
+    layers = [dict(layer) for layer in spec["layers"]]
+    for index, count in zip(convs, filters):
+        layers[index]["filters"] = count
+    return {**spec, "layers": layers}
