@@ -29,7 +29,7 @@ from .cost import ModelLimits
 from .model import Model, ModelFileError, SpecError, TrainingDiverged
 from .optim import OPTIMIZERS
 from .presets import PRESETS, Preset
-from .train import ConfigError, TrainConfig, Trainer, make_dataset, scale_images
+from .train import ConfigError, TrainConfig, Trainer, make_dataset
 
 PROG = "cnn-live"
 EXIT_ERROR = 2
@@ -356,7 +356,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model, metadata = Model.load_with_metadata(args.model, limits)
     check_fits_mnist(model, args.model)
     mnist = load_data(args.data_dir, download=not args.no_download)
-    images = scale_images(mnist.test_images[:args.test_size])
+    images = mnist.test_images[:args.test_size]  # uint8: the model scales each chunk
     labels = mnist.test_labels[:args.test_size].astype(np.int64)
     loss, correct = model.evaluate(images, labels)
     total = len(labels)

@@ -259,9 +259,19 @@ def _fuse_conv_and_pool(order: list[Layer], input_shape: tuple[int, ...]) -> lis
     return fused
 
 
+def scale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels 0..255 -> float32 in [0, 1], the same shape: the 2017 blog's
+    pixels / 255. The one place MNIST's pixels become the network's values (the
+    trainer's batches and the model's uint8 input alike), so they are bit-identical."""
+    return pixels.astype(np.float32) / 255.0
+
+
 class Model:
-    """A sequential network. Inputs are (N, C, H, W) float arrays (or (N, H, W) for one
-    channel); outputs are (N, classes) scores."""
+    """A sequential network. Inputs are (N, C, H, W) arrays (or (N, H, W) for one
+    channel); outputs are (N, classes) scores. uint8 input is pixels 0..255 and is
+    scaled to [0, 1] (scale_pixels) as it comes in, so that evaluate() and
+    predict_proba() scale MNIST's own arrays one chunk at a time; input of any other
+    dtype is taken as the values it holds."""
 
     def __init__(self, spec: dict, seed: int = 0) -> None:
         self.spec = normalize_spec(spec)
@@ -276,6 +286,8 @@ class Model:
 
     def _to_network_layout(self, x: np.ndarray) -> np.ndarray:
         c, h, w = self.spec["input"]
+        if isinstance(x, np.ndarray) and x.dtype == np.uint8:
+            x = scale_pixels(x)
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim == 3 and c == 1:
             x = x[:, None]

@@ -33,6 +33,15 @@ trainer of the checkpoint's model, then `run()` trains epochs epochs_done + 1 on
 epoch's data order and augmentation come from the seed and the epoch's number alone, so
 the continued run sees the same batches, and takes the same steps, as one that never
 stopped.
+
+Images: a Dataset holds MNIST's images as they are loaded, uint8 (N, 28, 28) pixels
+0..255 (make_dataset takes views of the loaded arrays, no copies: 47 MB for the
+training set, where float32 copies took 188 MB). The rule is the dtype's: uint8 images
+are pixels, scaled with scale_images (pixels / 255, float32 (n, 1, 28, 28)) a batch at
+a time, the training batch just before augmentation and the test images one evaluation
+chunk at a time (Model scales uint8 input the same way, model.scale_pixels). Images of
+any other dtype, e.g. a Dataset built by hand from scale_images, are taken as they are:
+float (N, 1, 28, 28) values, never scaled again.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ from .average import WeightAverage
 from .cost import BYTES_PER_VALUE, spec_cost
 from .insight import Evaluation, histogram
 from .layers import Conv2D
-from .model import Model, TrainingDiverged  # noqa: F401 (raised from train_step)
+from .model import Model, TrainingDiverged, scale_pixels  # noqa: F401 (raised from train_step)
 from .optim import OPTIMIZERS
 
 Callback = Callable[[dict], None]
@@ -159,7 +168,9 @@ def _check_number(name, value, low, high, low_open=False, high_open=False):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images as float32 (N, 1, 28, 28) in [0, 1], labels as int64 (N,)."""
+    """Images as uint8 (N, 28, 28) pixels 0..255, scaled a batch at a time, or as
+    float (N, 1, 28, 28) values taken as they are (see the module doc); labels as
+    int64 (N,)."""
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
@@ -168,16 +179,23 @@ class Dataset:
 
 def scale_images(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W) pixels -> float32 (N, 1, H, W) in [0, 1], as the blog's pixels / 255."""
-    return (images.astype(np.float32) / 255.0)[:, None]
+    return scale_pixels(images)[:, None]
+
+
+def batch_images(images: np.ndarray) -> np.ndarray:
+    """A batch of a Dataset's images as the network takes them: uint8 pixels scaled
+    (scale_images), any other dtype as it is."""
+    return scale_images(images) if images.dtype == np.uint8 else images
 
 
 def make_dataset(mnist, config: TrainConfig) -> Dataset:
-    """The slice of MNIST a config asks for (first train_size / test_size images)."""
+    """The slice of MNIST a config asks for (first train_size / test_size images): the
+    images are views of MNIST's uint8 arrays, not copies; the labels int64 copies."""
     train_end, test_end = config.train_size, config.test_size
     return Dataset(
-        train_images=scale_images(mnist.train_images[:train_end]),
+        train_images=mnist.train_images[:train_end],
         train_labels=mnist.train_labels[:train_end].astype(np.int64),
-        test_images=scale_images(mnist.test_images[:test_end]),
+        test_images=mnist.test_images[:test_end],
         test_labels=mnist.test_labels[:test_end].astype(np.int64),
     )
 
@@ -325,7 +343,7 @@ class Trainer:
             self._apply_hyperparameters(epoch, step - 1, steps)
             batch = order[(step - 1) * config.batch_size: step * config.batch_size]
             batch_started = time.perf_counter()
-            labels, images = data.train_labels[batch], data.train_images[batch]
+            labels, images = data.train_labels[batch], batch_images(data.train_images[batch])
             if self._augmentation:
                 images = augment(images, augment_rng, self._augmentation)
             loss, outputs = self.model.train_step(images, labels, self.optimizer)
@@ -375,7 +393,8 @@ class Trainer:
         """The test images' loss and probabilities, with the raw weights or (with
         evaluate_averaged) the average's. The average is copied into the model for it
         and the raw weights back after: a second model would hold a second set of
-        evaluation buffers (hundreds of MB for 1000 images of `default`)."""
+        evaluation buffers (hundreds of MB for 1000 images of `default`). uint8 test
+        images are scaled one evaluation chunk at a time, by the model."""
         if not self.config.evaluate_averaged or self.average is None:
             return self.model.evaluate_probabilities(data.test_images, data.test_labels,
                                                      self._evaluation_batch)

@@ -12,7 +12,7 @@ import pytest
 
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS
-from cnn.train import ConfigError, Dataset, TrainConfig, Trainer, make_dataset
+from cnn.train import ConfigError, Dataset, TrainConfig, Trainer, make_dataset, scale_images
 
 SMALL_CONV = {"input": [1, 28, 28],
               "layers": [{"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"},
@@ -98,12 +98,92 @@ def test_a_trainer_refuses_a_bad_config_before_training(mnist):
         Trainer(Model(SMALL_CONV), TrainConfig(batch_size=-4), data)
 
 
-def test_make_dataset_takes_the_first_images_scaled_to_the_unit_interval(mnist):
+def test_make_dataset_takes_the_first_images_as_uint8_views_of_mnist(mnist):
     data = make_dataset(mnist, TrainConfig(train_size=30, test_size=20))
-    assert data.train_images.shape == (30, 1, 28, 28) and data.test_images.shape == (20, 1, 28, 28)
-    assert data.train_images.dtype == np.float32 and data.train_labels.dtype == np.int64
-    assert 0.0 <= data.train_images.min() and data.train_images.max() == 1.0
+    assert data.train_images.shape == (30, 28, 28) and data.test_images.shape == (20, 28, 28)
+    assert data.train_images.dtype == np.uint8 and data.test_images.dtype == np.uint8
+    assert data.train_labels.dtype == np.int64 and data.test_labels.dtype == np.int64
+    # Views of the loaded arrays, not copies: MNIST is held once per process.
+    assert np.shares_memory(data.train_images, mnist.train_images)
+    assert np.shares_memory(data.test_images, mnist.test_images)
+    assert data.train_images.base is not None and data.test_images.base is not None
+    np.testing.assert_array_equal(data.train_images, mnist.train_images[:30])
     np.testing.assert_array_equal(data.test_labels, mnist.test_labels[:20])
+    whole = make_dataset(mnist, TrainConfig())
+    assert len(whole.train_images) == len(mnist.train_images)
+    assert np.shares_memory(whole.train_images, mnist.train_images)
+    assert np.shares_memory(whole.test_images, mnist.test_images)
+
+
+def test_scale_images_maps_pixels_to_the_unit_interval(mnist):
+    scaled = scale_images(mnist.train_images[:30])
+    assert scaled.shape == (30, 1, 28, 28) and scaled.dtype == np.float32
+    assert 0.0 <= scaled.min() and scaled.max() == 1.0
+    np.testing.assert_array_equal(scaled[:, 0], mnist.train_images[:30].astype(np.float32) / 255)
+
+
+def scaled_copy(data: Dataset) -> Dataset:
+    """The same data set with its images scaled to float32 up front (the old layout)."""
+    return Dataset(scale_images(data.train_images), data.train_labels,
+                   scale_images(data.test_images), data.test_labels)
+
+
+@pytest.mark.parametrize("preset_or_spec, settings", [
+    ("seed", {"epochs": 2, "train_size": 300, "test_size": 100}),
+    (SMALL_CONV, {"epochs": 2, "batch_size": 32, "train_size": 320, "test_size": 150,
+                  "seed": 5}),
+    (SMALL_CONV, {"epochs": 2, "batch_size": 32, "train_size": 320, "test_size": 150,
+                  "seed": 5, "augment_shift": 2.0, "augment_scale": 0.1,
+                  "augment_rotation": 10.0, "augment_stroke": 0.5}),
+    ("default", {"epochs": 2, "train_size": 300, "test_size": 200}),  # augmented, averaged
+], ids=["seed-preset", "small-conv", "small-conv-augmented", "default-preset"])
+def test_a_uint8_dataset_trains_exactly_as_the_same_images_scaled_up_front(
+        mnist, preset_or_spec, settings):
+    if isinstance(preset_or_spec, str):
+        preset = PRESETS[preset_or_spec]
+        spec, config = preset.spec, preset.config.replace(**settings)
+    else:
+        spec, config = preset_or_spec, TrainConfig(**settings)
+    runs = []
+    for data in (make_dataset(mnist, config), scaled_copy(make_dataset(mnist, config))):
+        events: list[dict] = []
+        model = Model(spec, seed=config.seed)
+        trainer = Trainer(model, config, data, events.append)
+        trainer._evaluation_batch = 64  # the test images in several chunks, each scaled
+        trainer.run()
+        runs.append((model, trainer, events))
+    (uint8_model, uint8_trainer, uint8_events), (float_model, float_trainer, float_events) = runs
+    assert make_dataset(mnist, config).train_images.dtype == np.uint8
+    assert len(uint8_trainer.history) == config.epochs
+    assert without_timing(uint8_trainer.history) == without_timing(float_trainer.history)
+    for name, value in uint8_model.state().items():
+        np.testing.assert_array_equal(value, float_model.state()[name])
+    if uint8_trainer.average is not None:
+        for a, b in zip(uint8_trainer.average.params, float_trainer.average.params):
+            np.testing.assert_array_equal(a, b)
+    batches = [[{k: v for k, v in e.items() if k not in ("images_per_second", "eta_seconds")}
+                for e in of_type(events, "batch")] for events in (uint8_events, float_events)]
+    assert batches[0] == batches[1]
+    for field in ("predicted", "confidence"):
+        np.testing.assert_array_equal(getattr(uint8_trainer.last_evaluation, field),
+                                      getattr(float_trainer.last_evaluation, field))
+
+
+def test_a_uint8_batch_is_scaled_just_before_the_step_and_the_model_scales_uint8_input(mnist):
+    config = TrainConfig(epochs=1, batch_size=32, train_size=64, test_size=10, shuffle=False)
+    data = make_dataset(mnist, config)
+    model = Model(SMALL_CONV, seed=0)
+    inputs = []
+    real_train_step = model.train_step
+    model.train_step = lambda x, labels, optimizer: (inputs.append(np.array(x)),
+                                                     real_train_step(x, labels, optimizer))[1]
+    Trainer(model, config, data).run()
+    assert [x.dtype for x in inputs] == [np.float32, np.float32]
+    np.testing.assert_array_equal(inputs[1], scale_images(mnist.train_images[32:64]))
+    # uint8 given to the model is pixels, scaled the same way; float is taken as it is.
+    pixels = mnist.test_images[:10]
+    np.testing.assert_array_equal(model.predict_proba(pixels, batch_size=3),
+                                  model.predict_proba(scale_images(pixels), batch_size=3))
 
 
 # --- reproducibility -----------------------------------------------------------------------
@@ -332,8 +412,9 @@ def test_a_huge_learning_rate_raises_training_diverged_and_keeps_the_weights_fin
     config = TrainConfig(epochs=3, batch_size=32, optimizer="sgd", learning_rate=90.0,
                          momentum=0.9, train_size=256, test_size=32, shuffle=False)
     scaled = make_dataset(mnist, config)
-    raw = Dataset(scaled.train_images * 255, scaled.train_labels,  # unnormalised pixels
-                  scaled.test_images * 255, scaled.test_labels)
+    # Unnormalised pixels as float32: taken as they are (only uint8 is scaled).
+    raw = Dataset(scale_images(scaled.train_images) * 255, scaled.train_labels,
+                  scale_images(scaled.test_images) * 255, scaled.test_labels)
     model = Model(spec, seed=0)
     snapshots = []
     trainer = Trainer(model, config, raw,
