@@ -56,6 +56,7 @@ class Reporter:
         self._last_batch = 0.0
         self._last_snapshot = -float("inf")
         self._loss_sum, self._loss_count = 0.0, 0
+        self._unpublished: dict | None = None  # the last batch, if not sent yet
         self.latest = (0, 0)  # (epoch, step) of the last batch
 
     def __call__(self, event: dict) -> None:
@@ -83,12 +84,22 @@ class Reporter:
             self.snapshot()
         self._loss_sum += event["loss"]
         self._loss_count += 1
+        self._unpublished = event
         if now - self._last_batch >= BATCH_EVENT_INTERVAL or event["step"] == event["steps"]:
-            payload = {**event, "loss": self._loss_sum / self._loss_count, "run_id": self.run_id}
-            del payload["type"]
-            info = {key: payload[key] for key in {*BATCH_FIELDS, *PROGRESS_FIELDS}}
-            self.event("batch", payload, info)
-            self._last_batch, self._loss_sum, self._loss_count = now, 0.0, 0
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the last batch now if it was held back (a run that stops: its last
+        point on the chart and its progress are where it stopped)."""
+        event = self._unpublished
+        if event is None:
+            return
+        payload = {**event, "loss": self._loss_sum / self._loss_count, "run_id": self.run_id}
+        del payload["type"]
+        info = {key: payload[key] for key in {*BATCH_FIELDS, *PROGRESS_FIELDS}}
+        self.event("batch", payload, info)
+        self._last_batch, self._loss_sum, self._loss_count = time.monotonic(), 0.0, 0
+        self._unpublished = None
 
     def _epoch(self, event: dict) -> None:
         self.snapshot()

@@ -36,17 +36,17 @@ from cnn.model import ModelFileError
 log = logging.getLogger("cnn_live.run_store")
 
 FILE_NAME = "runs.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.node (where a run trained: runs as jobs)
 RUN_COLUMNS = ("run_id", "preset", "config", "spec", "state", "outcome", "message",
                "started_at", "finished_at", "checkpoint", "checkpoint_epoch",
-               "checkpoint_error")
+               "checkpoint_error", "node")
 JSON_COLUMNS = ("config", "spec")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, preset TEXT NOT NULL, config TEXT NOT NULL,
     spec TEXT NOT NULL, state TEXT NOT NULL, outcome TEXT, message TEXT,
     started_at REAL NOT NULL, finished_at REAL, checkpoint TEXT,
-    checkpoint_epoch INTEGER, checkpoint_error TEXT);
+    checkpoint_epoch INTEGER, checkpoint_error TEXT, node TEXT);
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL, epoch INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch)) WITHOUT ROWID;
@@ -219,6 +219,8 @@ class RunStore:
             connection.execute("PRAGMA synchronous=NORMAL")
             with connection:
                 connection.executescript(SCHEMA)
+                if version == 1:  # records of a server before runs as jobs
+                    connection.execute("ALTER TABLE runs ADD COLUMN node TEXT")
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             if connection is not None:

@@ -17,6 +17,7 @@ interrupted run (its server died) is continued from its checkpoint the same way.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -232,8 +233,13 @@ class RunManager:
                                  "config": run.config, "spec": run.spec,
                                  **({"continued_from": run.checkpoint_epoch}
                                     if job.resume_from else {})})
-        for record in run.epochs:  # a continued run: the page's charts show all of it
-            self.hub.publish("epoch", {**record, "run_id": run.run_id, "replayed": True})
+        # A continued or stepped run: the page's charts show all of it (the epochs the
+        # history no longer holds are sent again, marked as replayed).
+        shown = {json.loads(event.data)["epoch"] for event in self.hub.history(run_id=run.run_id)
+                 if event.name == "epoch"}
+        for record in run.epochs:
+            if record["epoch"] not in shown:
+                self.hub.publish("epoch", {**record, "run_id": run.run_id, "replayed": True})
         self.store_run(run)
         try:
             tracker.job = self.executor.start(job, tracker.receive, tracker.worker_gone)

@@ -148,6 +148,7 @@ class Worker:
             self._pending = []
         self.send(("started", os.getpid()))
         trainer.run()
+        self._reporter.flush()
         if trainer.stopped and self._reporter.latest[1]:  # as stopped: it answers drawings
             self._reporter.snapshot()
         return "stopped" if trainer.stopped else "finished"

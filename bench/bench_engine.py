@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from cnn.data import load_mnist  # noqa: E402
 from cnn.model import Model, normalize_spec  # noqa: E402
 from cnn.presets import get_preset  # noqa: E402
-from cnn.train import make_dataset, make_optimizer  # noqa: E402
+from cnn.train import make_dataset, make_optimizer, scale_images  # noqa: E402
 
 
 def numpy_epoch(spec, config, images, labels, order) -> float:
@@ -113,12 +113,13 @@ def compare_with_torch(mnist, repeats: int, skip_torch: bool) -> None:
             print("   PyTorch is not installed (pip install torch==2.13.0): numpy only")
             skip_torch = True
     numpy_times, torch_times = [], []
+    images = scale_images(data.train_images)  # both engines get the same float32 images
     for run in range(repeats):
-        numpy_times.append(numpy_epoch(preset.spec, preset.config, data.train_images,
+        numpy_times.append(numpy_epoch(preset.spec, preset.config, images,
                                        data.train_labels, order))
         line = f"   run {run + 1}: numpy {numpy_times[-1]:.2f} s"
         if not skip_torch:
-            torch_times.append(torch_epoch(preset.spec, preset.config, data.train_images,
+            torch_times.append(torch_epoch(preset.spec, preset.config, images,
                                            data.train_labels, order))
             line += f", torch {torch_times[-1]:.2f} s"
         print(line, flush=True)
@@ -164,7 +165,8 @@ def compare_with_naive(mnist, images_count: int = 1000, naive_count: int = 20) -
     preset = get_preset("seed")
     config = preset.config
     data = make_dataset(mnist, config)
-    images, labels = data.train_images[:images_count], data.train_labels[:images_count]
+    images = scale_images(data.train_images[:images_count])
+    labels = data.train_labels[:images_count]
     print("\n2. the seed network, one image per SGD update")
     model = Model(preset.spec, seed=0)
     optimizer = make_optimizer(config)

@@ -92,6 +92,28 @@ def wait_for_run_end(client, timeout: float = 30.0) -> dict:
     return status
 
 
+def stop_every_run(manager, timeout: float = 60.0) -> None:
+    """Take every queued run out of the queue, stop every active one, and wait until
+    none is left in a worker (a test that may have started several: fuzzing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = [run for run in list(manager.runs.values())
+                if run.state in ("queued", "running", "paused", "stopping")]
+        if not live and not manager.status()["runs"]:
+            break
+        for run in live:
+            try:
+                manager.cancel(run.run_id) if run.state == "queued" else manager.stop(run.run_id)
+            except Exception:  # it changed state in between
+                pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for every run to stop")
+        time.sleep(0.05)
+    for thread in training_threads():
+        thread.join(30)
+        assert not thread.is_alive(), "a training thread outlived its stopped run"
+
+
 def start_run(client, **body) -> dict:
     response = client.post("/api/runs", json=body)
     assert response.status_code == 201, response.text

@@ -336,7 +336,7 @@ def test_with_augmentation_the_same_seed_gives_identical_histories(mnist):
 
 def test_with_augmentation_the_training_batches_differ_from_the_raw_images(mnist):
     _, _, data, inputs = run_trainer(mnist, capture=True, shuffle=False, **AUGMENTED)
-    raw = data.train_images
+    raw = scale_images(data.train_images)  # the data set keeps MNIST's uint8 pixels
     assert len(inputs) == 2 * 4
     for step, x in enumerate(inputs):
         batch = raw[(step % 4) * 32:(step % 4 + 1) * 32]
@@ -345,11 +345,13 @@ def test_with_augmentation_the_training_batches_differ_from_the_raw_images(mnist
         assert sum(differs) >= 30
     # The same image is distorted afresh each epoch, and the data set itself is untouched.
     assert not np.array_equal(inputs[0], inputs[4])
-    np.testing.assert_array_equal(raw, make_dataset(mnist, TrainConfig(train_size=128)).train_images)
+    np.testing.assert_array_equal(
+        raw, scale_images(make_dataset(mnist, TrainConfig(train_size=128)).train_images))
 
 
 def test_without_augmentation_the_training_batches_are_the_raw_images(mnist):
     _, _, data, inputs = run_trainer(mnist, capture=True, shuffle=False)
     assert len(inputs) == 2 * 4
     for step, x in enumerate(inputs):
-        np.testing.assert_array_equal(x, data.train_images[(step % 4) * 32:(step % 4 + 1) * 32])
+        np.testing.assert_array_equal(
+            x, scale_images(data.train_images[(step % 4) * 32:(step % 4 + 1) * 32]))

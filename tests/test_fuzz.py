@@ -33,7 +33,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from app.security import SAFE_METHODS, required_content_type
-from server_helpers import ACTIVE_STATES, LiveServer, make_app, training_threads, wait_for
+from server_helpers import ACTIVE_STATES, LiveServer, make_app, stop_every_run, wait_for
 
 EXAMPLES = int(os.environ.get("CNN_LIVE_FUZZ_EXAMPLES", "20"))
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -54,19 +54,8 @@ def server(mnist_dir, tmp_path_factory):
 # -- the server's state around each request ------------------------------------------------
 
 def settle(server: LiveServer) -> None:
-    """Stop whatever run is active and wait for its thread to end."""
-    manager = server.manager
-    run = manager.current
-    if run is not None and run.state in ("running", "paused"):
-        try:
-            manager.stop()
-        except Exception:  # it ended (or began stopping) in between
-            pass
-    wait_for(lambda: manager.current is None or manager.current.state not in ACTIVE_STATES,
-             timeout=60, what="the fuzzed run to stop")
-    for thread in training_threads():
-        thread.join(30)
-        assert not thread.is_alive(), "a training thread outlived its stopped run"
+    """Stop whatever runs are queued or active and wait for their workers to end."""
+    stop_every_run(server.manager)
 
 
 def enter(server: LiveServer, state: str) -> None:

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_helpers import ACTIVE_STATES, make_app, training_threads, wait_for  # noqa: E402
+from server_helpers import make_app, stop_every_run  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CNN_LIVE_HOSTILE_EXAMPLES", "150"))
 MAX_ERROR_BYTES = 4096  # a refusal says what is wrong in a few lines, whatever was sent
@@ -106,7 +106,7 @@ def json_endpoints(app) -> list[tuple[str, list[str]]]:
             continue
         ref = content["schema"].get("$ref", "")
         properties = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
-        found.append((path, sorted(properties)))
+        found.append((path.replace("{run_id}", "current"), sorted(properties)))
     return found
 
 
@@ -118,18 +118,9 @@ def client(mnist_dir, tmp_path_factory):
 
 
 def settle(client: TestClient) -> None:
-    """A body that happened to be a valid run request started a run: stop it."""
-    manager = client.app.state.manager
-    run = manager.current
-    if run is not None and run.state in ("running", "paused"):
-        try:
-            manager.stop()
-        except Exception:  # it ended in between
-            pass
-    wait_for(lambda: manager.current is None or manager.current.state not in ACTIVE_STATES,
-             timeout=60, what="a generated run to stop")
-    for thread in training_threads():
-        thread.join(30)
+    """A body that happened to be a valid run request (or comparison) started runs:
+    stop them."""
+    stop_every_run(client.app.state.manager)
 
 
 def test_the_json_endpoints_are_found_in_the_schema(client):

@@ -7,6 +7,7 @@ explained prediction. Every bad value gets a clear 4xx."""
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import threading
 import time
@@ -39,13 +40,13 @@ class Published(list):
 
     def __init__(self, hub):
         super().__init__()
-        real_publish = hub.publish
+        real_publish = hub.publish_text  # every event goes through it, as JSON text
 
-        def publish(name, payload):
-            self.append((name, payload))
-            return real_publish(name, payload)
+        def publish_text(name, data, run_id=None):
+            self.append((name, json.loads(data)))
+            return real_publish(name, data, run_id)
 
-        hub.publish = publish
+        hub.publish_text = publish_text
 
     def of(self, name: str) -> list[dict]:
         return [payload for kind, payload in self if kind == name]

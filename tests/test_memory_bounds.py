@@ -24,7 +24,7 @@ import pytest
 from app.filter_images import MAX_CHANNELS, MAX_FILTERS, filters_event, from_levels
 from app.hub import HISTORY_BYTES, EventHub
 from app.settings import Settings, SettingsError
-from app.training import build_run
+from app.run_record import build_run
 from cnn.cost import ModelLimits
 from cnn.layers import Conv2D
 from cnn.model import Model

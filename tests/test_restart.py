@@ -185,7 +185,7 @@ def test_a_server_killed_mid_run_lists_its_runs_again_and_continues_the_interrup
         assert status == 200 and answer["run_id"] == run_id
         assert answer["state"] == "running", answer
         again = server.request("POST", f"/api/runs/{run_id}/continue", {})
-        assert again[0] == 409 and "already active" in again[1]["detail"]
+        assert again[0] == 409 and "is running: only an interrupted run" in again[1]["detail"]
         records = reader.result(timeout=120)
         server.wait_for_state("finished")
 
@@ -260,19 +260,22 @@ def test_an_interrupted_run_without_its_checkpoint_cannot_be_continued(mnist_dir
         assert client.get("/api/status").json()["state"] == "idle"
 
 
-def test_continuing_while_another_run_is_active_is_a_409(mnist_dir, tmp_path):
+def test_continuing_while_every_worker_is_busy_queues_it_until_one_is_free(mnist_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     run_id = interrupted_run(mnist_dir, runs_dir)
-    with TestClient(make_app(mnist_dir, runs_dir=str(runs_dir))) as client:
+    app = make_app(mnist_dir, runs_dir=str(runs_dir), max_concurrent_runs=1)
+    with TestClient(app) as client:
         other = start_run(client, preset="seed", epochs=20, train_size=1000)["run_id"]
         answer = client.post(f"/api/runs/{run_id}/continue", json={})
-        assert answer.status_code == 409 and other in answer.json()["detail"]
-        client.post("/api/runs/current/stop", json={})
-        wait_for_run_end(client)
-        # Once nothing is active it continues: its checkpoint already holds every epoch.
-        assert client.post(f"/api/runs/{run_id}/continue", json={}).status_code == 200
-        assert wait_for_run_end(client)["state"] == "finished"
-        run = next(r for r in client.get("/api/runs").json() if r["run_id"] == run_id)
+        assert answer.status_code == 200
+        assert (answer.json()["state"], answer.json()["queue_position"]) == ("queued", 1)
+        again = client.post(f"/api/runs/{run_id}/continue", json={})
+        assert again.status_code == 409 and "queued" in again.json()["detail"]
+        client.post(f"/api/runs/{other}/stop", json={})
+        # Once the other's worker is free it continues: its checkpoint holds every epoch.
+        wait_for(lambda: client.get(f"/api/runs/{run_id}").json()["state"] == "finished", 60,
+                 what="the continued run to start and finish")
+        run = client.get(f"/api/runs/{run_id}").json()
         assert [e["epoch"] for e in run["epochs"]] == [1, 2] and run["outcome"] == "finished"
 
 

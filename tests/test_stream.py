@@ -183,15 +183,15 @@ def test_batch_and_filters_events_are_throttled(mnist_dir, fast_pings):
     # the length of the run does not depend on the machine's speed.
     app = make_app(mnist_dir)
     hub, published = app.state.hub, {}
-    real_publish = hub.publish
+    real_publish = hub.publish_text  # every event goes through it
 
-    def publish(name, payload):  # when the training thread sent each event
+    def publish_text(name, data, run_id=None):  # when the training thread sent each event
         sent = time.monotonic()
-        event = real_publish(name, payload)
+        event = real_publish(name, data, run_id)
         published[event.id] = sent
         return event
 
-    hub.publish = publish
+    hub.publish_text = publish_text
     with TestClient(app) as client:
         start_run(client, preset="default", epochs=100, train_size=5000, test_size=200)
         wait_for(lambda: client.get("/api/status").json()["elapsed_seconds"] >= 3
@@ -344,12 +344,33 @@ def test_history_thinning_keeps_every_run_epoch_and_done_event():
     assert set(names) - {"run", "epoch", "done"} <= THINNABLE
 
 
-def test_a_new_run_starts_a_new_history_while_ids_keep_increasing():
+def test_a_new_run_keeps_the_history_of_the_active_runs_only_while_ids_keep_increasing():
     hub = EventHub()
-    first = [hub.publish("epoch", {"epoch": 1}), hub.publish("done", {})]
-    hub.start_run()
-    second = hub.publish("run", {"run_id": "next"})
-    assert hub.history() == [second] and second.id > first[-1].id == 2
+    ended = [hub.publish("epoch", {"epoch": 1, "run_id": "ended"}),
+             hub.publish("done", {"run_id": "ended"})]
+    active = hub.publish("epoch", {"epoch": 1, "run_id": "active"})
+    status = hub.publish("status", {"state": "running"})
+    hub.keep_runs({"active", "next"})
+    started = hub.publish("run", {"run_id": "next"})
+    assert hub.history() == [active, status, started] and started.id > ended[-1].id == 2
+    assert hub.history(run_id="active") == [active]
+
+
+def test_a_run_stream_gets_only_its_run_replayed_and_live():
+    async def main():
+        hub = EventHub()
+        hub.attach(asyncio.get_running_loop())
+        mine = hub.publish("epoch", {"epoch": 1, "run_id": "mine"})
+        hub.publish("epoch", {"epoch": 1, "run_id": "other"})
+        hub.publish("status", {"state": "running"})
+        subscription = hub.subscribe(run_id="mine")
+        assert list(subscription.replay) == [mine]
+        hub.publish("batch", {"step": 1, "run_id": "other"})
+        live = hub.publish("batch", {"step": 1, "run_id": "mine"})
+        await asyncio.sleep(0)
+        assert await subscription.next_events(1.0) == [mine]
+        assert await subscription.next_events(1.0) == [live]
+    run_async(main)
 
 
 # -- real server: several clients ------------------------------------------------------------
@@ -423,7 +444,7 @@ def test_stalled_browsers_never_block_training_or_the_other_browsers(mnist_dir, 
                 sock.close()
 
 
-def test_shutting_the_server_down_stops_the_active_run(mnist_dir, fast_pings):
+def test_shutting_the_server_down_stops_the_active_run_as_interrupted(mnist_dir, fast_pings):
     server = LiveServer(make_app(mnist_dir))
     with server:
         watcher = StreamReader(server.url, until=lambda r: False, timeout=20)
@@ -434,9 +455,10 @@ def test_shutting_the_server_down_stops_the_active_run(mnist_dir, fast_pings):
         manager = server.manager
         wait_for(lambda: manager.status()["step"] > 0, what="training to start")
         assert server.stop(timeout=8), "uvicorn did not stop within 8 s"
-        assert manager.runs[run_id].state not in ("running", "paused", "stopping")
-        assert manager.runs[run_id].state == "finished"
-        assert len(manager.runs[run_id].epochs) < 500
+        # Recorded as interrupted: a server started again continues it from its checkpoint.
+        run = manager.runs[run_id]
+        assert run.state == run.outcome == "interrupted"
+        assert len(run.epochs) < 500 and run.message.startswith("the server stopped during")
         assert not [t for t in threading.enumerate() if t.name == f"training-{run_id}"]
         watcher.close()
         watcher.join(5)
