@@ -1,5 +1,11 @@
-// The loss and accuracy charts (uPlot). Events only update plain arrays; the charts
-// are redrawn at most once per animation frame.
+// The loss and accuracy charts (uPlot), of several runs at once (issue 12). Events only
+// update plain arrays, per run; the charts are redrawn at most once per animation frame.
+//
+// Every run drawn (the active ones and the ticked ones, main.js decides) has its own
+// colour: on the loss chart its smoothed batch loss (solid) and test loss per epoch
+// (dashed, dots), on the accuracy chart its test accuracy per epoch (solid, dots). The
+// selected run also shows its raw batch loss (faint) and its train figures (dotted), and
+// its live changes of the learning rate. The legend names each line by its run.
 //
 // x is in epochs: a batch at global_step g of a run with S steps per epoch sits at g / S,
 // and an epoch's train and test figures sit at the epoch's end, x = epoch.
@@ -8,7 +14,7 @@
 // on the loss chart: a dashed vertical line where it took effect, labelled "lr a → b".
 
 import uPlot from '../vendor/uplot/uPlot.esm.js';
-import { cssVar, formatNumber, formatPercent, frameTask } from './format.js';
+import { cssVar, formatNumber, formatPercent, frameTask, parseColour } from './format.js';
 
 const SYNC_KEY = 'cnn-live-epochs';
 
@@ -16,10 +22,6 @@ function colours() {
   return {
     axis: cssVar('--chart-axis', '#5b6472'),
     grid: cssVar('--chart-grid', 'rgba(0,0,0,0.07)'),
-    raw: cssVar('--chart-loss-raw', 'rgba(37,99,235,0.25)'),
-    smooth: cssVar('--chart-loss', '#2563eb'),
-    train: cssVar('--chart-train', '#d97706'),
-    test: cssVar('--chart-test', '#059669'),
     marker: cssVar('--chart-marker', '#7c3aed'),
     font: cssVar('--chart-font', '12px system-ui, sans-serif'),
     labelFont: cssVar('--chart-label-font', '600 12px system-ui, sans-serif'),
@@ -114,39 +116,97 @@ function lowerBound(xs, x) {
   return lo;
 }
 
-export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutput, logInput, onLossSmoothed }) {
-  // ----- the live run's data -----
-  let runId = null;
-  let epochsPlanned = 0;
-  const batchX = [];
-  const batchLoss = [];
-  let smoothed = [];
-  let smoothedValid = 0;          // smoothed[0..smoothedValid) are up to date
-  let smoothState = { ema: 0, weight: 0 }; // the running average after smoothedValid points
+/** `colour` (#rrggbb or rgb()) at opacity `alpha`. */
+function faded(colour, alpha) {
+  const rgb = parseColour(colour, null);
+  return rgb ? `rgba(${rgb.join(',')},${alpha})` : colour;
+}
+
+/** Series of different x, aligned on the union of their x values (what uPlot draws):
+ *  [{xs: sorted numbers, ys}] -> [xs, ys0, ys1, ...], null where a series has no point. */
+export function align(list) {
+  let total = 0;
+  for (const s of list) total += s.xs.length;
+  const all = new Float64Array(total);
+  let k = 0;
+  for (const s of list) for (const x of s.xs) all[k++] = x;
+  all.sort();
+  const xs = [];
+  for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) xs.push(all[i]);
+  const data = [xs];
+  for (const s of list) {
+    const ys = new Array(xs.length).fill(null);
+    let j = 0;
+    for (let i = 0; i < s.xs.length; i++) {
+      while (xs[j] < s.xs[i]) j++;
+      ys[j] = s.ys[i];
+    }
+    data.push(ys);
+  }
+  return data;
+}
+
+/** One run's data on the charts. */
+function newSeries() {
+  return {
+    planned: 0,
+    batchX: [],
+    batchLoss: [],
+    smoothed: [],
+    smoothedValid: 0,       // smoothed[0..smoothedValid) are up to date
+    smoothState: { ema: 0, weight: 0 },
+    epochs: new Map(),      // epoch number -> epoch record
+    markers: [],            // live changes, sorted by x: [{x, label, learning_rate, momentum}]
+  };
+}
+
+/**
+ * @param {object} options
+ * @param {(id: string) => {label: string, colour: string}} options.describe  a run's legend
+ *   name and colour (asked when the charts are rebuilt)
+ */
+export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutput, logInput,
+  onLossSmoothed, describe }) {
+  const runs = new Map();         // run id -> its series data
+  let drawnIds = [];              // the runs drawn, in the runs list's order
+  let selected = null;            // the run whose extras are drawn
   let smoothing = Number(smoothingInput.value) || 0;
-  const epochs = new Map();       // epoch number -> epoch record
-  let comparisons = [];           // [{id, label, colour, points: [[epoch, accuracy], ...]}]
-  const markers = [];             // live changes, sorted by x: [{x, label, learning_rate, momentum}]
   let logScale = Boolean(logInput && logInput.checked);
 
   // ----- what the charts show -----
   let lossChart = null;
   let accuracyChart = null;
-  let accuracySeriesKey = '';
-  let drawn = { loss: 0, epochs: 0, markers: [] };
+  let builtKey = '';              // the series the charts were built with
+  let looks = [];                 // per drawn run: {id, label, colour}, as built
+  let drawn = { loss: 0, epochs: 0, markers: [], runs: [] };
 
-  /** The x range's end: the live run's planned epochs, or more if the data go further
-   *  (the accuracy chart also fits the compared runs). */
-  function xMax(withComparisons) {
-    let max = epochsPlanned;
-    if (batchX.length) max = Math.max(max, batchX[batchX.length - 1]);
-    for (const e of epochs.keys()) max = Math.max(max, e);
-    if (markers.length) max = Math.max(max, markers[markers.length - 1].x);
-    if (withComparisons) for (const run of comparisons) for (const [e] of run.points) max = Math.max(max, e);
+  function series(id) {
+    let s = runs.get(id);
+    if (!s) {
+      s = newSeries();
+      runs.set(id, s);
+    }
+    return s;
+  }
+
+  const isDrawn = (id) => drawnIds.includes(id);
+  const selectedSeries = () => (selected && isDrawn(selected) ? runs.get(selected) || null : null);
+
+  /** The x range's end: the drawn runs' planned epochs, or more if their data go further. */
+  function xMax() {
+    let max = 0;
+    for (const id of drawnIds) {
+      const s = runs.get(id);
+      if (!s) continue;
+      max = Math.max(max, s.planned);
+      if (s.batchX.length) max = Math.max(max, s.batchX[s.batchX.length - 1]);
+      for (const e of s.epochs.keys()) max = Math.max(max, e);
+      if (s.markers.length) max = Math.max(max, s.markers[s.markers.length - 1].x);
+    }
     return max > 0 ? max : 1;
   }
 
-  const xScale = (withComparisons) => ({ time: false, range: () => [0, xMax(withComparisons)] });
+  const xScale = () => ({ time: false, range: () => [0, xMax()] });
 
   /** Size, cursor and legend: the same for both charts. */
   function frameOptions(width) {
@@ -158,13 +218,63 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     };
   }
 
+  // ----- which lines: per drawn run -----
+  // Each entry: {id, kind, label, options}; kinds: raw, smooth, trainLoss, testLoss
+  // (loss chart), testAcc, trainAcc (accuracy chart).
+  function lossLines() {
+    const lines = [];
+    for (const look of looks) {
+      const { id, label, colour } = look;
+      const main = id === selected;
+      if (main) {
+        lines.push({ id, kind: 'raw', label: `${label} · batch`,
+          options: { stroke: faded(colour, 0.28), width: 1 } });
+      }
+      lines.push({ id, kind: 'smooth', label,
+        options: { stroke: colour, width: main ? 2.5 : 2 } });
+      if (main) {
+        lines.push({ id, kind: 'trainLoss', label: `${label} · train`,
+          options: { stroke: colour, width: 1.5, dash: [2, 3],
+            points: { show: true, size: 6, fill: 'transparent', stroke: colour } } });
+      }
+      lines.push({ id, kind: 'testLoss', label: `${label} · test`,
+        options: { stroke: colour, width: 1.5, dash: [6, 4],
+          points: { show: true, size: 7, fill: colour, stroke: colour } } });
+    }
+    return lines;
+  }
+
+  function accuracyLines() {
+    const lines = [];
+    for (const { id, label, colour } of looks) {
+      lines.push({ id, kind: 'testAcc', label: `${label} · test`,
+        options: { stroke: colour, width: id === selected ? 2.5 : 2,
+          points: { show: true, size: 7, fill: colour, stroke: colour } } });
+      if (id === selected) {
+        lines.push({ id, kind: 'trainAcc', label: `${label} · train`,
+          options: { stroke: colour, width: 1.5, dash: [2, 3],
+            points: { show: true, size: 6, fill: 'transparent', stroke: colour } } });
+      }
+    }
+    return lines;
+  }
+
+  function uSeries(lines, value) {
+    return [{ label: 'epoch', value: epochValue },
+      ...lines.map((line) => ({ label: line.label, spanGaps: true, points: { show: false },
+        value, ...line.options }))];
+  }
+
   function lossOptions(width) {
     const c = colours();
     return {
       ...frameOptions(width),
-      hooks: { draw: [(u) => drawMarkers(u, markers, c.marker, c.font)] },
+      hooks: { draw: [(u) => {
+        const s = selectedSeries();
+        if (s) drawMarkers(u, s.markers, c.marker, c.font);
+      }] },
       scales: {
-        x: xScale(false),
+        x: xScale(),
         y: logScale ? {
           distr: 3,
           log: 10,
@@ -181,35 +291,16 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         },
       },
       axes: [axis(c, 'epoch', null, true), axis(c, 'loss', (u, splits) => splits.map((v) => formatNumber(v, 3)))],
-      series: [
-        { label: 'epoch', value: epochValue },
-        { label: 'batch loss', stroke: c.raw, width: 1, spanGaps: true, points: { show: false }, value: lossValue },
-        { label: 'smoothed', stroke: c.smooth, width: 2, spanGaps: true, points: { show: false }, value: lossValue },
-        { label: 'train (epoch)', stroke: c.train, width: 1.5, spanGaps: true, dash: [6, 4],
-          points: { show: true, size: 7, fill: c.train, stroke: c.train }, value: lossValue },
-        { label: 'test (epoch)', stroke: c.test, width: 2, spanGaps: true,
-          points: { show: true, size: 7, fill: c.test, stroke: c.test }, value: lossValue },
-      ],
+      series: uSeries(lossLines(), lossValue),
     };
   }
 
   function accuracyOptions(width) {
     const c = colours();
-    const series = [
-      { label: 'epoch', value: epochValue },
-      { label: 'train', stroke: c.train, width: 1.5, spanGaps: true, dash: [6, 4],
-        points: { show: true, size: 7, fill: c.train, stroke: c.train }, value: accuracyValue },
-      { label: 'test', stroke: c.test, width: 2, spanGaps: true,
-        points: { show: true, size: 7, fill: c.test, stroke: c.test }, value: accuracyValue },
-    ];
-    for (const run of comparisons) {
-      series.push({ label: run.label, stroke: run.colour, width: 1.5, spanGaps: true, dash: [2, 3],
-        points: { show: true, size: 5, fill: run.colour, stroke: run.colour }, value: accuracyValue });
-    }
     return {
       ...frameOptions(width),
       scales: {
-        x: xScale(true),
+        x: xScale(),
         y: {
           range: (u, min, max) => {
             if (min == null || max == null || !Number.isFinite(min)) return [0, 1];
@@ -223,87 +314,65 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         axis(c, 'epoch', null, true),
         axis(c, 'accuracy', (u, splits) => splits.map((v) => `${Number((v * 100).toFixed(1))}%`)),
       ],
-      series,
+      series: uSeries(accuracyLines(), accuracyValue),
     };
   }
 
   // ----- smoothing: exponential moving average, bias-corrected like TensorBoard's -----
-  function updateSmoothed() {
-    if (smoothedValid > batchLoss.length) smoothedValid = 0;
-    if (smoothed.length !== batchLoss.length) smoothed.length = batchLoss.length;
+  function updateSmoothed(s) {
+    if (s.smoothedValid > s.batchLoss.length) s.smoothedValid = 0;
+    if (s.smoothed.length !== s.batchLoss.length) s.smoothed.length = s.batchLoss.length;
     let ema = 0;
     let weight = 0;
     // Restart from the last good point's state.
-    if (smoothedValid > 0) {
-      ema = smoothState.ema;
-      weight = smoothState.weight;
+    if (s.smoothedValid > 0) {
+      ema = s.smoothState.ema;
+      weight = s.smoothState.weight;
     }
-    for (let i = smoothedValid; i < batchLoss.length; i++) {
-      const v = batchLoss[i];
+    for (let i = s.smoothedValid; i < s.batchLoss.length; i++) {
+      const v = s.batchLoss[i];
       if (Number.isFinite(v)) {
         ema = smoothing * ema + (1 - smoothing) * v;
         weight = smoothing * weight + (1 - smoothing);
-        smoothed[i] = weight > 0 ? ema / weight : v;
+        s.smoothed[i] = weight > 0 ? ema / weight : v;
       } else {
-        smoothed[i] = null;
+        s.smoothed[i] = null;
       }
     }
-    smoothState = { ema, weight };
-    smoothedValid = batchLoss.length;
+    s.smoothState = { ema, weight };
+    s.smoothedValid = s.batchLoss.length;
+  }
+
+  function epochColumn(s, key) {
+    const xs = [...s.epochs.keys()].sort((a, b) => a - b);
+    return { xs, ys: xs.map((x) => s.epochs.get(x)?.[key] ?? null) };
   }
 
   // ----- building the aligned data uPlot wants -----
   function lossData() {
-    updateSmoothed();
-    const ex = [...epochs.keys()].sort((a, b) => a - b);
-    const xs = [];
-    const raw = [];
-    const smooth = [];
-    const train = [];
-    const test = [];
-    let i = 0;
-    let j = 0;
-    while (i < batchX.length || j < ex.length) {
-      const bx = i < batchX.length ? batchX[i] : Infinity;
-      const epx = j < ex.length ? ex[j] : Infinity;
-      xs.push(Math.min(bx, epx));
-      if (bx <= epx) {
-        raw.push(batchLoss[i]);
-        smooth.push(smoothed[i]);
-        i++;
-      } else {
-        raw.push(null);
-        smooth.push(null);
+    const columns = lossLines().map((line) => {
+      const s = series(line.id);
+      if (line.kind === 'raw') return { xs: s.batchX, ys: s.batchLoss };
+      if (line.kind === 'smooth') {
+        updateSmoothed(s);
+        return { xs: s.batchX, ys: s.smoothed };
       }
-      if (epx <= bx) {
-        const record = epochs.get(epx);
-        train.push(record.train_loss ?? null);
-        test.push(record.test_loss ?? null);
-        j++;
-      } else {
-        train.push(null);
-        test.push(null);
-      }
-    }
+      return epochColumn(s, line.kind === 'trainLoss' ? 'train_loss' : 'test_loss');
+    });
+    const data = align(columns);
     if (logScale) {
       // A log axis has no room for zero or less.
-      for (const series of [raw, smooth, train, test]) {
-        for (let k = 0; k < series.length; k++) if (!(series[k] > 0)) series[k] = null;
+      for (let k = 1; k < data.length; k++) {
+        const ys = data[k];
+        for (let i = 0; i < ys.length; i++) if (!(ys[i] > 0)) ys[i] = null;
       }
     }
-    return [xs, raw, smooth, train, test];
+    return data;
   }
 
   function accuracyData() {
-    const xsSet = new Set(epochs.keys());
-    const lookups = comparisons.map((run) => new Map(run.points));
-    for (const run of comparisons) for (const [e] of run.points) xsSet.add(e);
-    const xs = [...xsSet].sort((a, b) => a - b);
-    const data = [xs,
-      xs.map((x) => epochs.get(x)?.train_accuracy ?? null),
-      xs.map((x) => epochs.get(x)?.test_accuracy ?? null)];
-    for (const lookup of lookups) data.push(xs.map((x) => lookup.get(x) ?? null));
-    return data;
+    return align(accuracyLines().map((line) => epochColumn(series(line.id),
+      line.kind === 'trainAcc' ? 'train_accuracy' : 'test_accuracy')));
   }
 
   // ----- drawing -----
@@ -311,33 +380,55 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     return Math.max(200, Math.floor(el.clientWidth));
   }
 
-  function buildLoss() {
+  function viewKey() {
+    return `${selected}|${drawnIds.join(',')}|${logScale}`;
+  }
+
+  function describeAll() {
+    looks = drawnIds.map((id) => ({ id, ...describe(id) }));
+  }
+
+  function label(el, what) {
+    const names = looks.map((look) => look.label);
+    el.setAttribute('aria-label', names.length ? `${what} of ${names.join(', ')}` : `${what}: no run yet`);
+  }
+
+  function build() {
+    describeAll();
     if (lossChart) lossChart.destroy();
-    lossChart = new uPlot(lossOptions(widthOf(lossEl)), lossData(), lossEl);
-  }
-
-  function buildAccuracy() {
     if (accuracyChart) accuracyChart.destroy();
+    lossChart = new uPlot(lossOptions(widthOf(lossEl)), lossData(), lossEl);
     accuracyChart = new uPlot(accuracyOptions(widthOf(accuracyEl)), accuracyData(), accuracyEl);
-    accuracySeriesKey = seriesKey();
+    label(lossEl, 'Loss against epochs: smoothed batch loss and test loss per epoch');
+    label(accuracyEl, 'Test accuracy per epoch');
+    builtKey = viewKey();
   }
-
-  const seriesKey = () => comparisons.map((run) => `${run.id}:${run.colour}`).join('|');
 
   // What changed since the last frame: batches only touch the loss chart.
   let lossDirty = true;
   let accuracyDirty = true;
+  let rebuild = true;
 
   const draw = frameTask(() => {
-    if (!lossChart) buildLoss();
-    else if (lossDirty) lossChart.setData(lossData());
-    if (!accuracyChart || accuracySeriesKey !== seriesKey()) buildAccuracy();
-    else if (accuracyDirty) accuracyChart.setData(accuracyData());
+    if (rebuild || !lossChart || builtKey !== viewKey()) {
+      build();
+    } else {
+      if (lossDirty) lossChart.setData(lossData());
+      if (accuracyDirty) accuracyChart.setData(accuracyData());
+    }
+    rebuild = false;
     lossDirty = false;
     accuracyDirty = false;
-    drawn = { loss: batchX.length, epochs: epochs.size, markers: markers.map((m) => ({ ...m })) };
+    const s = selectedSeries();
+    drawn = {
+      loss: s ? s.batchX.length : 0,
+      epochs: s ? s.epochs.size : 0,
+      markers: s ? s.markers.map((m) => ({ ...m })) : [],
+      runs: looks.map((look) => ({ ...look, lossPoints: series(look.id).batchX.length,
+        epochPoints: series(look.id).epochs.size, selected: look.id === selected })),
+    };
     if (onLossSmoothed) {
-      const last = smoothed.length ? smoothed[smoothed.length - 1] : null;
+      const last = s && s.smoothed.length ? s.smoothed[s.smoothed.length - 1] : null;
       onLossSmoothed(last);
     }
   });
@@ -356,7 +447,9 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   observer.observe(lossEl);
   observer.observe(accuracyEl);
 
-  function redraw({ loss = true, accuracy = true } = {}) {
+  /** Redraw if run `id` is drawn (undefined: in any case). */
+  function redraw({ loss = true, accuracy = true, id } = {}) {
+    if (id !== undefined && !isDrawn(id)) return;
     lossDirty ||= loss;
     accuracyDirty ||= accuracy;
     draw();
@@ -369,7 +462,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   smoothingInput.addEventListener('input', () => {
     const value = Number(smoothingInput.value);
     smoothing = Number.isFinite(value) ? Math.min(0.99, Math.max(0, value)) : 0;
-    smoothedValid = 0;
+    for (const s of runs.values()) s.smoothedValid = 0;
     showSmoothing();
     redraw({ accuracy: false });
   });
@@ -378,89 +471,138 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   if (logInput) {
     logInput.addEventListener('change', () => {
       logScale = logInput.checked;
-      buildLoss(); // the scale's kind is fixed when a chart is made
-      drawn = { ...drawn, loss: batchX.length, markers: markers.map((m) => ({ ...m })) };
+      rebuild = true; // the scale's kind is fixed when a chart is made
+      draw();
     });
+  }
+
+  function addBatch(b) {
+    const x = stepX(b);
+    if (!Number.isFinite(x)) return;
+    const s = series(b.run_id);
+    const loss = Number.isFinite(b.loss) ? b.loss : null;
+    const n = s.batchX.length;
+    if (n === 0 || x > s.batchX[n - 1]) {
+      s.batchX.push(x);
+      s.batchLoss.push(loss);
+    } else {
+      // A replayed or late point: replace or insert in order, keeping the charts idempotent.
+      const at = lowerBound(s.batchX, x);
+      if (s.batchX[at] === x) s.batchLoss[at] = loss;
+      else {
+        s.batchX.splice(at, 0, x);
+        s.batchLoss.splice(at, 0, loss);
+      }
+      s.smoothedValid = 0; // the running average past `at` is stale: recompute it
+    }
+    redraw({ accuracy: false, id: b.run_id });
+  }
+
+  function addMarker(change) {
+    const x = stepX(change);
+    if (!Number.isFinite(x)) return;
+    const s = series(change.run_id);
+    const marker = { x, label: describeChange(change), learning_rate: change.learning_rate,
+      momentum: change.momentum };
+    const at = s.markers.findIndex((m) => m.x >= x);
+    if (at === -1) s.markers.push(marker);
+    else if (s.markers[at].x === x) s.markers[at] = marker;
+    else s.markers.splice(at, 0, marker);
+    if (change.run_id === selected) redraw({ accuracy: false, id: change.run_id });
+  }
+
+  function addEpoch(record) {
+    if (!Number.isFinite(record.epoch)) return;
+    const s = series(record.run_id);
+    s.epochs.set(record.epoch, record);
+    if (Number.isFinite(record.epochs)) s.planned = Math.max(s.planned, record.epochs);
+    redraw({ id: record.run_id });
   }
 
   redraw();
 
   return {
-    /** Forget the live run's data (a new run began). */
-    reset({ run_id: id = null, config = null } = {}) {
-      runId = id;
-      epochsPlanned = config && Number.isFinite(config.epochs) ? config.epochs : 0;
-      batchX.length = 0;
-      batchLoss.length = 0;
-      smoothed = [];
-      smoothedValid = 0;
-      epochs.clear();
-      markers.length = 0;
-      redraw();
+    /** Forget run `id`'s data (it starts), or what came after epoch `keepThrough`
+     *  (it goes on from that epoch's checkpoint: continued, or stepped). */
+    resetRun(id, config = null, keepThrough = null) {
+      const old = runs.get(id);
+      const s = newSeries();
+      s.planned = config && Number.isFinite(config.epochs) ? config.epochs : 0;
+      if (old && Number.isFinite(keepThrough) && keepThrough > 0) {
+        const end = lowerBound(old.batchX, keepThrough + 1e-9);
+        s.batchX = old.batchX.slice(0, end);
+        s.batchLoss = old.batchLoss.slice(0, end);
+        s.epochs = new Map([...old.epochs].filter(([epoch]) => epoch <= keepThrough));
+        s.markers = old.markers.filter((m) => m.x <= keepThrough);
+      }
+      runs.set(id, s);
+      redraw({ id });
     },
-    runId: () => runId,
-    adoptRun(id) {
-      runId = id;
+    /** Drop a run's data (cancelled, or too old to keep). */
+    dropRun(id) {
+      runs.delete(id);
     },
-    setPlannedEpochs(n) {
-      if (Number.isFinite(n) && n > 0 && n !== epochsPlanned) {
-        epochsPlanned = n;
-        redraw();
+    hasData: (id) => {
+      const s = runs.get(id);
+      return Boolean(s && (s.batchX.length || s.epochs.size));
+    },
+    hasBatches: (id) => Boolean(runs.get(id)?.batchX.length),
+    /** Which runs are drawn (in order) and which is selected; their names and colours
+     *  are asked again (`relabel`: even if the same runs are drawn). */
+    setView(ids, selectedId, { relabel = false } = {}) {
+      const changed = ids.join(',') !== drawnIds.join(',') || selectedId !== selected;
+      drawnIds = [...ids];
+      selected = selectedId;
+      if (changed || relabel) {
+        rebuild = true;
+        draw();
       }
     },
-    addBatch(b) {
-      const x = stepX(b);
-      if (!Number.isFinite(x)) return;
-      const loss = Number.isFinite(b.loss) ? b.loss : null;
-      const n = batchX.length;
-      if (n === 0 || x > batchX[n - 1]) {
-        batchX.push(x);
-        batchLoss.push(loss);
-      } else {
-        // A replayed or late point: replace or insert in order, keeping the charts idempotent.
-        const at = lowerBound(batchX, x);
-        if (batchX[at] === x) batchLoss[at] = loss;
-        else {
-          batchX.splice(at, 0, x);
-          batchLoss.splice(at, 0, loss);
-        }
-        smoothedValid = 0; // the running average past `at` is stale: recompute it
+    setPlannedEpochs(id, n) {
+      const s = series(id);
+      if (Number.isFinite(n) && n > 0 && n !== s.planned) {
+        s.planned = n;
+        redraw({ id });
       }
-      redraw({ accuracy: false });
     },
+    addBatch,
     /** A live change of the learning rate or momentum (a "hyperparameters" event): a
      *  marker where it took effect. Replayed events replace their own marker. */
-    addMarker(change) {
-      const x = stepX(change);
-      if (!Number.isFinite(x)) return;
-      const marker = { x, label: describeChange(change), learning_rate: change.learning_rate,
-        momentum: change.momentum };
-      const at = markers.findIndex((m) => m.x >= x);
-      if (at === -1) markers.push(marker);
-      else if (markers[at].x === x) markers[at] = marker;
-      else markers.splice(at, 0, marker);
-      redraw({ accuracy: false });
-    },
-    addEpoch(record) {
-      if (!Number.isFinite(record.epoch)) return;
-      epochs.set(record.epoch, record);
-      if (Number.isFinite(record.epochs)) epochsPlanned = Math.max(epochsPlanned, record.epochs);
-      redraw();
-    },
-    /** Earlier runs' test accuracy lines: [{id, label, colour, points: [[epoch, acc]]}]. */
-    setComparisons(list) {
-      comparisons = list;
-      redraw({ loss: false });
+    addMarker,
+    addEpoch,
+    /** A finished run's history from GET /api/runs/{id}/metrics.json. */
+    loadHistory(id, metrics) {
+      const s = series(id);
+      const planned = metrics?.config?.epochs;
+      if (Number.isFinite(planned)) s.planned = Math.max(s.planned, planned);
+      for (const b of Array.isArray(metrics?.batches) ? metrics.batches : []) {
+        if (b && typeof b === 'object') addBatch({ ...b, run_id: id });
+      }
+      for (const e of Array.isArray(metrics?.epochs) ? metrics.epochs : []) {
+        if (e && typeof e === 'object') addEpoch({ ...e, run_id: id });
+      }
+      for (const change of Array.isArray(metrics?.hyperparameter_changes) ? metrics.hyperparameter_changes : []) {
+        if (change && typeof change === 'object') addMarker({ ...change, run_id: id });
+      }
+      redraw({ id });
     },
     /** Colours come from CSS: rebuild after a theme change. */
     restyle() {
-      buildLoss();
-      buildAccuracy();
+      rebuild = true;
+      draw();
     },
     /** The uPlot chart "loss" or "accuracy" (for a PNG export). */
     chart: (name) => (name === 'loss' ? lossChart : accuracyChart),
+    runId: () => selected,
     lossMarkers: () => drawn.markers,
     lossPoints: () => drawn.loss,
     epochPoints: () => drawn.epochs,
+    /** The runs last drawn: [{id, label, colour, lossPoints, epochPoints, selected}]. */
+    drawnRuns: () => drawn.runs.map((run) => ({ ...run })),
+    /** The legend's labels of chart "loss" or "accuracy", as built. */
+    legend: (name) => {
+      const u = name === 'loss' ? lossChart : accuracyChart;
+      return u ? u.series.slice(1).map((s) => s.label) : [];
+    },
   };
 }

@@ -1,13 +1,24 @@
 // The training form, the API calls behind its buttons, and everything that shows the
-// run's state: the state badge, the buttons' enabled state, the progress bar and text,
-// the latest figures, and the data-missing and error banners. Other modules follow the
-// state through `subscribe` (steer.js).
+// selected run's state (main.js hands it that run's status): the state badge, the
+// buttons' enabled state, the progress bar and text, the latest figures, and the
+// data-missing and error banners. Other modules follow the state through `subscribe`
+// (steer.js). Start is always possible: past the runs that train at once, a new run
+// waits in the queue. The comparison buttons start several runs in one request.
 
 import { api, ApiError } from './api.js';
 import { formatDuration, formatInteger, formatNumber, formatPercent } from './format.js';
 
-const ACTIVE = new Set(['running', 'paused', 'stopping']);
-const STATES = ['idle', 'running', 'paused', 'stopping', 'finished', 'failed'];
+const STATES = ['idle', 'queued', 'running', 'paused', 'stopping', 'finished', 'failed', 'interrupted'];
+// The learning-rate sweep: the form's rate times these, to one significant digit
+// (0.003 -> 0.0003, 0.001, 0.003, 0.01).
+const SWEEP_FACTORS = [0.1, 1 / 3, 1, 10 / 3];
+
+/** The sweep's learning rates around `rate`. */
+export function sweepRates(rate) {
+  const base = Number.isFinite(rate) && rate > 0 ? rate : 0.003;
+  const rates = SWEEP_FACTORS.map((f) => Math.min(100, Number((base * f).toPrecision(1))));
+  return [...new Set(rates)];
+}
 
 const byId = (id) => document.getElementById(id);
 
@@ -34,7 +45,7 @@ function describeFixed(c) {
   return parts.join(' · ');
 }
 
-export function createControls({ onStarted } = {}) {
+export function createControls({ onStarted, onAnswer } = {}) {
   const el = {
     form: byId('run-form'),
     preset: byId('preset'),
@@ -59,6 +70,9 @@ export function createControls({ onStarted } = {}) {
     statSpeed: byId('stat-speed'),
     statLr: byId('stat-lr'),
     statElapsed: byId('stat-elapsed'),
+    compareFc: byId('compare-fc'),
+    compareLr: byId('compare-lr'),
+    compareHelp: byId('compare-help'),
   };
 
   const presets = new Map();  // name -> {name, description, spec, config}
@@ -182,11 +196,18 @@ export function createControls({ onStarted } = {}) {
 
   /** A status from an HTTP answer, asked for when the stream had sent `seen` statuses:
    *  applied only if the stream has said nothing newer since (a stop's answer can come
-   *  after the stream's "finished"). */
+   *  after the stream's "finished"). main.js applies it to its runs (`onAnswer`). */
   function applyAnswer(answer, seen) {
     if (answer && typeof answer === 'object' && typeof answer.state === 'string' && streamStatuses === seen) {
-      applyStatus(answer);
+      if (onAnswer) onAnswer(answer);
+      else applyStatus(answer);
     }
+  }
+
+  /** The path of the run shown (its own id; `current` before there is one). */
+  function runPath(action) {
+    const id = status?.run_id;
+    return `/api/runs/${id ? encodeURIComponent(id) : 'current'}/${action}`;
   }
 
   async function request(method, path, body) {
@@ -209,7 +230,7 @@ export function createControls({ onStarted } = {}) {
 
   el.form.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (busy || (status && ACTIVE.has(status.state))) return;
+    if (busy) return;
     let body;
     try {
       body = collect();
@@ -218,25 +239,81 @@ export function createControls({ onStarted } = {}) {
       return;
     }
     request('POST', '/api/runs', body).then((answer) => {
-      if (answer && answer.run_id && onStarted) onStarted(answer.run_id);
+      if (answer && answer.run_id && onStarted) onStarted([answer.run_id], [answer]);
     });
   });
 
   el.pause.addEventListener('click', () => {
     const state = status?.state;
-    if (state === 'running') request('POST', '/api/runs/current/pause');
-    else if (state === 'paused') request('POST', '/api/runs/current/resume');
+    if (state === 'running') request('POST', runPath('pause'));
+    else if (state === 'paused') request('POST', runPath('resume'));
   });
 
   el.stop.addEventListener('click', () => {
-    request('POST', '/api/runs/current/stop');
+    request('POST', runPath('stop'));
   });
+
+  // ----- comparisons: several runs in one request -----
+  function formEpochs() {
+    const value = Number(byId('epochs')?.value);
+    return Number.isInteger(value) && value > 0 ? value : null;
+  }
+
+  function formRate() {
+    const value = Number(byId('learning-rate')?.value);
+    return Number.isFinite(value) && value > 0 ? value : presets.get(el.preset.value)?.config?.learning_rate;
+  }
+
+  /** The runs of comparison `kind`: "fc" (the 2017 experiment) or "lr" (a sweep). */
+  function comparisonRuns(kind) {
+    if (kind === 'fc') {
+      const epochs = formEpochs();
+      return ['seed', 'seed-fc'].map((preset) => (epochs ? { preset, epochs } : { preset }));
+    }
+    const body = collect();
+    return sweepRates(body.learning_rate ?? formRate()).map((rate) => ({ ...body, learning_rate: rate }));
+  }
+
+  let maxAtOnce = null;
+  function describeComparisons() {
+    if (!el.compareHelp) return;
+    const epochs = formEpochs();
+    const each = epochs ? `${epochs} epoch${epochs === 1 ? '' : 's'} each (the Epochs above)` : 'each preset\'s epochs';
+    const rates = sweepRates(formRate()).join(', ');
+    const atOnce = maxAtOnce ? ` ${maxAtOnce} train at once; the others wait in the queue.` : '';
+    el.compareHelp.textContent = `CNN against fully connected: the seed preset's small CNN against seed-fc's `
+      + `784-25-10 network, on the same 1000 images, ${each}. Learning-rate sweep: the settings above at `
+      + `learning rates ${rates}.${atOnce}`;
+  }
+
+  async function startComparison(kind, button) {
+    if (busy) return;
+    let runs;
+    try {
+      runs = comparisonRuns(kind);
+    } catch (error) {
+      showFormError(error.message);
+      return;
+    }
+    button.disabled = true;
+    const answer = await request('POST', '/api/comparisons', { runs });
+    button.disabled = false;
+    if (answer && Array.isArray(answer.run_ids) && onStarted) onStarted(answer.run_ids, answer.runs || []);
+  }
+
+  el.compareFc?.addEventListener('click', () => startComparison('fc', el.compareFc));
+  el.compareLr?.addEventListener('click', () => startComparison('lr', el.compareLr));
+  el.form.addEventListener('input', describeComparisons);
+  el.form.addEventListener('change', describeComparisons);
+  el.form.addEventListener('cnn-live-filled', describeComparisons);
 
   // ----- state, buttons, progress -----
   function renderButtons() {
     const state = status?.state || 'idle';
     const controllable = state === 'running' || state === 'paused';
-    el.start.disabled = busy || ACTIVE.has(state);
+    el.start.disabled = busy;
+    if (el.compareFc) el.compareFc.disabled = busy;
+    if (el.compareLr) el.compareLr.disabled = busy;
     el.pause.disabled = busy || !controllable;
     el.pause.textContent = state === 'paused' ? 'Resume' : 'Pause';
     el.pause.setAttribute('aria-pressed', state === 'paused' ? 'true' : 'false');
@@ -260,6 +337,12 @@ export function createControls({ onStarted } = {}) {
     }
     const fraction = Number.isFinite(p.progress) ? Math.min(1, Math.max(0, p.progress)) : 0;
     el.progress.value = fraction;
+    if (state === 'queued') {
+      const position = status?.queue_position;
+      el.progressText.textContent = `queued${Number.isFinite(position) ? ` · number ${position} in the queue` : ''}`
+        + ' · it starts when a run ends';
+      return;
+    }
     let text = `epoch ${p.epoch ?? 0}/${p.epochs ?? '?'} · step ${p.step ?? 0}/${p.steps ?? '?'}`;
     if (state === 'running' && !p.steps) {
       text += ' · starting…';
@@ -272,6 +355,8 @@ export function createControls({ onStarted } = {}) {
       text += ' · stopping…';
     } else if (state === 'failed') {
       text += ' · failed';
+    } else if (state === 'interrupted') {
+      text += ' · interrupted';
     } else if (outcome && outcome.state === 'stopped') {
       text += ` · stopped after ${outcome.epochs_completed ?? 0} epoch${outcome.epochs_completed === 1 ? '' : 's'}`;
     } else if (state === 'finished' || outcome) {
@@ -332,6 +417,10 @@ export function createControls({ onStarted } = {}) {
 
   function applyStatus(s) {
     status = s;
+    if (Number.isFinite(s.max_concurrent_runs) && s.max_concurrent_runs !== maxAtOnce) {
+      maxAtOnce = s.max_concurrent_runs;
+      describeComparisons();
+    }
     if (s.run_id) {
       adoptRun(s.run_id);
       progress = {
@@ -342,7 +431,7 @@ export function createControls({ onStarted } = {}) {
       if (Number.isFinite(s.elapsed_seconds)) el.statElapsed.textContent = `elapsed ${formatDuration(s.elapsed_seconds)}`;
     }
     if (s.state === 'failed') showError(s.message);
-    else if (s.state === 'running' || s.state === 'paused') hideError();
+    else hideError();
     renderState();
     renderButtons();
     renderProgress();
@@ -363,11 +452,16 @@ export function createControls({ onStarted } = {}) {
   return {
     loadPresets,
     loadStatus,
-    /** A status event from the stream. */
+    /** The selected run's status, from a status event of the stream. */
     applyStatus(s) {
       streamStatuses += 1;
       applyStatus(s);
     },
+    /** The selected run's status, from anything else (a selection, an answer, its end). */
+    showStatus: (s) => applyStatus(s),
+    /** A run is selected: forget the figures of the one shown before. */
+    adoptRun,
+    describeComparisons,
     status: () => status,
     /** `listener(status)` after every status applied, from the stream or an answer. */
     subscribe(listener) {

@@ -36,14 +36,16 @@ export function describeWeights(model) {
   return '';
 }
 
-/** "run 3f2a… · epoch 2 · training · averaged weights", "bundled model · raw weights", …:
- * which model answered, and with which of its weights. */
-export function describeModel(model) {
+/** "seed #3f2a · epoch 2 · training · averaged weights", "bundled model · raw weights", …:
+ * which model answered, and with which of its weights. `nameOf(runId)` names a run. */
+export function describeModel(model, nameOf = null) {
   if (!model || typeof model !== 'object') return '';
   const parts = [];
   if (model.source === 'bundled') parts.push('bundled model');
+  else if (model.source === 'uploaded' && !model.run_id) parts.push(model.description || 'uploaded model');
   else {
-    parts.push(model.run_id ? `run ${String(model.run_id).slice(0, 4)}…` : 'latest run');
+    const id = model.run_id ? String(model.run_id) : '';
+    parts.push(id ? (nameOf ? nameOf(id) : `run ${id.slice(0, 4)}…`) : 'latest run');
     if (Number.isFinite(model.epoch)) parts.push(`epoch ${model.epoch}`);
     if (model.source === 'training') parts.push('training');
   }
@@ -65,7 +67,7 @@ function describeFailure(error) {
 
 export function createDraw({
   canvas, clearButton, penInput, penOutput, predictionEl, modelEl, probabilitiesEl,
-  inputCanvas, mapsEl, errorEl, rawWeightsInput = null,
+  inputCanvas, mapsEl, errorEl, rawWeightsInput = null, chooser = null, nameOf = null,
 }) {
   const ctx = canvas.getContext('2d');
   const rows = Array.from(probabilitiesEl.querySelectorAll('li[data-digit]'))
@@ -263,10 +265,25 @@ export function createDraw({
     try {
       // The run's moving average of its weights answers unless the raw ones are asked for.
       const weights = rawWeightsInput?.checked ? 'raw' : 'averaged';
-      const answer = await api('POST', '/api/predict', { pixels, width: SEND_SIZE, explain, weights });
+      const body = { pixels, width: SEND_SIZE, explain, weights };
+      // The run chosen under "Answered by" (none: the server's default, the newest run).
+      const runId = chooser ? chooser.value() : '';
+      if (runId) body.run_id = runId;
+      const answer = await api('POST', '/api/predict', body);
       if (mine === generation) apply(answer, explain);
     } catch (error) {
-      if (mine === generation) showError(describeFailure(error));
+      if (mine === generation) {
+        const chosen = chooser ? chooser.value() : '';
+        if (chosen && error instanceof ApiError && error.status === 404) {
+          // That run's model is gone (it failed, or ended too long ago): the newest answers.
+          chooser.reset();
+          showError(`${nameOf ? nameOf(chosen) : 'That run'} no longer answers: asking the newest run instead.`);
+          dirty = true;
+          wantExplain = wantExplain || explain;
+        } else {
+          showError(describeFailure(error));
+        }
+      }
     } finally {
       inFlight = false;
       if (dirty) {
@@ -293,7 +310,7 @@ export function createDraw({
       row.li.classList.toggle('is-top', digit === answer.digit);
     });
     if (Array.isArray(answer.input)) paintMap(inputCanvas, answer.input, palette.ink, false);
-    modelEl.textContent = describeModel(answer.model);
+    modelEl.textContent = describeModel(answer.model, nameOf);
     modelEl.title = answer.model?.description || '';
     if (explain) {
       if (Array.isArray(answer.feature_maps)) layerView.show(answer);
@@ -352,8 +369,16 @@ export function createDraw({
     if (strokes.length) finish();
   });
 
+  /** Ask again about the drawing on the pad (another model was chosen). */
+  function askAgain() {
+    if (strokes.length) finish();
+  }
+
   return {
     clear,
+    askAgain,
+    /** The model that answered last (for the tests). */
+    lastModel: () => (lastAnswer ? { ...lastAnswer.model } : null),
     /** Colours come from CSS variables: repaint after a light/dark switch. */
     restyle() {
       palette = colours();

@@ -309,8 +309,8 @@ export function createEvaluate({
   const request = frameTask(draw);
 
   return {
-    /** A new run: nothing to show until its first evaluation. */
-    reset() {
+    /** A new run: nothing to show until its first evaluation (`text` says why). */
+    reset(text = '') {
       generation += 1;
       pending = null;
       shown = null;
@@ -322,8 +322,8 @@ export function createEvaluate({
       size = 0;
       buttons = [];
       rowNotes = [];
-      placeholder(matrixEl, emptyMatrixText, 'evaluate-empty');
-      placeholder(galleryEl, emptyGalleryText, 'evaluate-empty');
+      placeholder(matrixEl, text || emptyMatrixText, 'evaluate-empty');
+      placeholder(galleryEl, text ? '' : emptyGalleryText, 'evaluate-empty');
       summaryEl.textContent = '';
       galleryCountEl.textContent = '';
       delete galleryCountEl.dataset.count;

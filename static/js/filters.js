@@ -217,8 +217,9 @@ export function createFilters({ container, stampEl }) {
   const request = frameTask(draw);
 
   return {
-    /** A new run: clear the tiles; `spec` (if known) says whether there will be any. */
-    reset(spec) {
+    /** A new run: clear the tiles; `spec` (if known) says whether there will be any;
+     *  `text` says why there are none yet. */
+    reset(spec, text = '') {
       pending = null;
       last = null;
       if (stampEl) stampEl.textContent = '';
@@ -226,7 +227,7 @@ export function createFilters({ container, stampEl }) {
       if (convs && convs.length === 0) {
         message('This network has no convolution layers, so it has no filters to show.');
       } else {
-        message('Waiting for the first weights…');
+        message(text || 'Waiting for the first weights…');
       }
     },
     update(event) {

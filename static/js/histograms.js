@@ -216,11 +216,11 @@ export function createHistograms({ container, stampEl }) {
   });
 
   return {
-    reset() {
+    reset(text = '') {
       pending = null;
       shown = null;
       if (stampEl) stampEl.textContent = '';
-      message(emptyText);
+      message(text || emptyText);
     },
     update(event) {
       pending = event;

@@ -25,10 +25,11 @@ export function createInsight() {
   });
   let runId = null;
 
-  function reset(newRunId = null) {
+  /** Show run `newRunId`'s panels, empty until its events come (`text`: why not yet). */
+  function reset(newRunId = null, text = '') {
     runId = newRunId;
-    evaluate.reset();
-    histograms.reset();
+    evaluate.reset(text);
+    histograms.reset(text);
   }
 
   /** Events of another run than the one shown start the panels afresh. */

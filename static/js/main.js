@@ -1,8 +1,21 @@
-// Wiring: the event stream feeds the charts, the filters, the controls and the runs list.
+// Wiring: the event stream feeds the runs (jobs.js), the charts, the runs list, the
+// filters, the insight panels, the controls and the drawing pad's chooser.
 //
-// Events are applied in the order they come. A "run" event clears the live charts and
-// filters, so a page that connects mid-run (and is sent the run's history first) ends
-// up drawing exactly what a page that watched from the start draws.
+// Several runs train at once (issue 12). Every active run and every ticked one is drawn
+// on the charts in its own colour; one run is *selected*: the filters, the evaluation and
+// the histograms, the progress, the stats, Pause/Stop above and the steering follow it.
+// The page selects the newest run, but does not leave a run that still trains for
+// another one that starts (a comparison's runs start together); starting runs from this
+// page selects the first of them; pressing a run in the runs list selects it and keeps
+// it until "Follow the newest run".
+//
+// Events are applied in the order they come. A "run" event clears that run's curves
+// and panels, so a page that connects mid-run (and is sent the active runs' history
+// first) ends up drawing exactly what a page that watched from the start draws.
+//
+// Per event the work stays small (a room of browsers watches): a batch appends a point
+// and asks for a redraw on the next frame; the runs list is patched per row, from the
+// status (about once a second) and the runs' epochs, never from batches.
 
 import { createCharts } from './charts.js';
 import { createControls } from './controls.js';
@@ -10,6 +23,8 @@ import { createDraw } from './draw.js';
 import { createFilters } from './filters.js';
 import { createInsight } from './insight.js';
 import { createRuns } from './runs.js';
+import { ACTIVE, createJobs, legendLabels, runName } from './jobs.js';
+import { createModelChooser } from './chooser.js';
 import { connectStream } from './stream.js';
 import { api, askForToken, getToken, setTokenAsker } from './api.js';
 import { createTokenDialog } from './token.js';
@@ -17,8 +32,17 @@ import { createThemeToggle, onThemeChange } from './theme.js';
 import { createSteer } from './steer.js';
 import { createAugmentPreview } from './augment.js';
 import { createChartDownloads } from './export.js';
+import { cssVar } from './format.js';
 
 const byId = (id) => document.getElementById(id);
+
+// Heavy data (a run's latest filters, evaluation and histograms, ~100 KB) is kept for
+// this many runs at most, besides the active, ticked and selected ones.
+const HEAVY_RUNS = 8;
+// The runs list is fetched again this long after a run ends, plus up to SPREAD_MS more,
+// so that a room of browsers does not ask at the same moment.
+const LIST_AFTER_MS = 800;
+const SPREAD_MS = 1500;
 
 // The server's token, asked for when a request gets 401 (see api.js).
 setTokenAsker(createTokenDialog({
@@ -29,9 +53,30 @@ setTokenAsker(createTokenDialog({
   cancel: byId('token-cancel'),
 }));
 
-// A started run shows at once, even before its "run" event (which clears again).
-const controls = createControls({ onStarted: (runId) => follow(runId) });
+const jobs = createJobs();
+let lastStatus = null;    // the server's latest status (from the stream or GET /api/status)
+let selectedId = null;    // the run the panels and the controls follow
+let pinned = false;       // chosen in the runs list: kept when other runs start
 
+const nameOf = (id) => {
+  const job = jobs.get(id);
+  return job ? runName(job) : `run ${String(id).slice(0, 4)}`;
+};
+
+// Started from this page (Start, or a comparison): follow the first run at once, even
+// before its "run" event.
+const controls = createControls({
+  onStarted: (ids, statuses) => {
+    for (const status of statuses) {
+      const job = jobs.applyRunStatus(status, { fromStream: false });
+      if (job) runsView.update(job);
+    }
+    if (ids.length) select(ids[0]);
+  },
+  onAnswer: (answer) => applyAnswer(answer),
+});
+
+let legend = new Map();   // run id -> its name in the charts' legend
 const charts = createCharts({
   lossEl: byId('loss-chart'),
   accuracyEl: byId('accuracy-chart'),
@@ -39,6 +84,13 @@ const charts = createCharts({
   smoothingOutput: byId('smoothing-value'),
   logInput: byId('loss-log'),
   onLossSmoothed: (value) => controls.showLoss(value),
+  describe: (id) => {
+    const job = jobs.get(id);
+    return {
+      label: legend.get(id) || nameOf(id),
+      colour: cssVar(`--run-colour-${job ? job.colour : 0}`, '#2563eb'),
+    };
+  },
 });
 
 const filters = createFilters({ container: byId('filters'), stampEl: byId('filters-stamp') });
@@ -46,7 +98,12 @@ const filters = createFilters({ container: byId('filters'), stampEl: byId('filte
 // The evaluation (confusion matrix, mistakes) and the weight histograms of each epoch.
 const insight = createInsight();
 
-// The drawing pad and the network's reading of it (POST /api/predict).
+// The drawing pad, the model that answers it, and the network's reading of it.
+const chooser = createModelChooser({
+  select: byId('draw-model'),
+  nameOf,
+  onChange: () => draw.askAgain(),
+});
 const draw = createDraw({
   canvas: byId('draw-canvas'),
   clearButton: byId('draw-clear'),
@@ -59,16 +116,32 @@ const draw = createDraw({
   mapsEl: byId('feature-maps'),
   errorEl: byId('draw-error'),
   rawWeightsInput: byId('draw-raw-weights'),
+  chooser,
+  nameOf,
 });
 
-const runs = createRuns({
+const runsView = createRuns({
   listEl: byId('runs'),
   errorEl: byId('runs-error'),
-  onChange: (list) => charts.setComparisons(list),
+  summaryEl: byId('runs-summary'),
+  followButton: byId('runs-follow-newest'),
+  jobs,
+  onSelect: (id) => (id ? select(id, { pin: true }) : followNewest()),
+  onTick: (id, checked) => {
+    const job = jobs.get(id);
+    if (!job) return;
+    job.ticked = checked;
+    updateView();
+    if (checked) ensureHistory(job);
+  },
+  onAnswer: {
+    seen: () => controls.statusesSeen(),
+    apply: (answer, seen) => controls.applyAnswer(answer, seen),
+  },
 });
 
-// Steering the run (learning rate, momentum, one more epoch), the augmentation preview,
-// and the charts' PNG downloads.
+// Steering the selected run (learning rate, momentum, one more epoch), the augmentation
+// preview, and the charts' PNG downloads.
 const steer = createSteer({
   controls,
   form: byId('steer-form'),
@@ -95,95 +168,294 @@ createThemeToggle({ inputs: document.querySelectorAll('input[name="theme"]') });
 onThemeChange(() => {
   charts.restyle();
   filters.restyle();
-  runs.restyle();
   draw.restyle();
   augment.restyle();
   insight.restyle();
 });
 
-// ----- the live run -----
-let liveRun = null;             // the run the charts and filters show
-const knownRuns = new Set();    // runs whose "run" event has been seen
+// ----- what is drawn, what is selected -----
 
-/** Events of a run we have not seen start: adopt it, or switch to it. */
-function follow(runId) {
-  if (!runId || runId === liveRun) return;
-  if (liveRun !== null) {
-    charts.reset({ run_id: runId });
-    filters.reset(null);
-  } else {
-    charts.adoptRun(runId);
-  }
-  liveRun = runId;
+/** The runs on the charts: every active one and every ticked one. */
+function drawnJobs() {
+  return jobs.ordered().filter((job) => ACTIVE.has(job.state) || job.ticked);
 }
 
+let legendKey = '';
+function updateView() {
+  const drawn = drawnJobs();
+  legend = legendLabels(drawn);
+  const key = [...legend].map(([id, label]) => `${id}=${label}`).join('|');
+  charts.setView(drawn.map((job) => job.id), selectedId, { relabel: key !== legendKey });
+  legendKey = key;
+}
+
+/** The selected run's status, in the shape of the server's (what controls.js shows). */
+function selectedStatus() {
+  const base = { data: lastStatus?.data, max_concurrent_runs: lastStatus?.max_concurrent_runs };
+  const job = selectedId ? jobs.get(selectedId) : null;
+  if (!job) return { ...base, state: 'idle', run_id: null, preset: null, config: null };
+  return { ...base, ...job.progress, state: job.state, run_id: job.id, preset: job.preset,
+    config: job.config, queue_position: job.queuePosition, message: job.message };
+}
+
+function showSelected() {
+  controls.showStatus(selectedStatus());
+}
+
+/** The panels show run `job` (its filters, evaluation, histograms and figures, as far as
+ *  this page has them). */
+function showPanels(job) {
+  if (!job) {
+    filters.reset(null);
+    insight.reset(null);
+    return;
+  }
+  let why = '';
+  if (job.state === 'queued') {
+    why = `${runName(job)} waits in the queue: its filters, evaluation and histograms appear when it starts.`;
+  } else if (!ACTIVE.has(job.state) && !job.lastFilters && !job.lastEvaluation && !job.lastHistograms) {
+    why = `${runName(job)} is not training: its filters, evaluation and histograms are sent only while a run `
+      + 'trains, and this page did not keep them.';
+  }
+  filters.reset(job.spec, why);
+  if (job.lastFilters) filters.update(job.lastFilters);
+  insight.reset(job.id, why);
+  if (job.lastEvaluation) insight.handlers.evaluation(job.lastEvaluation);
+  if (job.lastHistograms) insight.handlers.histograms(job.lastHistograms);
+  jobs.touch(job);
+
+  // The figures: this run's, from its start.
+  controls.adoptRun(job.id);
+  controls.applyRun({ run_id: job.id, preset: job.preset, config: job.config }, { isNew: false });
+  for (const epoch of [...job.epochs.keys()].sort((a, b) => a - b)) {
+    controls.applyEpoch({ ...job.epochs.get(epoch), run_id: job.id });
+  }
+  if (job.done) controls.applyDone(job.done);
+}
+
+/** Follow run `id` (pin: the person chose it, keep it when others start). */
+function select(id, { pin = false } = {}) {
+  pinned = Boolean(id) && pin;
+  const job = id ? jobs.get(id) : null;
+  const changed = id !== selectedId;
+  selectedId = id;
+  // A finished run that is selected is drawn (its tick box says so; untick to hide it).
+  if (job && !ACTIVE.has(job.state) && job.state !== 'queued' && !job.ticked) job.ticked = true;
+  if (changed) showPanels(job);
+  runsView.setSelected(id, { pinned });
+  if (job) runsView.update(job);
+  updateView();
+  showSelected();
+  if (job) ensureHistory(job);
+}
+
+function followNewest() {
+  const newest = jobs.newest();
+  select(newest ? newest.id : null);
+}
+
+/** Leave the selected run for `job` (a run that starts) unless the person chose the
+ *  selected one or it still trains. */
+function maybeFollow(job) {
+  const current = selectedId ? jobs.get(selectedId) : null;
+  if (!current || (!pinned && !ACTIVE.has(current.state) && current.state !== 'queued')) select(job.id);
+}
+
+/** A drawn run this page has no curves of (it trained before the page opened): its
+ *  epochs from the runs list at once, its loss points from metrics.json. */
+async function ensureHistory(job) {
+  if (job.state === 'queued' || charts.hasBatches(job.id) || job.fetchedHistory) return;
+  if (!charts.hasData(job.id)) {
+    for (const record of job.epochs.values()) charts.addEpoch({ ...record, run_id: job.id });
+  }
+  if (ACTIVE.has(job.state) || job.seenLive) return;  // its events bring the rest
+  job.fetchedHistory = true;
+  try {
+    const metrics = await api('GET', `/api/runs/${encodeURIComponent(job.id)}/metrics.json`);
+    if (metrics && typeof metrics === 'object' && jobs.get(job.id) === job) {
+      if (metrics.spec && !job.spec) job.spec = metrics.spec;
+      charts.loadHistory(job.id, metrics);
+    }
+  } catch (error) {
+    job.fetchedHistory = false;
+    console.warn(`cnn-live: could not load the history of run ${job.id}`, error);
+  }
+}
+
+function trimHeavy() {
+  jobs.trim(HEAVY_RUNS, (job) => ACTIVE.has(job.state) || job.ticked || job.id === selectedId);
+}
+
+// ----- statuses: from the stream, from answers, from GET /api/status -----
+
+function applyStatus(status, { fromStream }) {
+  lastStatus = { ...(lastStatus || {}), ...status };
+  const changed = jobs.applyStatus(status, { fromStream });
+  let stale = false;
+  for (const job of changed) {
+    runsView.update(job);
+    charts.setPlannedEpochs(job.id, job.progress.epochs);
+    if (job.stale) stale = true;
+  }
+  if (Array.isArray(status.runs)) runsView.summary(status);
+  if (stale) refreshListSoon();
+  if (!selectedId && status.run_id && status.state !== 'idle') select(status.run_id);
+  updateView();
+}
+
+/** An answer to an action (a status whose own fields are the run acted on). */
+function applyAnswer(answer) {
+  applyStatus(answer, { fromStream: false });
+  showSelected();
+}
+
+// ----- the runs list: fetched at start, after a run ends, and on reconnection -----
+
+let listLoading = null;
+let listAgain = false;
+let listTimer = 0;
+
+async function refreshList() {
+  if (listLoading) {
+    listAgain = true;
+    return listLoading;
+  }
+  listLoading = (async () => {
+    try {
+      do {
+        listAgain = false;
+        const asked = jobs.streamEvents();
+        const list = await api('GET', '/api/runs');
+        const { gone } = jobs.applyList(list, asked);
+        for (const id of gone) forget(id);
+        runsView.updateAll();
+        updateView();
+        showSelected();
+      } while (listAgain);
+    } catch (error) {
+      console.warn('cnn-live: could not load the runs', error);
+    } finally {
+      listLoading = null;
+    }
+  })();
+  return listLoading;
+}
+
+function refreshListSoon() {
+  if (listTimer) return;
+  listTimer = setTimeout(() => {
+    listTimer = 0;
+    refreshList();
+  }, LIST_AFTER_MS + Math.random() * SPREAD_MS);
+}
+
+/** A run the server no longer has (taken out of the queue). */
+function forget(id) {
+  jobs.remove(id);
+  runsView.remove(id);
+  charts.dropRun(id);
+  if (id === selectedId) {
+    selectedId = null;
+    followNewest();
+  }
+}
+
+// ----- the stream's events -----
+
+const isSelected = (d) => d.run_id === selectedId;
+
 const handlers = {
-  ...insight.handlers,   // evaluation, histograms: they follow a new run by themselves
   run(d) {
-    const isNew = !knownRuns.has(d.run_id);
-    knownRuns.add(d.run_id);
-    liveRun = d.run_id;
-    charts.reset(d);
-    filters.reset(d.spec);
-    insight.reset(d.run_id);
-    controls.applyRun(d, { isNew });
-    runs.refresh();
+    const isNew = !jobs.get(d.run_id)?.seenLive;
+    const job = jobs.applyRun(d);
+    charts.resetRun(d.run_id, d.config, d.continued_from);
+    // A continued run's earlier epochs, as far as this page knows them (the runs list).
+    for (const record of job.epochs.values()) charts.addEpoch({ ...record, run_id: job.id });
+    runsView.update(job);
+    if (isSelected(d)) showPanels(job);
+    else maybeFollow(job);
+    if (isSelected(d)) controls.applyRun(d, { isNew });
+    trimHeavy();
+    updateView();
+    showSelected();
   },
   status(d) {
-    if (d.run_id) {
-      follow(d.run_id);
-      charts.setPlannedEpochs(d.epochs);
-    }
-    controls.applyStatus(d);
+    applyStatus(d, { fromStream: true });
+    controls.applyStatus(selectedStatus());
   },
   batch(d) {
-    follow(d.run_id);
+    const job = jobs.applyBatch(d);
+    if (job.state === 'queued') {   // its start was missed: it trains
+      job.state = 'running';
+      runsView.update(job);
+      updateView();
+    }
     charts.addBatch(d);
-    controls.applyBatch(d);
+    if (isSelected(d)) controls.applyBatch(d);
+    else if (!selectedId) select(d.run_id);
+    if (!job.answers) {             // its model answers drawings from now on
+      job.answers = true;
+      chooser.refreshSoon();
+    }
   },
   epoch(d) {
-    follow(d.run_id);
+    const job = jobs.applyEpoch(d);
     charts.addEpoch(d);
-    controls.applyEpoch(d);
-    refreshRunsSoon();
+    runsView.update(job);
+    if (isSelected(d)) controls.applyEpoch(d);
   },
   filters(d) {
-    follow(d.run_id);
-    filters.update(d);
+    jobs.keep(jobs.ensure(d.run_id), 'lastFilters', d);
+    if (isSelected(d)) filters.update(d);
+  },
+  evaluation(d) {
+    jobs.keep(jobs.ensure(d.run_id), 'lastEvaluation', d);
+    if (isSelected(d)) insight.handlers.evaluation(d);
+  },
+  histograms(d) {
+    jobs.keep(jobs.ensure(d.run_id), 'lastHistograms', d);
+    if (isSelected(d)) insight.handlers.histograms(d);
+  },
+  // A live change of the learning rate or momentum: marked on the loss chart.
+  hyperparameters(d) {
+    charts.addMarker(d);
+    if (isSelected(d)) steer.applyChange(d);
   },
   done(d) {
-    controls.applyDone(d);
-    runs.refresh();
+    const job = jobs.applyDone(d);
+    runsView.update(job);
+    updateView();
+    if (isSelected(d)) {
+      controls.applyDone(d);
+      showSelected();
+    }
+    chooser.refreshSoon();
+    refreshListSoon();
   },
   error(d) {
-    controls.showError(d.message);
-    runs.refresh();
+    if (!d.run_id) return;
+    const job = jobs.applyError(d);
+    runsView.update(job);
+    updateView();
+    if (isSelected(d)) {
+      controls.showError(d.message);
+      showSelected();
+    }
+    chooser.refreshSoon();
+    refreshListSoon();
   },
   // A checkpoint or the run's records not written (a full or read-only disk): the run
   // goes on, so a line under its progress, not the failed-run banner.
   storage_error(d) {
-    follow(d.run_id);
-    controls.showStorageError(d.message);
+    if (isSelected(d)) controls.showStorageError(d.message);
+  },
+  // A queued run taken out of the queue.
+  cancelled(d) {
+    if (!d.run_id) return;
+    forget(d.run_id);
+    updateView();
   },
 };
-
-// A live change of the learning rate or momentum: marked on the loss chart.
-handlers.hyperparameters = (d) => {
-  follow(d.run_id);
-  charts.addMarker(d);
-  steer.applyChange(d);
-};
-
-// The runs list shows each run's epochs so far. Epochs of a small network can come
-// many times a second: refresh at most once a second, and once more after the last.
-let runsRefreshTimer = null;
-function refreshRunsSoon() {
-  if (runsRefreshTimer !== null) return;
-  runsRefreshTimer = setTimeout(() => {
-    runsRefreshTimer = null;
-    runs.refresh();
-  }, 1000);
-}
 
 function showConnection(state) {
   const el = byId('connection');
@@ -210,22 +482,35 @@ function eventsUrl() {
   return token ? `/api/events?token=${encodeURIComponent(token)}` : '/api/events';
 }
 
+// A first picture before the stream says anything: the runs (read first, so that runs
+// get their colours in the server's order) and the status.
+controls.loadPresets();
+await refreshList();
+try {
+  applyStatus(await api('GET', '/api/status'), { fromStream: false });
+  showSelected();
+} catch (error) {
+  console.warn('cnn-live: could not load the status', error);
+}
+chooser.refresh();
+
+let connectedOnce = false;
 const stream = connectStream({
   url: eventsUrl,
   onEvent: (name, data) => {
     const handler = handlers[name];
-    if (handler && data && typeof data === 'object') handler(data);
+    if (!handler || !data || typeof data !== 'object') return;
+    jobs.streamEvent();
+    handler(data);
   },
   onConnection: (state) => {
     showConnection(state);
-    if (state === 'connected') runs.refresh();
+    if (state === 'connected') {
+      if (connectedOnce) refreshListSoon();
+      connectedOnce = true;
+    }
   },
 });
-
-// A first picture before the stream has said anything.
-controls.loadPresets();
-controls.loadStatus();
-runs.refresh();
 
 // Read-only hooks for browser tests.
 Object.defineProperty(window, 'cnnLive', {
@@ -241,6 +526,16 @@ Object.defineProperty(window, 'cnnLive', {
     layerStages: () => draw.layerStages(),
     evaluation: () => insight.hooks.evaluation(),
     histograms: () => insight.hooks.histograms(),
+    // Several runs (issue 12).
+    selectedRun: () => selectedId,
+    runs: () => jobs.ordered().map((job) => ({
+      id: job.id, name: runName(job), state: job.state, queuePosition: job.queuePosition,
+      colour: job.colour, ticked: job.ticked, epochs: job.epochs.size,
+    })),
+    drawnRuns: () => charts.drawnRuns(),
+    legend: (name) => charts.legend(name),
+    modelChoices: () => chooser.options(),
+    lastModel: () => draw.lastModel(),
   }),
   writable: false,
   configurable: false,

@@ -1,129 +1,79 @@
-// The list of this server's runs (#runs): a checkbox per run adds its test-accuracy
-// line to the accuracy chart, and two buttons download its metrics as CSV or JSON
-// (fetched with the token, see export.js). Runs of earlier servers are listed too; one
-// that was interrupted (the server stopped mid-run) has a Continue button.
+// The runs list (#runs): one row per run, in the server's order, each in its run's
+// colour. A row says the run's state (and its place in the queue), its epochs, its test
+// accuracy and, while it trains, its progress; it has the run's own buttons (Pause or
+// Resume, Stop, Step one epoch, Cancel for a queued run, Continue for an interrupted
+// one, the CSV and JSON of its metrics) and a tick box that draws a finished run on
+// the charts (an active run always is). Pressing a row (its name is a button) makes
+// the panels and the controls above follow that run.
+//
+// Rows are made once and then patched field by field, only where something changed:
+// a room of browsers gets a status every second, and many batches in between, which
+// never touch this list.
 
 import { api, ApiError } from './api.js';
 import { downloadMetrics } from './export.js';
-import { cssVar, formatClock, formatPercent } from './format.js';
+import { formatClock, formatPercent } from './format.js';
+import { ACTIVE, LIVE, describeSettings, runName } from './jobs.js';
 
-const COLOURS = 6; // --run-colour-0 .. --run-colour-5 in app.css
+const ACTIONS = [
+  // [action, text, when the button shows]
+  ['pause', 'Pause', (job) => job.state === 'running'],
+  ['resume', 'Resume', (job) => job.state === 'paused'],
+  ['step', 'Step', (job) => job.state === 'paused'
+    || (job.state === 'finished' && (Boolean(job.checkpoint) || job.epochs.size > 0))],
+  ['stop', 'Stop', (job) => job.state === 'running' || job.state === 'paused'],
+  ['cancel', 'Cancel', (job) => job.state === 'queued'],
+  ['continue', 'Continue', (job) => job.state === 'interrupted' && Boolean(job.checkpoint)],
+];
 
-function finalAccuracy(run) {
-  if (Number.isFinite(run.final_test_accuracy)) return run.final_test_accuracy;
-  const epochs = Array.isArray(run.epochs) ? run.epochs : [];
-  for (let i = epochs.length - 1; i >= 0; i--) {
-    if (Number.isFinite(epochs[i]?.test_accuracy)) return epochs[i].test_accuracy;
-  }
-  return null;
+const TITLES = {
+  pause: 'Pause this run between batches',
+  resume: 'Resume this run',
+  step: 'One epoch more: a paused run trains to its epoch\'s end and pauses again; a finished run trains one more epoch',
+  stop: 'Stop this run between batches',
+  cancel: 'Take this run out of the queue',
+};
+
+function errorText(error) {
+  return error instanceof ApiError ? error.message : String(error.message || error);
 }
 
-function downloadButton(run, index, format) {
-  const button = document.createElement('button');
-  button.type = 'button';
-  button.className = `run-download run-${format}`;
-  button.dataset.runId = run.run_id;
-  button.dataset.format = format;
-  button.textContent = format.toUpperCase();
-  button.title = `Download run ${index + 1}'s metrics as ${format.toUpperCase()}`;
-  return button;
-}
-
-function continueButton(run, index) {
-  const button = document.createElement('button');
-  button.type = 'button';
-  button.className = 'run-download run-continue';
-  button.dataset.runId = run.run_id;
-  button.textContent = 'Continue';
-  button.title = `Train run ${index + 1} on from its checkpoint of epoch ${run.checkpoint_epoch}`;
-  return button;
-}
-
-export function createRuns({ listEl, onChange, errorEl }) {
-  let runs = [];
-  const selected = new Set();
-  let loading = null;
-  let again = false;
-
-  function colourIndex(index) {
-    return index % COLOURS;
-  }
-
-  function comparisons() {
-    const out = [];
-    runs.forEach((run, index) => {
-      if (!selected.has(run.run_id)) return;
-      const points = (Array.isArray(run.epochs) ? run.epochs : [])
-        .filter((e) => Number.isFinite(e?.epoch) && Number.isFinite(e?.test_accuracy))
-        .map((e) => [e.epoch, e.test_accuracy]);
-      out.push({
-        id: run.run_id,
-        label: `run ${index + 1} test`,
-        colour: cssVar(`--run-colour-${colourIndex(index)}`, '#7c3aed'),
-        points,
-      });
-    });
-    return out;
-  }
-
-  function render() {
-    const items = runs.map((run, index) => {
-      const li = document.createElement('li');
-      li.className = 'run';
-      li.dataset.runId = run.run_id;
-
-      const label = document.createElement('label');
-      label.className = 'run-label';
-      const box = document.createElement('input');
-      box.type = 'checkbox';
-      box.className = 'run-toggle';
-      box.dataset.runId = run.run_id;
-      box.checked = selected.has(run.run_id);
-      box.setAttribute('aria-label', `Show run ${index + 1}'s test accuracy on the accuracy chart`);
-      const swatch = document.createElement('span');
-      swatch.className = `run-swatch run-colour-${colourIndex(index)}`;
-      const name = document.createElement('span');
-      name.className = 'run-name';
-      name.textContent = `Run ${index + 1}`;
-      const preset = document.createElement('span');
-      preset.className = 'run-preset';
-      preset.textContent = run.preset || '';
-      label.append(box, swatch, name, preset);
-
-      const meta = document.createElement('span');
-      meta.className = 'run-meta';
-      const epochs = Array.isArray(run.epochs) ? run.epochs.length : 0;
-      // A run stepped on after it finished has more epochs than it was started with.
-      const planned = Number.isFinite(run.config?.epochs) ? Math.max(run.config.epochs, epochs) : null;
-      const parts = [];
-      // A stopped run ends "finished" too: its outcome says so (older servers: epochs missing).
-      const stopped = run.outcome ? run.outcome === 'stopped'
-        : run.state === 'finished' && Number.isFinite(planned) && epochs < planned;
-      if (run.state) parts.push(stopped ? 'stopped' : run.state);
-      parts.push(`${epochs}${planned ? `/${planned}` : ''} epoch${(planned ?? epochs) === 1 ? '' : 's'}`);
-      const accuracy = finalAccuracy(run);
-      if (accuracy != null) parts.push(`test ${formatPercent(accuracy)}`);
-      const clock = formatClock(run.started_at);
-      if (clock) parts.push(clock);
-      meta.textContent = parts.join(' · ');
-
-      const downloads = document.createElement('span');
-      downloads.className = 'run-downloads';
-      downloads.append(downloadButton(run, index, 'csv'), downloadButton(run, index, 'json'));
-      if (run.state === 'interrupted' && run.checkpoint) downloads.append(continueButton(run, index));
-
-      if (run.message) li.title = run.message;
-      li.append(label, meta, downloads);
-      return li;
-    });
-    if (!items.length) {
-      const empty = document.createElement('li');
-      empty.className = 'runs-empty';
-      empty.textContent = 'No runs yet.';
-      items.push(empty);
+/** "running · 1/4 epochs · test 91.00% · 10:32", "queued · 2nd in the queue". */
+export function describeRow(job) {
+  const epochs = job.epochs.size;
+  const configured = Number.isFinite(job.config?.epochs) ? job.config.epochs : null;
+  // A run stepped on after it finished has more epochs than it was started with.
+  const planned = configured != null ? Math.max(configured, epochs, job.progress.epochs || 0) : null;
+  const parts = [];
+  const stopped = job.outcome === 'stopped' && job.state === 'finished';
+  parts.push(stopped ? 'stopped' : job.state);
+  if (job.state === 'queued') {
+    if (Number.isFinite(job.queuePosition)) {
+      parts.push(job.queuePosition === 1 ? 'next in the queue' : `number ${job.queuePosition} in the queue`);
     }
-    listEl.replaceChildren(...items);
+    if (planned) parts.push(`${planned} epoch${planned === 1 ? '' : 's'}`);
+    return parts.join(' · ');
   }
+  parts.push(`${epochs}${planned ? `/${planned}` : ''} epoch${(planned ?? epochs) === 1 ? '' : 's'}`);
+  if (Number.isFinite(job.finalAccuracy)) parts.push(`test ${formatPercent(job.finalAccuracy)}`);
+  const clock = formatClock(job.startedAt);
+  if (clock) parts.push(clock);
+  return parts.join(' · ');
+}
+
+function button(className, text) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = className;
+  b.textContent = text;
+  return b;
+}
+
+export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onSelect, onTick,
+  onAnswer }) {
+  const rows = new Map();    // run id -> {li, ...its parts, shown: {...}}
+  let selected = null;
+  let empty = listEl.querySelector('.runs-empty');
 
   function showError(text) {
     if (!errorEl) return;
@@ -131,72 +81,262 @@ export function createRuns({ listEl, onChange, errorEl }) {
     errorEl.hidden = !text;
   }
 
-  listEl.addEventListener('click', async (event) => {
-    const button = event.target.closest('button.run-continue');
-    if (!button || button.disabled) return;
-    button.disabled = true;
+  function set(row, key, value, apply) {
+    if (row.shown[key] === value) return;
+    row.shown[key] = value;
+    apply(value);
+  }
+
+  function makeRow(job) {
+    const li = document.createElement('li');
+    li.className = 'run';
+    li.dataset.runId = job.id;
+
+    const label = document.createElement('label');
+    label.className = 'run-label';
+    label.title = 'Draw this run on the charts';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.className = 'run-toggle';
+    box.dataset.runId = job.id;
+    const swatch = document.createElement('span');
+    swatch.className = `run-swatch run-colour-${job.colour}`;
+    swatch.setAttribute('aria-hidden', 'true');
+    label.append(box, swatch);
+
+    const select = button('run-select', '');
+    select.dataset.runId = job.id;
+    const name = document.createElement('span');
+    name.className = 'run-name';
+    const preset = document.createElement('span');
+    preset.className = 'run-preset';
+    select.append(name, preset);
+
+    const meta = document.createElement('span');
+    meta.className = 'run-meta';
+
+    const progress = document.createElement('progress');
+    progress.className = 'run-progress';
+    progress.max = 1;
+    progress.value = 0;
+
+    const actions = document.createElement('span');
+    actions.className = 'run-actions';
+    const buttons = new Map();
+    for (const [action, text] of ACTIONS) {
+      // Made once; in the row only while it applies (see update).
+      const b = button(`run-action run-${action}`, text);
+      b.dataset.runId = job.id;
+      b.dataset.action = action;
+      if (TITLES[action]) b.title = TITLES[action];
+      buttons.set(action, b);
+    }
+    const csv = button('run-download run-csv', 'CSV');
+    const json = button('run-download run-json', 'JSON');
+    for (const [b, format] of [[csv, 'csv'], [json, 'json']]) {
+      b.dataset.runId = job.id;
+      b.dataset.format = format;
+      actions.append(b);
+    }
+
+    li.append(label, select, meta, progress, actions);
+    return { li, label, box, swatch, select, name, preset, meta, progress, actions, buttons, csv, json,
+      shown: {} };
+  }
+
+  /** Bring run `job`'s row up to date (only what changed is touched). */
+  function update(job) {
+    let row = rows.get(job.id);
+    if (!row) {
+      row = makeRow(job);
+      rows.set(job.id, row);
+      placeRow(job, row);
+    }
+    const n = runName(job);
+    set(row, 'name', n, (v) => {
+      row.name.textContent = v;
+      row.box.setAttribute('aria-label', `Draw ${v} on the charts`);
+      row.select.setAttribute('aria-label', `Follow ${v}: ${job.preset} ${describeSettings(job.config)}`);
+      row.csv.setAttribute('aria-label', `CSV: download ${v}'s metrics`);
+      row.json.setAttribute('aria-label', `JSON: download ${v}'s metrics`);
+      row.csv.title = `Download ${v}'s metrics as CSV`;
+      row.json.title = `Download ${v}'s metrics as JSON`;
+      for (const [action, b] of row.buttons) {
+        b.setAttribute('aria-label', `${b.textContent} ${v}`);
+        if (action === 'continue') {
+          b.title = `Train ${v} on from its checkpoint of epoch ${job.checkpointEpoch ?? '?'}`;
+        }
+      }
+    });
+    set(row, 'settings', describeSettings(job.config), (v) => { row.preset.textContent = v; });
+    set(row, 'state', job.state, (v) => { row.li.dataset.state = v; });
+    set(row, 'meta', describeRow(job), (v) => { row.meta.textContent = v; });
+    const active = ACTIVE.has(job.state);
+    set(row, 'checked', active || job.ticked, (v) => { row.box.checked = v; });
+    set(row, 'locked', active, (v) => {
+      row.box.disabled = v;
+      row.label.title = v ? 'An active run is always drawn on the charts' : 'Draw this run on the charts';
+    });
+    const fraction = Number.isFinite(job.progress.progress) ? Math.min(1, Math.max(0, job.progress.progress)) : 0;
+    set(row, 'progressShown', LIVE.has(job.state), (v) => { row.progress.hidden = !v; });
+    set(row, 'progress', Math.round(fraction * 1000) / 1000, (v) => {
+      row.progress.value = v;
+      row.progress.setAttribute('aria-label', `${n}: ${Math.round(v * 100)}% done`);
+    });
+    const shownActions = ACTIONS.filter(([, , when]) => when(job)).map(([action]) => action);
+    set(row, 'actions', shownActions.join(','), () => {
+      // The buttons that apply, in their order, before the downloads; a button that
+      // stays keeps its element (and the keyboard's focus).
+      const wanted = shownActions.map((action) => row.buttons.get(action));
+      for (const b of row.buttons.values()) if (!wanted.includes(b)) b.remove();
+      let before = row.csv;
+      for (let i = wanted.length - 1; i >= 0; i--) {
+        if (wanted[i].nextSibling !== before || wanted[i].parentNode !== row.actions) {
+          row.actions.insertBefore(wanted[i], before);
+        }
+        before = wanted[i];
+      }
+    });
+    set(row, 'message', job.message || '', (v) => { row.li.title = v; });
+    set(row, 'selected', job.id === selected, (v) => {
+      row.li.classList.toggle('run-selected', v);
+      row.select.setAttribute('aria-pressed', v ? 'true' : 'false');
+      if (v) row.li.setAttribute('aria-current', 'true');
+      else row.li.removeAttribute('aria-current');
+    });
+  }
+
+  function placeRow(job, row) {
+    if (empty) {
+      empty.remove();
+      empty = null;
+    }
+    // Its place in the server's order; usually the end.
+    const order = jobs.ordered();
+    const at = order.findIndex((j) => j.id === job.id);
+    let before = null;
+    for (let i = at + 1; i < order.length; i++) {
+      const next = rows.get(order[i].id);
+      if (next && next.li.parentNode === listEl) {
+        before = next.li;
+        break;
+      }
+    }
+    listEl.insertBefore(row.li, before);
+  }
+
+  /** After a list fetch: rows in the server's order (moved only if out of it). */
+  function reorder() {
+    const order = jobs.ordered().map((job) => rows.get(job.id)).filter(Boolean);
+    const current = [...listEl.children].filter((li) => li.classList.contains('run'));
+    if (order.length === current.length && order.every((row, i) => row.li === current[i])) return;
+    for (const row of order) listEl.append(row.li);
+  }
+
+  function remove(id) {
+    const row = rows.get(id);
+    if (row) row.li.remove();
+    rows.delete(id);
+    if (!rows.size && !empty) {
+      empty = document.createElement('li');
+      empty.className = 'runs-empty';
+      empty.textContent = 'No runs yet.';
+      listEl.append(empty);
+    }
+  }
+
+  // ----- the rows' controls -----
+  async function act(b) {
+    const { runId, action } = b.dataset;
+    const path = `/api/runs/${encodeURIComponent(runId)}`;
+    b.disabled = true;
+    const seen = onAnswer ? onAnswer.seen() : 0;
     try {
-      await api('POST', `/api/runs/${encodeURIComponent(button.dataset.runId)}/continue`, {});
+      if (action === 'cancel') {
+        await api('DELETE', path);
+      } else {
+        const answer = await api('POST', `${path}/${action}`, {});
+        if (onAnswer) onAnswer.apply(answer, seen);
+      }
       showError('');
     } catch (error) {
-      showError(`Could not continue the run: `
-        + `${error instanceof ApiError ? error.message : String(error.message || error)}`);
-      button.disabled = false;
+      const job = jobs.get(runId);
+      showError(`Could not ${action} ${job ? runName(job) : 'the run'}: ${errorText(error)}`);
+    } finally {
+      b.disabled = false;
     }
-    refresh();
-  });
+  }
 
   listEl.addEventListener('click', async (event) => {
-    const button = event.target.closest('button.run-download:not(.run-continue)');
-    if (!button || button.disabled) return;
-    button.disabled = true;
-    try {
-      await downloadMetrics(button.dataset.runId, button.dataset.format);
-      showError('');
-    } catch (error) {
-      showError(`Could not download the ${button.dataset.format.toUpperCase()}: `
-        + `${error instanceof ApiError ? error.message : String(error.message || error)}`);
-    } finally {
-      button.disabled = false;
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    const actionButton = target.closest('button.run-action');
+    if (actionButton) {
+      if (!actionButton.disabled) act(actionButton);
+      return;
     }
+    const download = target.closest('button.run-download');
+    if (download) {
+      if (download.disabled) return;
+      download.disabled = true;
+      try {
+        await downloadMetrics(download.dataset.runId, download.dataset.format);
+        showError('');
+      } catch (error) {
+        showError(`Could not download the ${download.dataset.format.toUpperCase()}: ${errorText(error)}`);
+      } finally {
+        download.disabled = false;
+      }
+      return;
+    }
+    if (target.closest('label.run-label')) return;  // the tick box
+    // Anywhere else on a row (its name is the keyboard's way): follow that run.
+    const li = target.closest('li.run');
+    if (li && listEl.contains(li)) onSelect(li.dataset.runId);
   });
 
   listEl.addEventListener('change', (event) => {
     const box = event.target;
     if (!(box instanceof HTMLInputElement) || !box.classList.contains('run-toggle')) return;
-    if (box.checked) selected.add(box.dataset.runId);
-    else selected.delete(box.dataset.runId);
-    onChange(comparisons());
+    onTick(box.dataset.runId, box.checked);
   });
 
-  /** Fetch GET /api/runs again; overlapping calls collapse into one more fetch. */
-  async function refresh() {
-    if (loading) {
-      again = true;
-      return loading;
-    }
-    loading = (async () => {
-      try {
-        do {
-          again = false;
-          const list = await api('GET', '/api/runs');
-          runs = Array.isArray(list) ? list : [];
-          const ids = new Set(runs.map((r) => r.run_id));
-          for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
-          render();
-          onChange(comparisons());
-        } while (again);
-      } catch (error) {
-        console.warn('cnn-live: could not load the runs', error);
-      } finally {
-        loading = null;
-      }
-    })();
-    return loading;
+  if (followButton) {
+    followButton.addEventListener('click', () => onSelect(null));
   }
 
   return {
-    refresh,
-    restyle: () => onChange(comparisons()),
+    update,
+    /** Every row (after a list fetch, a selection, a theme change). */
+    updateAll() {
+      for (const job of jobs.ordered()) update(job);
+      reorder();
+    },
+    remove,
+    setSelected(id, { pinned = false } = {}) {
+      const before = selected;
+      selected = id;
+      for (const key of [before, id]) {
+        const job = key ? jobs.get(key) : null;
+        if (job) update(job);
+      }
+      if (followButton) followButton.hidden = !pinned;
+    },
+    /** "2 training (2 at once) · 1 queued", from the status. */
+    summary(status) {
+      if (!summaryEl) return;
+      const runs = Array.isArray(status?.runs) ? status.runs : [];
+      const training = runs.filter((r) => ACTIVE.has(r.state)).length;
+      const queued = runs.filter((r) => r.state === 'queued').length;
+      const at = Number.isFinite(status?.max_concurrent_runs) ? status.max_concurrent_runs : null;
+      let text = '';
+      if (training || queued) {
+        text = `${training} training${at ? ` (at most ${at} at once)` : ''}`;
+        if (queued) text += ` · ${queued} queued`;
+      }
+      if (summaryEl.textContent !== text) summaryEl.textContent = text;
+    },
+    showError,
+    row: (id) => rows.get(id)?.li || null,
   };
 }

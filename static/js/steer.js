@@ -1,6 +1,6 @@
-// Steering a run while it trains: its learning rate and momentum (Adam's beta1), changed
-// from the next batch on (POST /api/runs/current/hyperparameters), and "Step one epoch"
-// from a paused or finished run (POST /api/runs/current/step).
+// Steering the selected run while it trains: its learning rate and momentum (Adam's
+// beta1), changed from the next batch on (POST /api/runs/{id}/hyperparameters), and
+// "Step one epoch" from a paused or finished run (POST /api/runs/{id}/step).
 //
 // The inputs show the run's current values (from the status, about once a second, and
 // from each change) until the user edits one; Apply sends only the edited ones. The
@@ -43,6 +43,11 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
   const edited = new Set();   // keys the user typed into since the last Apply
   for (const field of fields) {
     field.input.addEventListener('input', () => edited.add(field.key));
+  }
+
+  /** The path of the run steered: the selected one. */
+  function runPath(action) {
+    return `/api/runs/${runId ? encodeURIComponent(runId) : 'current'}/${action}`;
   }
 
   function show(element, text) {
@@ -124,7 +129,7 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
       show(errorEl, 'Change the learning rate or the momentum first.');
       return;
     }
-    if (await send('/api/runs/current/hyperparameters', body, errorEl)) {
+    if (await send(runPath('hyperparameters'), body, errorEl)) {
       pending = body;
       edited.clear();
       render();
@@ -132,7 +137,7 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
   });
 
   stepButton.addEventListener('click', () => {
-    if (!busy) send('/api/runs/current/step', undefined, stepErrorEl);
+    if (!busy) send(runPath('step'), undefined, stepErrorEl);
   });
 
   controls.subscribe((status) => {

@@ -4,10 +4,10 @@
 // While the browser retries by itself it sends Last-Event-ID and the server replays
 // what was missed. A new EventSource cannot send that header, so a reconnect of our
 // own asks for the same with `?after=ID`. (Without either, the server starts with the
-// current run's history, beginning with its "run" event; the handlers are idempotent.)
+// active runs' history, each beginning with its "run" event; the handlers are idempotent.)
 
 export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'evaluation', 'histograms',
-  'hyperparameters', 'done', 'error', 'storage_error'];
+  'hyperparameters', 'done', 'error', 'storage_error', 'cancelled'];
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;
