@@ -48,7 +48,11 @@ log = logging.getLogger("cnn_live.predict")
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "default-model.npz"
 SNAPSHOT_INTERVAL = 0.5  # seconds between snapshots of a run in training
-KEEP_ENDED = 8  # models of ended runs (and uploads) kept to answer, the newest
+# Models of ended runs (and uploads) kept to answer, the newest: at most this many, and
+# at most ENDED_BYTES of weights together (the newest one whatever its size): the
+# `default` preset's are 0.9 MB (raw and averaged), the largest the limits allow 40 MB.
+KEEP_ENDED = 8
+ENDED_BYTES = 64 * 2**20
 MIN_SIDE, MAX_SIDE = 8, 512
 MAX_VALUE = 255.0
 IMAGE_LAYERS = ("conv", "relu", "sigmoid", "tanh", "maxpool")
@@ -255,6 +259,11 @@ class Snapshot:
     raw: Model | None = None      # the raw weights too, when `model` holds the average
 
     @functools.cached_property
+    def weight_bytes(self) -> int:
+        models = [self.model] + ([self.raw] if self.raw is not None else [])
+        return sum(param.nbytes for model in models for param in model.parameters())
+
+    @functools.cached_property
     def heavy(self) -> bool:
         """Whether a prediction costs enough to be run off the event loop."""
         return spec_cost(self.model.spec).multiply_adds > HEAVY_MULTIPLY_ADDS
@@ -433,7 +442,9 @@ class Predictor:
     def _keep_ended(self, key: str, snapshot: Snapshot) -> None:
         self._ended.pop(key, None)
         self._ended[key] = snapshot
-        while len(self._ended) > KEEP_ENDED:
+        while len(self._ended) > 1 and (
+                len(self._ended) > KEEP_ENDED
+                or sum(kept.weight_bytes for kept in self._ended.values()) > ENDED_BYTES):
             del self._ended[next(iter(self._ended))]
 
     def accept_upload(self, model: Model, metadata: dict) -> Snapshot:

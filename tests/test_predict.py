@@ -20,9 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import cnn.model
-from app.predict import (BUNDLED_MODEL, EXPLAIN_BUDGET, MAX_MAPS, MAX_VECTOR_VALUES,
-                         DrawingError, Predictor, Snapshot, UnusableModel, check_answers,
-                         parse_drawing, probe_images)
+import app.predict
+from app.predict import (BUNDLED_MODEL, EXPLAIN_BUDGET, KEEP_ENDED, MAX_MAPS, MAX_VECTOR_VALUES,
+                         DrawingError, Predictor, Snapshot, UnknownRun, UnusableModel,
+                         check_answers, parse_drawing, probe_images)
 from cnn.model import Model, TrainingDiverged
 from cnn.presets import PRESETS
 from cnn.train import scale_images
@@ -498,3 +499,50 @@ def test_weights_so_large_that_outputs_overflow_are_refused(fill, words):
         weights.fill(fill)
     with pytest.raises(UnusableModel, match=words):
         check_answers(model)
+
+
+# -- several runs at once: each has its own model to ask ---------------------------------------
+
+def test_each_run_answers_with_its_own_snapshot_and_the_newest_by_default():
+    predictor = Predictor()
+    older, newer = Model(PRESETS["default"].spec, seed=1), Model(PRESETS["default"].spec, seed=2)
+    assert predictor.offer("older", older, 1, 5) and predictor.offer("newer", newer, 1, 3)
+    assert predictor.current().run_id == "newer"  # the newest run in training
+    chosen = predictor.current("older")
+    assert chosen.run_id == "older" and chosen.step == 5
+    np.testing.assert_array_equal(chosen.model.parameters()[0], older.parameters()[0])
+    assert [choice["run_id"] for choice in predictor.choices()] == ["newer", "older"]
+    with pytest.raises(UnknownRun, match="'elsewhere' has no model here"):
+        predictor.current("elsewhere")
+    # The newer fails: it is dropped; the older ends well and answers as finished.
+    predictor.run_ended("newer", "failed")
+    predictor.run_ended("older", "finished")
+    assert predictor.current().run_id == "older" and predictor.current().source == "finished"
+    with pytest.raises(UnknownRun):
+        predictor.current("newer")
+
+
+def test_the_models_of_ended_runs_kept_are_bounded_in_count_and_bytes(monkeypatch):
+    predictor = Predictor()
+    model = Model(PRESETS["default"].spec)
+    for index in range(KEEP_ENDED + 3):
+        predictor.offer(f"run{index}", model, 1, 1)
+        predictor.run_ended(f"run{index}", "finished")
+    kept = [choice["run_id"] for choice in predictor.choices()]
+    assert kept == [f"run{index}" for index in reversed(range(3, KEEP_ENDED + 3))]
+    # Over the byte bound only the newest stays, however large it is.
+    monkeypatch.setattr(app.predict, "ENDED_BYTES", 1)
+    predictor.offer("large", model, 1, 1)
+    predictor.run_ended("large", "stopped")
+    assert [choice["run_id"] for choice in predictor.choices()] == ["large"]
+
+
+def test_a_prediction_names_the_run_asked_for_and_404s_for_a_run_without_a_model(client, drawn):
+    run_id = start_run(client, **{**LONG_RUN, "epochs": 2})["run_id"]
+    wait_for_run_end(client, timeout=60)
+    answer = predict(client, drawn[1], run_id=run_id)
+    assert answer["model"]["run_id"] == run_id
+    assert client.get(f"/api/model/info?run_id={run_id}").json()["run_id"] == run_id
+    assert run_id in [choice["run_id"] for choice in client.get("/api/model/choices").json()]
+    missing = client.post("/api/predict", json={"image": drawn[1], "run_id": "nosuchrun"})
+    assert missing.status_code == 404 and "'nosuchrun' has no model here" in missing.json()["detail"]
