@@ -175,13 +175,14 @@ def epoch_payloads(records: Iterable[SSE]) -> list[dict]:
 
 
 def stream_events(client, until: Callable[[SSE], bool], *, headers: dict | None = None,
-                  params: dict | None = None, timeout: float = 20.0) -> list[SSE]:
-    """In process (Starlette's TestClient): read /api/events until `until(record)`
-    holds for a record (included); fails after `timeout` s. Needs `fast_pings` to
-    notice a deadline on a quiet stream."""
+                  params: dict | None = None, timeout: float = 20.0,
+                  path: str = "/api/events") -> list[SSE]:
+    """In process (Starlette's TestClient): read /api/events (or another stream) until
+    `until(record)` holds for a record (included); fails after `timeout` s. Needs
+    `fast_pings` to notice a deadline on a quiet stream."""
     deadline = time.monotonic() + timeout
     records: list[SSE] = []
-    with client.stream("GET", "/api/events", headers=headers, params=params) as response:
+    with client.stream("GET", path, headers=headers, params=params) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for record in parse_sse(response.iter_lines()):

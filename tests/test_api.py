@@ -21,8 +21,9 @@ from fastapi.testclient import TestClient
 
 from cnn.model import TrainingDiverged
 from cnn.presets import PRESETS
-from server_helpers import (LONG_RUN, SHORT_RUN, fail_after, fast_pings, is_done,  # noqa: F401
-                            make_app, start_run, stream_events, wait_for, wait_for_run_end)
+from server_helpers import (LONG_RUN, SHORT_RUN, events_only, fail_after, fast_pings,  # noqa: F401
+                            is_done, make_app, start_run, stream_events, wait_for,
+                            wait_for_run_end)
 
 EPOCH_FIELDS = ["epoch", "epochs", "train_loss", "train_accuracy", "test_loss",
                 "test_accuracy", "test_correct", "test_total", "seconds",
@@ -200,6 +201,57 @@ def test_runs_past_the_free_workers_queue_in_order_and_past_the_queue_get_a_429(
         run = client.get(f"/api/runs/{third['run_id']}").json()
         assert len(run["epochs"]) == SHORT_RUN["epochs"]
         assert client.request("DELETE", f"/api/runs/{third['run_id']}", json={}).status_code == 409
+
+
+COMPARISON = {"runs": [{"preset": "seed", "epochs": 2}, {"preset": "seed-fc", "epochs": 2}]}
+
+
+def test_a_comparison_trains_its_runs_side_by_side_each_with_its_own_stream(mnist_dir,
+                                                                           fast_pings):
+    with TestClient(make_app(mnist_dir, max_concurrent_runs=2)) as client:
+        answer = client.post("/api/comparisons", json=COMPARISON)
+        assert answer.status_code == 201
+        run_ids = answer.json()["run_ids"]
+        assert len(set(run_ids)) == 2
+        assert [run["state"] for run in answer.json()["runs"]] == ["running", "running"]
+        assert [run["preset"] for run in answer.json()["runs"]] == ["seed", "seed-fc"]
+        done: set[str] = set()
+
+        def both_done(record) -> bool:
+            if record.event == "done":
+                done.add(record.json()["run_id"])
+            return done == set(run_ids)
+
+        everything = stream_events(client, both_done, timeout=60)
+        run_events = [e for e in events_only(everything) if e.event != "status"]
+        assert {e.json()["run_id"] for e in run_events} == set(run_ids)
+        # Side by side: each run's first batch came before the other run was done.
+        for run_id in run_ids:
+            first_batch = next(e.id for e in events_only(everything, "batch")
+                               if e.json()["run_id"] == run_id)
+            assert all(first_batch < e.id for e in events_only(everything, "done"))
+        for run_id in run_ids:  # a run's own stream: its events alone, replayed
+            own = stream_events(client, is_done, path=f"/api/runs/{run_id}/events")
+            assert {e.json()["run_id"] for e in events_only(own)} == {run_id}
+            assert [e.json()["epoch"] for e in events_only(own, "epoch")] == [1, 2]
+        assert client.get("/api/runs/nosuchrun/events").status_code == 404
+
+
+def test_a_comparison_with_one_bad_run_starts_none(client):
+    bad = {"runs": [{"preset": "seed"}, {"preset": "resnet"}]}
+    answer = client.post("/api/comparisons", json=bad)
+    assert answer.status_code == 422 and "resnet" in answer.json()["detail"]
+    assert client.get("/api/runs").json() == []
+    assert client.post("/api/comparisons", json={"runs": [{"preset": "seed"}]}).status_code == 422
+
+
+def test_a_comparison_that_does_not_fit_the_queue_is_a_429_and_starts_none(mnist_dir):
+    app = make_app(mnist_dir, max_concurrent_runs=1, max_queued_runs=1)
+    with TestClient(app) as client:
+        three = {"runs": [{"preset": "seed", "epochs": 1}] * 3}
+        answer = client.post("/api/comparisons", json=three)
+        assert answer.status_code == 429 and "queue" in answer.json()["detail"]
+        assert client.get("/api/runs").json() == []
 
 
 BAD_REQUESTS = {
