@@ -15,10 +15,11 @@ round pen on a canvas, anywhere, any size), resized to the 140x140 the page send
 stroke ends.
 
 Prints for each loaded run: per epoch the training throughput (the epoch record's
-images/s, training only) against the quiet run before it (target ratio >= 0.85); that
-every client received every `epoch` event, with gap-free ids from the run's `run`
+images/s, training only) against the quiet run before it (target ratio >= 0.95: the
+run trains in a worker process, the server's core is the load's); that every client
+received every `epoch` event, with gap-free ids from the run's `run`
 event to its `done` event (events and epoch events per client); the predictions'
-latency p50/p95/p99/max (target p99 <= 20 ms), measured from each request's scheduled
+latency p50/p95/p99/max (target p99 <= 10 ms), measured from each request's scheduled
 time to the last byte of its answer, so a server that falls behind cannot hide it;
 the server's resident memory before and after, and its peak (VmHWM, reset before each
 run through /proc/PID/clear_refs); the CPU seconds of the server and of this process
@@ -59,7 +60,7 @@ import numpy as np  # noqa: E402
 from bench_stream import Client, cpu_seconds  # noqa: E402
 
 ACTIVE_STATES = ("running", "paused", "stopping")
-TARGET_RATIO, TARGET_P99_MS = 0.85, 20.0
+TARGET_RATIO, TARGET_P99_MS = 0.95, 10.0  # issue 12 (was 0.85 and 20 ms with training in a thread)
 PAGE_SIDE = 140  # static/js/draw.js sends the pad as SEND_SIZE x SEND_SIZE
 
 
