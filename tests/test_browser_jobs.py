@@ -33,8 +33,9 @@ AT_ONCE = 2
 # The 2017 experiment, short: the seed CNN and the fully connected seed-fc, one image a
 # step on 1000 images (a fraction of a second an epoch each on 2 cores).
 COMPARED_EPOCHS = 5
-# Long enough for a page to join after a few epochs and still see both train.
-LATE_EPOCHS = 14
+# Long enough for a page to join after a few epochs and still see both train (the test
+# stops them then).
+LATE_EPOCHS = 40
 # Runs that never end by themselves: the test stops them.
 ENDLESS = {"preset": "seed", "epochs": 300}
 
@@ -109,7 +110,7 @@ def start_comparison(api: httpx.Client, *runs: dict) -> list[str]:
     return response.json()["run_ids"]
 
 
-def wait_all_ended(api: httpx.Client, ids, timeout: float = 40.0) -> None:
+def wait_all_ended(api: httpx.Client, ids, timeout: float = 60.0) -> None:
     wait_for(lambda: all(state_on_server(api, i) not in ("queued", "running", "paused", "stopping")
                          for i in ids), timeout, what="the runs to end")
 
@@ -198,19 +199,23 @@ def test_a_page_joining_late_shows_both_runs_histories(server, context, page, ap
                                                      && run.lossPoints > 0));
     }""", arg=ids, timeout=15_000)
 
+    # Both stopped now: the late page then draws what the watching page drew, run by run.
+    for i in ids:
+        api.post(f"/api/runs/{i}/stop", json={})
     wait_all_ended(api, ids)
+    epochs = {i: len(api.get(f"/api/runs/{i}").json()["epochs"]) for i in ids}
     for p in (watcher, late):
-        p.wait_for_function("""([ids, epochs]) => ids.every((id) => window.cnnLive.drawnRuns()
-            .some((run) => run.id === id && run.epochPoints === epochs))""",
-                            arg=[ids, LATE_EPOCHS], timeout=10_000)
-    # The late page draws what the watching page drew, run by run.
+        p.wait_for_function("""(epochs) => Object.entries(epochs).every(([id, n]) =>
+            window.cnnLive.drawnRuns().some((run) => run.id === id && run.epochPoints === n))""",
+                            arg=epochs, timeout=10_000)
     wait_for(lambda: all(drawn_of(watcher)[i]["lossPoints"] == drawn_of(late)[i]["lossPoints"]
                          for i in ids), 5, what="both pages to draw the same loss points")
-    assert {i: drawn_of(late)[i]["colour"] for i in ids} != {}
     assert len({drawn_of(late)[i]["colour"] for i in ids}) == 2
+    assert {i: drawn_of(late)[i]["colour"] for i in ids} == {i: drawn_of(watcher)[i]["colour"]
+                                                             for i in ids}
     for i in ids:
         expect(row(late, i).locator(".run-meta")).to_contain_text(
-            f"finished · {LATE_EPOCHS}/{LATE_EPOCHS} epochs")
+            f"stopped · {epochs[i]}/{LATE_EPOCHS} epochs")
     late.close()  # before the server stops: its event stream would hold uvicorn up
     assert problems.items == []
 

@@ -43,6 +43,9 @@ const HEAVY_RUNS = 8;
 // so that a room of browsers does not ask at the same moment.
 const LIST_AFTER_MS = 800;
 const SPREAD_MS = 1500;
+// A finished run drawn that this page did not watch: its loss points are asked for
+// (metrics.json) this long after, unless the stream's replay brought them meanwhile.
+const HISTORY_WAIT_MS = 1500;
 
 // The server's token, asked for when a request gets 401 (see api.js).
 setTokenAsker(createTokenDialog({
@@ -270,6 +273,9 @@ async function ensureHistory(job) {
   }
   if (ACTIVE.has(job.state) || job.seenLive) return;  // its events bring the rest
   job.fetchedHistory = true;
+  // The stream may yet replay it (a page just opened): wait a moment before asking.
+  await new Promise((resolve) => { setTimeout(resolve, HISTORY_WAIT_MS); });
+  if (job.seenLive || charts.hasBatches(job.id) || jobs.get(job.id) !== job) return;
   try {
     const metrics = await api('GET', `/api/runs/${encodeURIComponent(job.id)}/metrics.json`);
     if (metrics && typeof metrics === 'object' && jobs.get(job.id) === job) {
