@@ -38,17 +38,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 import threading
 import time
 
-import ray
+# Two of Ray's defaults that do not fit a server, set (unless set already) before ray
+# is imported, which reads them:
+# - Ray's C++ core catches SIGTERM in a driver to print a stack dump that reads like a
+#   crash, on every `docker stop` (uvicorn's own handler still shuts the server down).
+# - A driver that loses the cluster's head (its GCS) for 60 s terminates its process:
+#   the whole server would go with a cluster's head. Instead the server lives on: the
+#   runs of a lost cluster fail (their pulls fail, or stay unanswered UNREACHABLE_LIMIT
+#   s), new ones fail after PLACEMENT_TIMEOUT s, everything else answers as before.
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(365 * 24 * 3600))
+
+import ray  # noqa: E402
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from cnn.data import find_mnist, resolve_data_dir
+from cnn.data import find_mnist, resolve_data_dir  # noqa: E402
 
-from .executors import Deliver, Ended, STOP_GRACE
-from .worker import Job, Worker
+from .executors import STOP_GRACE, Deliver, Ended  # noqa: E402
+from .worker import Job, Worker  # noqa: E402
 
 log = logging.getLogger("cnn_live.executors")
 
@@ -131,17 +143,21 @@ class RunActor:
 # -- in the server ----------------------------------------------------------------------------
 
 def describe_death(error: Exception) -> str:
-    """A run's message for a dead actor, from Ray's (long) description."""
+    """A run's message for a dead actor, from Ray's (long) description: "worker died:
+    its node has died (node 1a2b3c4d5e6f): the actor's node was terminated
+    unexpectedly: health check failed due to missing too many heartbeats"."""
     text = getattr(error, "error_msg", None) or str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if line.startswith("The actor died because"):
-            reason = " ".join(lines[index:index + 2])
+            reason = ": ".join(lines[index:index + 2])
             break
     else:
         reason = lines[0] if lines else type(error).__name__
     reason = reason.replace("The actor died because ", "", 1)
-    return f"worker died: {reason[:400]}"
+    reason = re.sub(r"\.? ?Node Id: ([0-9a-f]{12})[0-9a-f]+:?", r" (node \1):", reason)
+    reason = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{20,}\b", r"\1", reason)  # Ray's long ids
+    return f"worker died: {reason.rstrip(':. ')[:400]}"
 
 
 class RayJob:
@@ -265,6 +281,10 @@ class RayExecutor:
         address = self.address
         if address != "auto" and not address.startswith("ray://"):
             _check_reachable(address)
+        # ray.init warns that it leaves SIGTERM alone outside the main thread: as it should.
+        quiet = logging.getLogger("ray._private.worker")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             ray.init(address=address, include_dashboard=False, namespace=NAMESPACE,
                      logging_level=logging.WARNING)
@@ -274,6 +294,8 @@ class RayExecutor:
                                      f"{START_CLUSTER_HINT}") from None
             raise RayUnavailable(f"the Ray cluster at {address} could not be reached ({exc}): "
                                  f"{START_CLUSTER_HINT}") from None
+        finally:
+            quiet.setLevel(level)
         resources = ray.cluster_resources()
         log.info("connected to the Ray cluster at %s: %d nodes, %g CPUs", address,
                  len([node for node in ray.nodes() if node.get("Alive")]),
@@ -291,12 +313,11 @@ class RayExecutor:
             node_id, host, pid = ray.get(actor.begin.remote(), timeout=PLACEMENT_TIMEOUT)
         except GetTimeoutError:
             _kill_actor(actor)
-            free = ray.available_resources().get("CPU", 0)
-            total = ray.cluster_resources().get("CPU", 0)
             raise RuntimeError(f"no node of the Ray cluster took the run within "
-                               f"{PLACEMENT_TIMEOUT:g} s ({free:g} of {total:g} CPUs free; a run "
-                               "needs 1): add nodes, or set CNN_LIVE_MAX_CONCURRENT_RUNS to at "
-                               "most the cluster's CPUs") from None
+                               f"{PLACEMENT_TIMEOUT:g} s ({_free_cpus()}; a run needs 1 CPU): add "
+                               "nodes, or set CNN_LIVE_MAX_CONCURRENT_RUNS to at most the "
+                               "cluster's CPUs; if the cluster's head was restarted, restart "
+                               "the server") from None
         except RayActorError as exc:
             _kill_actor(actor)
             raise RuntimeError(f"its Ray actor could not start ({describe_death(exc)}); every "
@@ -325,13 +346,18 @@ class RayExecutor:
                 self._wake.clear()
                 continue
             began = time.monotonic()
-            for job in jobs:
-                if job.pending is None:
-                    job.pending = job.actor.pull.remote()
-            pending = {job.pending: job for job in jobs}
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_INTERVAL)
-            for ref in ready:
-                self._pulled(pending[ref], ref)
+            try:
+                for job in jobs:
+                    if job.pending is None:
+                        job.pending = job.actor.pull.remote()
+                pending = {job.pending: job for job in jobs}
+                ready, _ = ray.wait(list(pending), num_returns=len(pending),
+                                    timeout=POLL_INTERVAL)
+                for ref in ready:
+                    self._pulled(pending[ref], ref)
+            except Exception:  # Ray itself failed: never the end of the poller
+                log.exception("pulling the runs' messages from Ray failed")
+                time.sleep(1.0)
             time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - began)))
 
     def _pulled(self, job: RayJob, ref) -> None:
@@ -370,6 +396,21 @@ class RayExecutor:
             job.finish("worker died: the server shut down")
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _free_cpus() -> str:
+    """The cluster's free CPUs, for a message; asked of the cluster's head, which may
+    be gone (then Ray's answer never comes: not waited for)."""
+    answer: list[str] = []
+
+    def ask() -> None:
+        free = ray.available_resources().get("CPU", 0)
+        answer.append(f"{free:g} of {ray.cluster_resources().get('CPU', 0):g} CPUs free")
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(5)
+    return answer[0] if answer else "the cluster's head does not answer"
 
 
 def _check_reachable(address: str) -> None:
