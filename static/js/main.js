@@ -4,10 +4,11 @@
 // Several runs train at once (issue 12). Every active run and every ticked one is drawn
 // on the charts in its own colour; one run is *selected*: the filters, the evaluation and
 // the histograms, the progress, the stats, Pause/Stop above and the steering follow it.
-// The page selects the newest run, but does not leave a run that still trains for
-// another one that starts (a comparison's runs start together); starting runs from this
-// page selects the first of them; pressing a run in the runs list selects it and keeps
-// it until "Follow the newest run".
+// A page that opens selects the oldest run in training (a comparison's first); a run
+// that starts is selected unless the selected one still trains (a comparison's runs
+// start together) or was chosen; starting runs from this page selects the first of
+// them; pressing a run in the runs list selects it and keeps it until "Follow the
+// newest run".
 //
 // Events are applied in the order they come. A "run" event clears that run's curves
 // and panels, so a page that connects mid-run (and is sent the active runs' history
@@ -305,7 +306,13 @@ function applyStatus(status, { fromStream }) {
   }
   if (Array.isArray(status.runs)) runsView.summary(status);
   if (stale) refreshListSoon();
-  if (!selectedId && status.run_id && status.state !== 'idle') select(status.run_id);
+  if (!selectedId) {
+    // The oldest run in training (a comparison's first, as on the page that started
+    // it), else the server's current run.
+    const training = (Array.isArray(status.runs) ? status.runs : []).find((r) => ACTIVE.has(r.state));
+    const id = training ? training.run_id : (status.state !== 'idle' && status.run_id);
+    if (id && jobs.get(id)) select(id);
+  }
   updateView();
 }
 
