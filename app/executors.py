@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
-from multiprocessing import forkserver
 import threading
+import time
+from multiprocessing import forkserver
 from typing import Callable, Protocol
 
 from .memory import return_freed_memory
@@ -109,7 +110,11 @@ class ProcessJob:
     def __init__(self, process, commands, stop_grace: float) -> None:
         self.process, self._commands, self._stop_grace = process, commands, stop_grace
         self._lock = threading.Lock()
+        # One thread at a time asks after the process: two waitpid() at once on its exit
+        # may leave one of them a wrong exit code.
+        self._reap_lock = threading.Lock()
         self._kill_timer: threading.Timer | None = None
+        self.killed_because: str | None = None  # why the server killed it, if it did
         self.node = f"pid {process.pid}"
 
     def command(self, name: str, *args) -> None:
@@ -128,26 +133,41 @@ class ProcessJob:
                 self._kill_timer.start()
 
     def _kill_if_alive(self) -> None:
-        if self.process.is_alive():
+        if self.is_alive():
             log.warning("worker %s did not stop within %g s: killed", self.process.pid,
                         self._stop_grace)
-            self.kill()
+            self.kill(f"worker killed: it did not stop within {self._stop_grace:g} s of "
+                      "being asked")
 
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
+    def kill(self, reason: str | None = None) -> None:
+        with self._reap_lock:
+            if self.process.exitcode is None:
+                self.killed_because = self.killed_because or reason
+                self.process.kill()
+
+    def exitcode(self) -> int | None:
+        with self._reap_lock:
+            return self.process.exitcode
 
     def is_alive(self) -> bool:
-        return self.process.is_alive()
+        return self.exitcode() is None
 
     def join(self, timeout: float | None = None) -> None:
-        self.process.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive():
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
 
     def closed(self) -> None:
         with self._lock:
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
             self._commands.close()
+
+    def exit_reason(self) -> str | None:
+        """Why the worker ended, for its run: None if by itself, cleanly."""
+        return self.killed_because or describe_exit(self.exitcode())
 
 
 class ProcessExecutor:
@@ -186,13 +206,17 @@ class ProcessExecutor:
                     break
                 _deliver_safely(deliver, message)
         finally:
-            events.close()
-            handle.join(timeout=5)
-            if handle.is_alive():  # closed its pipe but did not exit: it will not now
-                handle.kill()
+            reason = "worker lost: its end could not be told"
+            try:
+                events.close()
                 handle.join(timeout=5)
-            handle.closed()
-            ended(describe_exit(handle.process.exitcode))
+                if handle.is_alive():  # closed its pipe but did not exit: it will not now
+                    handle.kill("worker killed: it closed its pipe but did not exit")
+                    handle.join(timeout=5)
+                handle.closed()
+                reason = handle.exit_reason()
+            finally:  # whatever happened: the run ends and its place in the queue is freed
+                ended(reason)
 
     def shutdown(self) -> None:
         pass  # each job's stop and kill is the manager's, run by run

@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Here, not in create_app: importing app.main (app = create_app()) must not
         # touch the runs directory, nor take another server's active runs for dead ones.
         manager.restore_runs()
-        getattr(manager.executor, "prepare", lambda: None)()  # TODO: ray
+        manager.executor.prepare()
         data = manager.data_status()
         if not data["available"]:
             log.warning("%s", data["message"])

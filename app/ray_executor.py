@@ -303,6 +303,9 @@ class RayExecutor:
 
     # -- runs ----------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        pass  # the cluster is joined at the first run: a server starts without one
+
     def start(self, job: Job, deliver: Deliver, ended: Ended) -> RayJob:
         with self._lock:
             if self._closing:

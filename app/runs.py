@@ -177,8 +177,9 @@ class RunManager:
             self._check_room()
             self.runs[run.run_id] = run
             self._admit(RunTracker(run, self), self._job(run))
-        log.info("run %s %s: preset %s, %s", run.run_id,
-                 "started" if run.state == "running" else "queued", run.preset, run.config)
+        log.info("run %s %s: preset %s, %s%s", run.run_id,
+                 "started" if run.state == "running" else "queued", run.preset, run.config,
+                 f", in {run.node}" if run.node else "")
         return run
 
     def start_many(self, requests: list[tuple[str, dict, list[int] | None]]) -> list[RunRecord]:
@@ -228,7 +229,10 @@ class RunManager:
         run.outcome = run.message = None
         self._training[run.run_id] = tracker
         self._last_started = run
-        self.hub.keep_runs(self._training)  # a late browser is replayed the active runs
+        # A late browser is replayed the active runs (not one that ended but whose worker
+        # is still on its way out).
+        self.hub.keep_runs(run_id for run_id, other in self._training.items()
+                           if other is tracker or other.run.state in ACTIVE_STATES)
         self.hub.publish("run", {"run_id": run.run_id, "preset": run.preset,
                                  "config": run.config, "spec": run.spec,
                                  **({"continued_from": run.checkpoint_epoch}

@@ -83,7 +83,7 @@ class RunTracker:
                                            epoch, step)
 
     def _on_started(self, pid: int) -> None:
-        log.info("run %s: training in %s (pid %s)", self.run.run_id, self.run.node, pid)
+        log.debug("run %s: its data is loaded in pid %s, training", self.run.run_id, pid)
 
     def _on_checkpoint(self, epoch: int, path: str) -> None:
         run = self.run

@@ -79,10 +79,10 @@ def test_every_epoch_of_a_run_is_logged_once(session):
     assert logged[session["finished"]], "the finished run logged no epoch"
 
 
-def test_sigterm_stops_the_training_run_and_exits_with_status_0(session):
+def test_sigterm_stops_the_training_run_as_interrupted_and_exits_with_status_0(session):
     assert session["exit_code"] == 0
     log = session["server"].log()
-    assert f"run {session['interrupted']} stopped after" in log
+    assert f"run {session['interrupted']} interrupted after" in log
     assert log.rstrip().endswith("Finished server process [%d]" % session["server"].process.pid)
 
 

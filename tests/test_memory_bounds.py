@@ -170,7 +170,7 @@ def test_cnn_live_history_mb_sets_the_hubs_byte_limit(mnist_dir):
 def test_an_event_is_kept_once_as_the_bytes_sent():
     hub = EventHub()
     event = hub.publish("filters", {"epoch": 1, "levels": "abc"})
-    assert [name for name in vars(event)] == ["id", "name", "wire"]
+    assert [name for name in vars(event)] == ["id", "name", "wire", "run_id"]
     assert event.data == '{"epoch":1,"levels":"abc"}'
     assert event.wire == b'event: filters\ndata: {"epoch":1,"levels":"abc"}\nid: 1\n\n'
 
