@@ -65,7 +65,7 @@ class RunManager:
         self.settings, self.hub = settings, hub
         self.predictor = predictor or Predictor()  # answers /api/predict (snapshots of runs)
         self.executor = executor or make_executor(settings.executor, settings.stop_grace,
-                                                  settings.ray_address)
+                                                  settings.ray_address, settings.data_dir)
         self.runs: dict[str, RunRecord] = {}
         self._lock = threading.RLock()
         self._training: dict[str, RunTracker] = {}  # runs with a worker, oldest first

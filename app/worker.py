@@ -19,7 +19,6 @@ trainer exists.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 
 from cnn.checkpoint import load_checkpoint, save_checkpoint
 from cnn.cost import ModelLimits
-from cnn.data import DataError, load_mnist
+from cnn.data import DataError, load_mnist, resolve_data_dir
 from cnn.model import Model, TrainingDiverged
 from cnn.train import Trainer, TrainConfig, make_dataset
 
@@ -56,10 +55,32 @@ class Job:
     snapshot_interval: float = 0.5
 
 
-@functools.lru_cache(maxsize=1)
+# Set by the process executor for its fork server (executors.py): the data directory
+# whose MNIST it reads when it imports this module, before any worker is forked from it.
+PRELOAD_VARIABLE = "CNN_LIVE_WORKER_PRELOAD"
+_mnist_lock = threading.Lock()
+_mnist_read: dict[str, object] = {}  # the data directory read -> its Mnist
+
+
 def mnist(data_dir: str | None, download: bool):
-    """MNIST, read once per process (uint8: the trainer scales each batch)."""
-    return load_mnist(data_dir, download=download)
+    """MNIST, read once per process (uint8: the trainer scales each batch). A worker
+    forked from the fork server finds it read already: its pages are shared, and the
+    run starts without a second of decompression."""
+    key = str(resolve_data_dir(data_dir))
+    with _mnist_lock:
+        if key not in _mnist_read:
+            _mnist_read.clear()  # one data set at a time
+            _mnist_read[key] = load_mnist(data_dir, download=download)
+        return _mnist_read[key]
+
+
+def _preload() -> None:
+    if PRELOAD_VARIABLE not in os.environ:
+        return
+    try:
+        mnist(os.environ[PRELOAD_VARIABLE] or None, download=False)
+    except Exception:  # noqa: BLE001: each worker reads it (or says why it cannot) itself
+        pass
 
 
 def blas_threads(count: int):
@@ -177,3 +198,6 @@ class Worker:
                                                            f"written to {job.checkpoint_path} ({exc})"))
         else:
             self.send(("checkpoint", event["epoch"], job.checkpoint_path))
+
+
+_preload()  # in the fork server only
