@@ -1,7 +1,7 @@
 """Hostile model files, built in the test that uses them: zip bombs (deflate and bzip2),
 specs that cost too much or cannot be parsed, .npy headers that lie, weights that
 overflow. Each builder is quick (under a second) and small in memory even when what
-it builds declares gigabytes inside.
+it builds declares gigabytes inside. And SettledWatch, the hostile-input tests' Watch.
 
 Imported by path, like server_helpers: `sys.path.insert(0, str(Path(__file__).parent))`.
 """
@@ -9,15 +9,19 @@ Imported by path, like server_helpers: `sys.path.insert(0, str(Path(__file__).pa
 from __future__ import annotations
 
 import bz2
+import functools
 import io
 import json
 import struct
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib import format as npy_format
+
+import serve_process
 
 SMALL_SPEC = {"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
 MiB = 2 ** 20
@@ -108,6 +112,61 @@ def spec_file(spec_text: str, *others: RawMember) -> bytes:
 
 # -- bombs ------------------------------------------------------------------------------
 
+# The zip directory's CRC-32 of gigabytes of zeros, worked out without reading them
+# (zlib.crc32 over 2 GiB took 1-7 s a bomb): CRC-32 is linear, so appending n zero bytes
+# to a message is a 32x32 matrix over GF(2) applied to its CRC (zlib's crc32_combine).
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+@functools.lru_cache(maxsize=None)
+def _append_zero_bytes(power: int) -> tuple[int, ...]:
+    """The operator on a CRC-32 (its register) that appends 2**power zero bytes."""
+    if power == 0:
+        one_bit = [0xEDB88320] + [1 << n for n in range(31)]
+        matrix = one_bit
+        for _ in range(3):  # 8 bits
+            matrix = [_gf2_times(matrix, row) for row in matrix]
+        return tuple(matrix)
+    half = _append_zero_bytes(power - 1)
+    return tuple(_gf2_times(half, row) for row in half)
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of A + B from crc1 = crc32(A), crc2 = crc32(B), length2 = len(B)."""
+    power = 0
+    while length2:
+        if length2 & 1:
+            crc1 = _gf2_times(_append_zero_bytes(power), crc1)
+        length2 >>= 1
+        power += 1
+    return crc1 ^ crc2
+
+
+@functools.lru_cache(maxsize=None)
+def _crc32_of_zero_bytes(power: int) -> int:
+    """zlib.crc32(bytes(2**power))."""
+    if power <= 20:
+        return zlib.crc32(bytes(1 << power))
+    half = _crc32_of_zero_bytes(power - 1)
+    return crc32_combine(half, half, 1 << (power - 1))
+
+
+def crc32_of_zeros(count: int, crc: int = 0) -> int:
+    """zlib.crc32(bytes(count), crc), in microseconds whatever `count`."""
+    for power in range(count.bit_length()):
+        if count >> power & 1:
+            crc = crc32_combine(crc, _crc32_of_zero_bytes(power), 1 << power)
+    return crc
+
+
 def deflate_bomb_member(name: str, prefix: bytes, zeros: int, declared: int | None = None,
                         chunk: int = 16 * MiB) -> RawMember:
     """`prefix` then `zeros` zero bytes (a multiple of `chunk`), deflated. After a full
@@ -118,9 +177,7 @@ def deflate_bomb_member(name: str, prefix: bytes, zeros: int, declared: int | No
     head = packer.compress(prefix) + packer.flush(zlib.Z_FULL_FLUSH)
     block = packer.compress(bytes(chunk)) + packer.flush(zlib.Z_FULL_FLUSH)
     tail = packer.flush()
-    crc, empty = zlib.crc32(prefix), bytes(chunk)
-    for _ in range(zeros // chunk):
-        crc = zlib.crc32(empty, crc)
+    crc = crc32_of_zeros(zeros, zlib.crc32(prefix))
     size = len(prefix) + zeros
     return RawMember(name, head + block * (zeros // chunk) + tail, zipfile.ZIP_DEFLATED,
                      crc, size if declared is None else declared)
@@ -129,10 +186,12 @@ def deflate_bomb_member(name: str, prefix: bytes, zeros: int, declared: int | No
 BZIP2_EOS = 0x177245385090  # a bzip2 stream's end-of-stream magic (48 bits)
 
 
+@functools.lru_cache(maxsize=None)
 def bzip2_zeros(blocks: int, block_zeros: int = 40 * MiB) -> tuple[bytes, int]:
     """A bzip2 stream of `blocks` x `block_zeros` zero bytes, and its length. bzip2
-    blocks decode on their own, so one block is compressed (~0.4 s) and its bits
-    repeated; the stream's CRC is combined from the blocks' as bzip2 does."""
+    blocks decode on their own, so one block is compressed (~0.4 s, once a session: the
+    bombs share it) and its bits repeated; the stream's CRC is combined from the blocks'
+    as bzip2 does."""
     single = bz2.compress(bytes(block_zeros), 9)
     bits, nbits = int.from_bytes(single[4:], "big"), 8 * (len(single) - 4)
     for pad in range(8):  # the stream ends: EOS magic, 32-bit CRC, 0..7 bits of padding
@@ -156,10 +215,7 @@ def bzip2_zeros(blocks: int, block_zeros: int = 40 * MiB) -> tuple[bytes, int]:
 def bzip2_bomb_member(name: str, blocks: int = 51) -> RawMember:
     """About 2 GiB of zeros (51 x 40 MiB) in under 2 KB."""
     data, size = bzip2_zeros(blocks)
-    crc, chunk = 0, bytes(40 * MiB)
-    for _ in range(blocks):
-        crc = zlib.crc32(chunk, crc)
-    return RawMember(name, data, zipfile.ZIP_BZIP2, crc, size)
+    return RawMember(name, data, zipfile.ZIP_BZIP2, crc32_of_zeros(size), size)
 
 
 # -- the hostile files of issue 11 ------------------------------------------------------
@@ -210,3 +266,36 @@ def long_integer_spec_file(digits: int = 5000) -> bytes:
 def overflowing_weights() -> bytes:
     """Finite float32 weights near 1e38: every output overflows to infinity."""
     return small_model_bytes(fill=3e38)
+
+
+
+# -- watching the server under attack --------------------------------------------------
+
+class SettledWatch(serve_process.Watch):
+    """serve_process.Watch, whose memory-back check stops waiting at the first sample
+    within its bound. Watch's verdict is "the lowest sample over `settle` s (3) is under
+    start + rss_return": the same verdict, found without waiting out the 3 s when it is
+    already true (every hostile-input test waited them out, ~35 s of the suite). When it
+    is not, it waits the whole `settle` s and returns the lowest sample, as Watch does."""
+
+    _within: int | None = None
+
+    def end_rss(self, settle: float = 3.0, within: int | None = None) -> int:
+        """The lowest sample over `settle` s, or the first within `within` bytes of the
+        start (the bound assert_unharmed checks, when it asks)."""
+        within = self._within if within is None else within
+        if within is None:
+            return super().end_rss(settle)
+        pid, bound = self.server.process.pid, self.start_rss + within
+        deadline, lowest = time.monotonic() + settle, serve_process.resident_bytes(pid)
+        while lowest > bound and time.monotonic() < deadline:
+            time.sleep(0.1)
+            lowest = min(lowest, serve_process.resident_bytes(pid))
+        return lowest
+
+    def assert_unharmed(self, *args, rss_return: int = 50 * MiB, **kwargs) -> None:
+        self._within = rss_return
+        try:
+            super().assert_unharmed(*args, rss_return=rss_return, **kwargs)
+        finally:
+            self._within = None

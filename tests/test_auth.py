@@ -58,6 +58,20 @@ def read_client(mnist_dir):
         yield client
 
 
+# The same apps, one for all the tests of a kind that only send requests it refuses (each
+# checks that nothing changed): one app each, not one a test.
+@pytest.fixture(scope="module")
+def refusing_client(mnist_dir):
+    with TestClient(make_app(mnist_dir, token=TOKEN)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def refusing_read_client(mnist_dir):
+    with TestClient(make_app(mnist_dir, token=TOKEN, token_read=True)) as client:
+        yield client
+
+
 def body_for(path: str) -> dict:
     """A JSON body for a write ({} for pause, resume, stop, step: every write is JSON)."""
     return {"/api/runs": LONG_RUN,
@@ -88,7 +102,8 @@ def test_settings_read_the_token_from_the_environment():
 @pytest.mark.parametrize("headers", [None, WRONG, {"Authorization": "Basic " + TOKEN},
                                      {"Authorization": "Bearer "}],
                          ids=["no-header", "wrong-token", "not-bearer", "empty"])
-def test_a_write_without_the_right_token_gets_401(client, path, headers):
+def test_a_write_without_the_right_token_gets_401(refusing_client, path, headers):
+    client = refusing_client
     assert_unauthorized(client.post(path, json=body_for(path),
                                     headers=headers))
     assert client.get("/api/status").json()["state"] == "idle"
@@ -126,7 +141,8 @@ def test_reads_and_predictions_stay_open_without_token_read(client):
 @pytest.mark.parametrize("method,path", [("GET", p) for p in READS if p != "/api/auth"]
                          + [("POST", "/api/predict"), ("GET", "/api/events"),
                             ("GET", "/api/runs/run-1/metrics.csv"), ("POST", "/api/runs")])
-def test_with_token_read_every_api_route_needs_the_token(read_client, method, path):
+def test_with_token_read_every_api_route_needs_the_token(refusing_read_client, method, path):
+    read_client = refusing_read_client
     body = {"image": [[0] * 28] * 28} if path == "/api/predict" else \
         body_for(path) if method == "POST" else None
     assert_unauthorized(read_client.request(method, path, json=body))

@@ -288,16 +288,18 @@ def context(chromium, target):
 # -- the attack, and what must hold after it -------------------------------------------------
 
 def attack_all(page, target: Target) -> dict:
-    """Every route of ATTACKS, every way; returns what the page saw, by route."""
-    seen_by_page = {}
-    for path, body in ATTACKS.items():
-        is_file = body == "model.npz"
-        seen_by_page[path] = page.evaluate("(args) => window.attack(args)", {
-            "url": target.url + path,
-            "json": None if body is None or is_file else json.dumps(body),
-            "modelUrl": "model.npz" if is_file else None,
-            "token": target.token,
-        })
+    """Every route of ATTACKS, every way; returns what the page saw, by route. The routes
+    are attacked all at once (each its every way, in turn): each attack is a request of
+    its own, seen and checked by itself, and together they take a second, not seven.
+    Forgets what the server saw before, so that what it saw after is this page's."""
+    target.seen.clear()
+    outcomes = page.evaluate("(attacks) => Promise.all(attacks.map(window.attack))", [{
+        "url": target.url + path,
+        "json": None if body is None or body == "model.npz" else json.dumps(body),
+        "modelUrl": "model.npz" if body == "model.npz" else None,
+        "token": target.token,
+    } for path, body in ATTACKS.items()])
+    seen_by_page = dict(zip(ATTACKS, outcomes))
     expected = len(ATTACKS) * len(SENT)
     wait_for(lambda: len([e for e in target.attacks() if e["method"] == "POST"]) >= expected,
              10, what=f"the {expected} attacking POSTs to arrive (beacons are sent late)")
@@ -336,56 +338,57 @@ def assert_the_page_could_not_read_any_answer(seen_by_page: dict) -> None:
                 assert outcome == "answered (opaque, status 0)", (path, how, outcome)
 
 
-@pytest.fixture(params=["cross-site", "same-site"])
-def attacker_page(request, context, attacker_folder):
-    """The attacking page: on another site (another name for 127.0.0.1), or on the same
-    site on another port (127.0.0.1 too: another origin, which is all it takes)."""
-    base = attacker_folder.replace("127.0.0.1", ATTACKER_NAME) \
-        if request.param == "cross-site" else attacker_folder
-    page = context.new_page()
-    page.goto(base + "attack.html")
-    origin = base.rstrip("/")
-    return page, origin
+@pytest.fixture
+def attacker_pages(context, attacker_folder):
+    """The attacking page, twice: on another site (another name for 127.0.0.1), and on
+    the same site on another port (127.0.0.1 too: another origin, which is all it takes).
+    Each test attacks from both, one after the other, each attack checked on its own:
+    [(page, origin)]."""
+    pages = []
+    for base in (attacker_folder.replace("127.0.0.1", ATTACKER_NAME), attacker_folder):
+        page = context.new_page()
+        page.goto(base + "attack.html")
+        pages.append((page, base.rstrip("/")))
+    return pages
 
 
 def test_another_sites_page_cannot_steer_a_running_run_or_replace_the_model(
-        target, attacker_page):
-    page, origin = attacker_page
+        target, attacker_pages):
     start_run(target.api, **LONG_RUN)
     wait_for(lambda: target.api.get("/api/status").json()["step"] > 0, 30,
              what="training to start")
     before = target.state()
     assert before["state"] == "running"
 
-    seen_by_page = attack_all(page, target)
+    for page, origin in attacker_pages:
+        seen_by_page = attack_all(page, target)
 
-    after = target.state()
-    assert after["state"] == "running", "the run was paused or stopped from another site"
-    assert (after["run_id"], after["learning_rate"], after["momentum"]) == \
-        (before["run_id"], before["learning_rate"], before["momentum"])
-    assert [run[0] for run in after["runs"]] == [before["run_id"]], "a run was started"
-    assert after["model"] == 404 or after["model"]["source"] != "uploaded"
-    assert_every_attack_was_refused_by_the_server(target, origin)
-    assert_the_page_could_not_read_any_answer(seen_by_page)
+        after = target.state()
+        assert after["state"] == "running", "the run was paused or stopped from another site"
+        assert (after["run_id"], after["learning_rate"], after["momentum"]) == \
+            (before["run_id"], before["learning_rate"], before["momentum"])
+        assert [run[0] for run in after["runs"]] == [before["run_id"]], "a run was started"
+        assert after["model"] == 404 or after["model"]["source"] != "uploaded"
+        assert_every_attack_was_refused_by_the_server(target, origin)
+        assert_the_page_could_not_read_any_answer(seen_by_page)
 
 
 def test_another_sites_page_cannot_start_step_or_upload_after_a_finished_run(
-        target, attacker_page):
-    page, origin = attacker_page
+        target, attacker_pages):
     start_run(target.api, **SHORT_RUN)
     wait_for_run_end(target.api)
     before = target.state()
     assert before["state"] == "finished" and before["model"]["source"] == "finished"
 
-    attack_all(page, target)
-    page.wait_for_timeout(300)  # a step or a run, had one got through, would have begun
+    for page, origin in attacker_pages:
+        attack_all(page, target)
+        page.wait_for_timeout(300)  # a step or a run, had one got through, would have begun
 
-    assert target.state() == before, "a run was started, stepped or the model replaced"
-    assert_every_attack_was_refused_by_the_server(target, origin)
+        assert target.state() == before, "a run was started, stepped or the model replaced"
+        assert_every_attack_was_refused_by_the_server(target, origin)
 
 
-def test_a_paused_run_cannot_be_resumed_or_stepped_from_another_site(target, attacker_page):
-    page, origin = attacker_page
+def test_a_paused_run_cannot_be_resumed_or_stepped_from_another_site(target, attacker_pages):
     start_run(target.api, **LONG_RUN)
     wait_for(lambda: target.api.get("/api/status").json()["step"] > 0, 30,
              what="training to start")
@@ -394,12 +397,13 @@ def test_a_paused_run_cannot_be_resumed_or_stepped_from_another_site(target, att
              what="the pause")
     before, step = target.state(), target.api.get("/api/status").json()["step"]
 
-    attack_all(page, target)
-    page.wait_for_timeout(300)  # a resume or a step, had one got through, would show
+    for page, origin in attacker_pages:
+        attack_all(page, target)
+        page.wait_for_timeout(300)  # a resume or a step, had one got through, would show
 
-    assert target.state() == before
-    assert target.api.get("/api/status").json()["step"] == step, "training went on"
-    assert_every_attack_was_refused_by_the_server(target, origin)
+        assert target.state() == before
+        assert target.api.get("/api/status").json()["step"] == step, "training went on"
+        assert_every_attack_was_refused_by_the_server(target, origin)
 
 
 def test_a_dns_rebinding_page_gets_403_for_the_page_and_every_request(target, context):
@@ -497,8 +501,17 @@ def test_the_servers_own_page_still_starts_pauses_resumes_steps_and_stops(target
 
 # -- in process: the Host allow-list ------------------------------------------------------------
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(mnist_dir):
+    """One app for the module's in-process tests that change nothing (requests it refuses,
+    reads): each checks that nothing changed, so one app serves them all."""
+    with TestClient(make_app(mnist_dir)) as client:
+        yield client
+
+
+@pytest.fixture
+def run_client(mnist_dir):
+    """An app of the test's own, for a test that starts a run."""
     with TestClient(make_app(mnist_dir)) as client:
         yield client
 
@@ -665,10 +678,11 @@ def test_the_model_upload_from_another_origin_gets_403(client):
     {"Sec-Fetch-Site": "same-origin"},
     {"Sec-Fetch-Site": "none"},  # typed by the user
 ], ids=lambda headers: " ".join(f"{k}={v}" for k, v in headers.items()) or "script")
-def test_a_state_change_from_the_servers_own_origin_or_a_script_passes(client, headers):
-    response = client.post("/api/runs", json=SHORT_RUN, headers=headers)
+def test_a_state_change_from_the_servers_own_origin_or_a_script_passes(run_client, headers):
+    response = run_client.post("/api/runs", json=SHORT_RUN, headers=headers)
     assert response.status_code == 201, response.text
-    wait_for_run_end(client)
+    run_client.post("/api/runs/current/stop", json={})  # the 201 is what counts: train no more
+    wait_for_run_end(run_client)
 
 
 def test_an_allowed_origin_may_change_state(mnist_dir):
@@ -678,6 +692,7 @@ def test_an_allowed_origin_may_change_state(mnist_dir):
                                headers={"Origin": "https://cnn.example.org",
                                         "Sec-Fetch-Site": "same-origin"})
         assert response.status_code == 201, response.text
+        client.post("/api/runs/current/stop", json={})  # the 201 is what counts
         wait_for_run_end(client)
         assert client.post("/api/runs", json=SHORT_RUN, headers={
             "Origin": "https://other.example.org"}).status_code == 403
@@ -729,13 +744,13 @@ def test_a_model_upload_that_is_not_declared_binary_gets_415(client, content_typ
     assert client.get("/api/model/info").json() == before
 
 
-def test_a_bodiless_control_declared_json_passes_with_or_without_a_body(client):
-    start_run(client, **LONG_RUN)
-    assert client.post("/api/runs/current/pause", headers=JSON).status_code == 200
-    assert client.post("/api/runs/current/resume", content="{}", headers={
+def test_a_bodiless_control_declared_json_passes_with_or_without_a_body(run_client):
+    start_run(run_client, **LONG_RUN)
+    assert run_client.post("/api/runs/current/pause", headers=JSON).status_code == 200
+    assert run_client.post("/api/runs/current/resume", content="{}", headers={
         "Content-Type": "Application/JSON; charset=utf-8"}).status_code == 200
-    assert client.post("/api/runs/current/stop", json={}).status_code == 200
-    wait_for_run_end(client)
+    assert run_client.post("/api/runs/current/stop", json={}).status_code == 200
+    wait_for_run_end(run_client)
 
 
 def test_other_methods_need_the_type_too(client):

@@ -131,15 +131,45 @@ def make_context(context: Path) -> None:
             shutil.copy2(source, context / name)
     with open(context / ".dockerignore", "a") as ignore:
         ignore.write("!wheelhouse/\n")
-    wheelhouse = context / "wheelhouse"
-    # setuptools: the builder stage builds cnn-live's wheel with it, offline.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
-                    str(wheelhouse), str(context), "setuptools>=77"],
-                   check=True, capture_output=True, timeout=BUILD_TIMEOUT)
-    for wheel in wheelhouse.glob("cnn_live-*.whl"):
-        wheel.unlink()  # the builder stage must build this one itself
+    shutil.copytree(dependency_wheelhouse(context / "pyproject.toml"), context / "wheelhouse")
     for path in context.rglob("*"):
         os.utime(path, (CONTEXT_MTIME, CONTEXT_MTIME), follow_symlinks=False)
+
+
+# Wheelhouses of the dependencies, kept between sessions like the base image: building
+# one (pip resolving every dependency against the index) took 25-40 s of each session.
+WHEELHOUSE_CACHE = Path.home() / ".cache" / "cnn-live-tests" / "wheelhouses"
+WHEELHOUSE_MAX_AGE = 7 * 24 * 3600  # then built afresh: new releases of the dependencies
+
+
+def dependency_wheelhouse(pyproject: Path) -> Path:
+    """A folder of wheels: every dependency pyproject.toml lists (with theirs), and
+    setuptools, which the builder stage builds cnn-live's wheel with, offline; not
+    cnn-live's own wheel, the builder stage's to build. Built with `pip wheel` when no
+    wheelhouse of the same requirements (and Python, and machine) younger than
+    WHEELHOUSE_MAX_AGE is kept."""
+    import hashlib
+    import tomllib
+
+    project = tomllib.loads(pyproject.read_text())
+    requirements = sorted({*project["project"]["dependencies"],
+                           *project["build-system"]["requires"], "setuptools>=77"})
+    key = hashlib.sha256(json.dumps([requirements, sys.version, os.uname().machine])
+                         .encode()).hexdigest()[:16]
+    kept = WHEELHOUSE_CACHE / key
+    if kept.is_dir() and time.time() - kept.stat().st_mtime < WHEELHOUSE_MAX_AGE:
+        return kept
+    WHEELHOUSE_CACHE.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=WHEELHOUSE_CACHE))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
+                    str(building), *requirements],
+                   check=True, capture_output=True, timeout=BUILD_TIMEOUT)
+    shutil.rmtree(kept, ignore_errors=True)
+    try:
+        building.rename(kept)  # whole or not at all
+    except OSError:  # another session's, made meanwhile
+        shutil.rmtree(building, ignore_errors=True)
+    return kept
 
 
 @pytest.fixture(scope="module")

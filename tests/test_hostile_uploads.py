@@ -26,7 +26,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as hostile  # noqa: E402
-from serve_process import Serve, Watch  # noqa: E402
+from hostile_files import SettledWatch as Watch  # noqa: E402
+from serve_process import Serve  # noqa: E402
 
 from cnn.model import Model  # noqa: E402
 

@@ -28,7 +28,8 @@ from app.run_record import build_run
 from cnn.cost import ModelLimits
 from cnn.layers import Conv2D
 from cnn.model import Model
-from serve_process import Serve, Watch
+from hostile_files import SettledWatch as Watch
+from serve_process import Serve
 from server_helpers import SSE, events_only, make_app, parse_sse, run_async
 
 # The widest conv layer the default limits accept: with the default preset's two conv
@@ -255,7 +256,7 @@ def test_the_largest_accepted_run_keeps_memory_and_a_late_browsers_replay_bounde
             assert status == 200, body
             server.wait_for_state("finished")
 
-        end = watch.end_rss()
+        end = watch.end_rss(within=50 * MB)  # the lowest over 3 s, or the first under the bound
         print(f"{shape}: {watch.report()}; end {end / MB:.0f} MB; late browser sent "
               f"{replayed:,} bytes in 1.5 s")
         assert replayed < HISTORY_MB * MB
@@ -281,7 +282,7 @@ def test_a_run_over_a_limit_gets_a_422_naming_it_and_the_server_allocates_nothin
                 named = set(re.findall(r"CNN_LIVE_MAX_[A-Z_]+", json.dumps(body)))
                 assert named and named <= limits, (name, body)
             assert server.request("GET", "/api/status")[1]["state"] == "idle"
-        end = watch.end_rss(settle=1.0)
+        end = watch.end_rss(settle=1.0, within=5 * MB)
     print(f"{watch.report()}; end {end / MB:.0f} MB")
     assert watch.peak_rss <= watch.start_rss + 5 * MB and end <= watch.start_rss + 5 * MB
 

@@ -108,7 +108,7 @@ def test_uploading_a_model_needs_the_token_when_the_server_has_one(mnist_dir):
 
 
 def test_every_completed_epoch_leaves_a_checkpoint_that_loads(client, tmp_path):
-    run_id = start_run(client, preset="default", epochs=2, train_size=2000, test_size=500)["run_id"]
+    run_id = start_run(client, preset="default", epochs=2, train_size=500, test_size=100)["run_id"]
     wait_for_run_end(client)
     run = next(r for r in client.get("/api/runs").json() if r["run_id"] == run_id)
     path = Path(run["checkpoint"])
