@@ -332,7 +332,7 @@ def test_a_short_training_run_finishes_and_writes_its_checkpoint(container):
     assert f"run-{run['run_id']}.npz" in listing
 
 
-def test_sigterm_mid_run_stops_the_run_and_exits_with_status_0(container):
+def test_sigterm_mid_run_stops_the_run_as_interrupted_and_exits_with_status_0(container):
     run = container.json("POST", "/api/runs", LONG_RUN, expect=201)
     container.wait_for_state(("running",))
     started = time.monotonic()
@@ -344,5 +344,5 @@ def test_sigterm_mid_run_stops_the_run_and_exits_with_status_0(container):
     assert state["Running"] is False
     # 0, not 143 (killed by SIGTERM) nor 137 (killed after the grace period).
     assert state["ExitCode"] == 0, logs[-3000:]
-    assert f"run {run['run_id']} stopped after" in logs
+    assert f"run {run['run_id']} interrupted after" in logs  # to be continued
     assert "Finished server process" in logs
