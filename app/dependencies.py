@@ -1,4 +1,9 @@
-"""Shared things the routers depend on, provided through FastAPI's Depends."""
+"""Shared things the routers depend on, provided through FastAPI's Depends.
+
+`async def`, all of them: FastAPI runs a plain `def` dependency in its thread pool,
+and two such hand-offs per request (each waiting for the GIL behind the threads
+that read the workers' events) were a large part of /api/predict's tail latency
+under load (bench/bench_load.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +17,15 @@ from .settings import Settings
 from .runs import RunManager
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_manager(request: Request) -> RunManager:
+async def get_manager(request: Request) -> RunManager:
     return request.app.state.manager
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     return request.app.state.hub
 
 
@@ -44,24 +49,24 @@ def _check(expected: str, given: str | None) -> None:
         raise HTTPException(401, TOKEN_NEEDED, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """On every route that changes state: the token, when the server has one."""
-    token = get_settings(request).token
+    token = request.app.state.settings.token
     if token:
         _check(token, _bearer(request))
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """On every /api/* route: the token, when the server has one and CNN_LIVE_TOKEN_READ."""
-    settings = get_settings(request)
+    settings = request.app.state.settings
     if settings.token and settings.token_read:
         _check(settings.token, _bearer(request))
 
 
-def require_read_stream(request: Request, token: str | None = Query(
+async def require_read_stream(request: Request, token: str | None = Query(
         None, description="the server's token, for EventSource (which cannot send headers); "
                           "needed only with CNN_LIVE_TOKEN_READ")) -> None:
     """require_read for /api/events: the header, or `?token=`."""
-    settings = get_settings(request)
+    settings = request.app.state.settings
     if settings.token and settings.token_read:
         _check(settings.token, _bearer(request) or token)

@@ -18,7 +18,7 @@ NO_MODEL = {503: {"model": ErrorMessage, "description": "no model to answer: no 
                                                          "the bundled model is missing"}}
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     return request.app.state.predictor
 
 
