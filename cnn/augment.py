@@ -29,6 +29,14 @@ class Augmentation:
         return {"shift": self.shift, "scale": self.scale, "rotation": self.rotation,
                 "stroke": self.stroke}
 
+    def scaled(self, strength: float) -> "Augmentation":
+        """These distortions at `strength` (0..1) of their range: each range shrinks, the
+        random draws stay the same in number (a run's random stream does not shift)."""
+        if strength == 1.0:
+            return self
+        return Augmentation(self.shift * strength, self.scale * strength,
+                            self.rotation * strength, self.stroke * strength)
+
 
 def augment(images: np.ndarray, rng: np.random.Generator, settings: Augmentation) -> np.ndarray:
     """images: (N, C, H, W) float -> the same shape, each image randomly transformed."""

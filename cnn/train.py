@@ -3,9 +3,11 @@ epochs over shuffled mini-batches and reports what happens to a callback.
 
 Events are plain dicts with a "type":
 - "batch":   epoch, step, steps, global_step, loss, accuracy, images_per_second,
-             learning_rate, progress (0..1), eta_seconds
+             learning_rate (the scheduled one this batch used), progress (0..1),
+             eta_seconds
 - "epoch":   epoch, epochs, train_loss, train_accuracy, test_loss, test_accuracy,
              test_correct, test_total, seconds, images_per_second, learning_rate
+             (the scheduled one of the epoch's last batch)
 - "evaluation": epoch, evaluation (an insight.Evaluation of the test images), after
              each "epoch"
 - "histograms": epoch, layers: [{"layer", "name", "shape", "weights", "gradients"}],
@@ -15,10 +17,12 @@ Events are plain dicts with a "type":
 - "state":   state ("paused" or "running"): the trainer paused or resumed between batches
 - "hyperparameters": epoch, step, steps, global_step, progress, learning_rate, momentum,
              previous: a live change took effect before the next batch; step is the
-             number of this epoch's batches done before it
+             number of this epoch's batches done before it; learning_rate is the
+             optimizer's own, which a schedule multiplies
 - "checkpoint": epoch, optimizer: what a checkpoint needs to continue the run after this
              epoch (the optimizer's state(), the learning rate already decayed for the
-             next epoch); the last event of each completed epoch, the model's weights
+             next epoch, and the schedule's position, SCHEDULE_BATCHES); the last
+             event of each completed epoch, the model's weights
              as they are then; average: the trainer's WeightAverage, or None. The
              arrays are the optimizer's and the average's own: save or copy them in
              the callback.
@@ -33,6 +37,15 @@ trainer of the checkpoint's model, then `run()` trains epochs epochs_done + 1 on
 epoch's data order and augmentation come from the seed and the epoch's number alone, so
 the continued run sees the same batches, and takes the same steps, as one that never
 stopped.
+
+The start of a run can be scheduled by batch (TrainConfig's lr_warmup, lr_boost,
+lr_boost_batches, augment_start, augment_warmup; all off by default): the learning rate
+the optimizer steps with is its own (steered live, decayed each epoch) times
+`config.learning_rate_factor(b)`, and the augmentation's ranges are scaled by
+`config.augment_strength(b)`, b the batches trained before in the whole run
+(`Trainer.batches_done`). Pauses, steps and extend() go on counting; a checkpoint carries
+b with the optimizer's state (SCHEDULE_BATCHES), so a continued run goes on where the
+schedule stopped.
 
 Images: a Dataset holds MNIST's images as they are loaded, uint8 (N, 28, 28) pixels
 0..255 (make_dataset takes views of the loaded arrays, no copies: 47 MB for the
@@ -80,6 +93,15 @@ def evaluation_batch_size(spec: dict) -> int:
     return max(1, min(EVALUATION_BATCH, EVALUATION_BYTES // per_image))
 
 
+# The optimizer state of a checkpoint event also holds the schedule's position (the
+# batches trained so far), beside the learning rate it scales: the checkpoint file keeps
+# it with no change to its format, and restore() takes it back.
+SCHEDULE_BATCHES = "schedule.batches"
+# Batches counted by the schedule settings: up to 10,000 epochs of all of MNIST at
+# batch size 1 would be more, but no schedule needs to last longer than this.
+MAX_SCHEDULE_BATCHES = 10_000_000
+
+
 class ConfigError(ValueError):
     """A training setting out of range; the message names it."""
 
@@ -107,6 +129,13 @@ class TrainConfig:
     # evaluation measures the average too (else the raw weights).
     average_decay: float = 0.0
     evaluate_averaged: bool = False
+    # The start of a run, scheduled by batch (see learning_rate_factor and
+    # augment_strength; presets.py says why `default` uses them). The defaults are off.
+    lr_warmup: int = 0             # batches of linear warm-up of the learning rate
+    lr_boost: float = 1.0          # the learning rate's multiple at the first batch...
+    lr_boost_batches: int = 0      # ...coming down linearly to 1x over this many batches
+    augment_start: float = 1.0     # the augmentation's strength at the first batch...
+    augment_warmup: int = 0        # ...rising linearly to full over this many batches
 
     def validated(self) -> "TrainConfig":
         """This config, checked; raises ConfigError naming the first bad setting."""
@@ -134,7 +163,36 @@ class TrainConfig:
                               f"got {self.evaluate_averaged!r}")
         if self.evaluate_averaged and not self.average_decay:
             raise ConfigError("evaluate_averaged needs an average: set average_decay")
+        _check_int("lr_warmup", self.lr_warmup, 0, MAX_SCHEDULE_BATCHES)
+        _check_number("lr_boost", self.lr_boost, 1.0, 10.0)
+        _check_int("lr_boost_batches", self.lr_boost_batches, 0, MAX_SCHEDULE_BATCHES)
+        if self.lr_boost != 1.0 and not self.lr_boost_batches:
+            raise ConfigError("lr_boost needs lr_boost_batches: the batches over which the "
+                              "boost comes down to 1x")
+        _check_number("augment_start", self.augment_start, 0.0, 1.0)
+        _check_int("augment_warmup", self.augment_warmup, 0, MAX_SCHEDULE_BATCHES)
+        if self.augment_start != 1.0 and not self.augment_warmup:
+            raise ConfigError("augment_start needs augment_warmup: the batches over which "
+                              "the augmentation rises to full strength")
         return self
+
+    def learning_rate_factor(self, batch: int) -> float:
+        """What the learning rate is multiplied by for the run's batch number `batch`
+        (0 for the first): a linear warm-up, (batch + 1) / lr_warmup up to 1, times a
+        boost lr_boost at batch 0 that comes down linearly to 1 at lr_boost_batches."""
+        factor = 1.0
+        if self.lr_warmup and batch < self.lr_warmup:
+            factor = (batch + 1) / self.lr_warmup
+        if self.lr_boost_batches and batch < self.lr_boost_batches:
+            factor *= 1.0 + (self.lr_boost - 1.0) * (1.0 - batch / self.lr_boost_batches)
+        return factor
+
+    def augment_strength(self, batch: int) -> float:
+        """The augmentation's strength (0..1 of its ranges) for the run's batch number
+        `batch`: augment_start at batch 0, rising linearly to 1 at augment_warmup."""
+        if not self.augment_warmup or batch >= self.augment_warmup:
+            return 1.0
+        return self.augment_start + (1.0 - self.augment_start) * batch / self.augment_warmup
 
     def augmentation(self) -> Augmentation | None:
         settings = Augmentation(self.augment_shift, self.augment_scale, self.augment_rotation,
@@ -149,6 +207,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _schedule_batches(optimizer_state: dict, otherwise: int) -> int:
+    """The schedule's position saved with an optimizer state, or `otherwise`."""
+    if SCHEDULE_BATCHES not in optimizer_state:
+        return otherwise
+    value = np.asarray(optimizer_state[SCHEDULE_BATCHES])
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer) or value < 0:
+        raise ValueError(f"optimizer state: {SCHEDULE_BATCHES} must be a whole number of "
+                         f"batches, got {value!r}")
+    return int(value)
 
 
 def _check_int(name, value, low, high):
@@ -220,6 +289,7 @@ class Trainer:
         self._running.set()
         self._stop_requested = threading.Event()
         self._epochs_before = 0  # completed before this trainer (a continued run)
+        self.batches_done = 0  # in the whole run: the schedule's position
         self._augmentation = self.config.augmentation()
         self._last_filters = 0.0
         self._pause_after_epoch = False
@@ -281,14 +351,18 @@ class Trainer:
         model as it started (Model(spec, seed) again), is what the weight histograms
         compare with; without it, the checkpoint's weights. `average`, the checkpoint's
         averaged weights and their step count (checkpoint.Checkpoint.average), goes on
-        averaging; without it a new average starts from the weights. ValueError if the
+        averaging; without it a new average starts from the weights. The schedule goes
+        on from the state's SCHEDULE_BATCHES (a checkpoint without it, from before the
+        schedule: epochs_done whole epochs of this config's batches). ValueError if the
         state does not fit the model or the optimizer."""
         if self.history or self._epochs_before:
             raise RuntimeError("restore() comes before the trainer has trained")
         if not 0 <= epochs_done <= self.config.epochs:
             raise ValueError(f"cannot continue after epoch {epochs_done} of a run of "
                              f"{self.config.epochs}")
+        batches = _schedule_batches(optimizer_state, epochs_done * self._steps_per_epoch())
         self.optimizer.load_state(optimizer_state, self.model.parameters())
+        self.batches_done = batches
         if self.average is not None:
             if average is not None:
                 self.average.load(average[0], self.model, average[1])
@@ -324,6 +398,9 @@ class Trainer:
                 break
         return self.history
 
+    def _steps_per_epoch(self) -> int:
+        return -(-len(self.data.train_labels) // self.config.batch_size)
+
     def run_epoch(self, epoch: int) -> bool:
         """One epoch and its evaluation; False if a stop came in the middle."""
         config, data = self.config, self.data
@@ -333,7 +410,7 @@ class Trainer:
         order = (np.random.default_rng([config.seed, 1, epoch]).permutation(n)
                  if config.shuffle else np.arange(n))
         augment_rng = np.random.default_rng([config.seed, 2, epoch])
-        steps = -(-n // config.batch_size)
+        steps = self._steps_per_epoch()
         started = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         for step in range(1, steps + 1):
@@ -345,8 +422,13 @@ class Trainer:
             batch_started = time.perf_counter()
             labels, images = data.train_labels[batch], batch_images(data.train_images[batch])
             if self._augmentation:
-                images = augment(images, augment_rng, self._augmentation)
-            loss, outputs = self.model.train_step(images, labels, self.optimizer)
+                images = augment(images, augment_rng,
+                                 self._augmentation.scaled(config.augment_strength(
+                                     self.batches_done)))
+            learning_rate = self.optimizer.learning_rate * config.learning_rate_factor(
+                self.batches_done)
+            loss, outputs = self._train_step(images, labels, learning_rate)
+            self.batches_done += 1
             if self.average is not None:
                 self.average.update(self.model.parameters())
             batch_correct = int((outputs.argmax(axis=1) == labels).sum())
@@ -355,7 +437,8 @@ class Trainer:
             seen += len(batch)
             now = time.perf_counter()
             self._emit_batch(epoch, step, steps, loss, batch_correct / len(batch),
-                             len(batch) / max(now - batch_started, 1e-9), now - started, seen, n)
+                             len(batch) / max(now - batch_started, 1e-9), now - started, seen, n,
+                             learning_rate)
             if now - self._last_filters >= config.filter_interval:
                 self._emit_filters(epoch, step)
         train_seconds = time.perf_counter() - started
@@ -370,7 +453,7 @@ class Trainer:
             "test_correct": test_correct, "test_total": test_total,
             "seconds": time.perf_counter() - started,
             "images_per_second": n / max(train_seconds, 1e-9),
-            "learning_rate": self.optimizer.learning_rate,
+            "learning_rate": learning_rate,
             "momentum": self.optimizer.momentum,
         }
         self.history.append(record)
@@ -382,12 +465,25 @@ class Trainer:
         self._emit_histograms(epoch)
         self._emit_filters(epoch, steps)
         self.optimizer.learning_rate *= config.lr_decay
-        self.callback({"type": "checkpoint", "epoch": epoch, "optimizer": self.optimizer.state(),
+        self.callback({"type": "checkpoint", "epoch": epoch,
+                       "optimizer": {**self.optimizer.state(),
+                                     SCHEDULE_BATCHES: np.array(self.batches_done, np.int64)},
                        "average": self.average})
         if self._pause_after_epoch:  # a step: the next batch waits for a resume
             self._pause_after_epoch = False
             self._running.clear()
         return True
+
+    def _train_step(self, images: np.ndarray, labels: np.ndarray,
+                    learning_rate: float) -> tuple[float, np.ndarray]:
+        """One step at the scheduled `learning_rate`; the optimizer's own rate (the one
+        steered, decayed and saved) is back in place after it."""
+        own = self.optimizer.learning_rate
+        self.optimizer.learning_rate = learning_rate
+        try:
+            return self.model.train_step(images, labels, self.optimizer)
+        finally:
+            self.optimizer.learning_rate = own
 
     def _evaluate(self, data: Dataset) -> tuple[float, np.ndarray]:
         """The test images' loss and probabilities, with the raw weights or (with
@@ -432,7 +528,7 @@ class Trainer:
         return not self._stop_requested.is_set()
 
     def _emit_batch(self, epoch, step, steps, loss, accuracy, images_per_second,
-                    epoch_elapsed, seen, epoch_size) -> None:
+                    epoch_elapsed, seen, epoch_size, learning_rate) -> None:
         done_epochs = epoch - 1 + step / steps
         # ETA from this epoch's pace, plus a test evaluation per epoch left.
         seconds_per_epoch = epoch_elapsed * epoch_size / max(seen, 1)
@@ -440,7 +536,7 @@ class Trainer:
             "type": "batch", "epoch": epoch, "step": step, "steps": steps,
             "global_step": (epoch - 1) * steps + step, "loss": loss, "accuracy": accuracy,
             "images_per_second": images_per_second,
-            "learning_rate": self.optimizer.learning_rate,
+            "learning_rate": learning_rate,
             "momentum": self.optimizer.momentum,
             "progress": done_epochs / self.config.epochs,
             "eta_seconds": (self.config.epochs - done_epochs) * seconds_per_epoch,

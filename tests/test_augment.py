@@ -355,3 +355,34 @@ def test_without_augmentation_the_training_batches_are_the_raw_images(mnist):
     for step, x in enumerate(inputs):
         np.testing.assert_array_equal(
             x, scale_images(data.train_images[(step % 4) * 32:(step % 4 + 1) * 32]))
+
+
+# --- strength (the start of a run, scheduled by TrainConfig.augment_strength) ---------------------
+
+
+def test_a_scaled_augmentation_shrinks_every_range_by_the_strength():
+    full = Augmentation(shift=2.0, scale=0.1, rotation=10.0, stroke=0.4)
+    assert full.scaled(0.5) == Augmentation(shift=1.0, scale=0.05, rotation=5.0, stroke=0.2)
+    assert full.scaled(1.0) is full
+
+
+def test_a_weaker_augmentation_draws_as_many_numbers_so_the_random_stream_does_not_shift(digits):
+    full = Augmentation(shift=2.0, scale=0.1, rotation=10.0, stroke=0.4)
+    after_full, after_half = np.random.default_rng(7), np.random.default_rng(7)
+    augment(digits, after_full, full)
+    augment(digits, after_half, full.scaled(0.5))
+    assert after_full.random() == after_half.random()
+
+
+def test_the_trainer_ramps_the_augmentation_from_its_start_strength_to_full(mnist, monkeypatch):
+    import cnn.train
+    used = []
+    real_augment = cnn.train.augment
+    monkeypatch.setattr(cnn.train, "augment", lambda images, rng, settings: (
+        used.append(settings), real_augment(images, rng, settings))[1])
+    run_trainer(mnist, augment_start=0.5, augment_warmup=4, **AUGMENTED)
+    # 2 epochs of 4 batches: strength 0.5, 0.625, 0.75, 0.875, then full (the run's
+    # batches are counted across epochs).
+    assert [s.rotation for s in used] == pytest.approx([5.0, 6.25, 7.5, 8.75] + [10.0] * 4)
+    assert [s.shift for s in used] == pytest.approx([1.0, 1.25, 1.5, 1.75] + [2.0] * 4)
+    assert [s.scale for s in used] == pytest.approx([0.05, 0.0625, 0.075, 0.0875] + [0.1] * 4)
