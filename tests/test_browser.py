@@ -159,6 +159,15 @@ def open_dashboard(page: Page, server: LiveServer) -> None:
     expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"), timeout=10_000)
 
 
+def unfold(page: Page, selector: str = "#advanced") -> None:
+    """Open a folded part of the page (the Advanced settings, the steering) as a person
+    would: by pressing its summary."""
+    details = page.locator(selector)
+    if details.get_attribute("open") is None:
+        details.locator("summary").first.click()
+    expect(details).to_have_attribute("open", "")
+
+
 def filter_pixels(page: Page) -> list[str]:
     """The pixels of every filter tile, as PNG data URLs."""
     return page.evaluate("""() => Array.from(
@@ -210,6 +219,7 @@ def test_a_run_started_from_the_page_is_drawn_live_and_listed_when_finished(serv
     open_dashboard(page, server)
 
     page.select_option("#preset", "default")
+    unfold(page)
     page.fill("#epochs", str(WATCHED_RUN_EPOCHS))
     page.click("#start")
     expect(page.locator("#state")).to_have_text("running", timeout=10_000)
@@ -286,6 +296,7 @@ def test_pause_and_resume_from_the_page_hold_and_continue_the_run_and_stop_ends_
         server, page, api):
     open_dashboard(page, server)
     page.select_option("#preset", "seed")
+    unfold(page)
     page.fill("#epochs", str(PAUSED_RUN_EPOCHS))
     page.click("#start")
     expect(page.locator("#state")).to_have_text("running", timeout=10_000)
@@ -372,15 +383,24 @@ def _check_phone_layout(page: Page, server: LiveServer) -> None:
     assert sizes["innerWidth"] == PHONE["width"], sizes
     assert sizes["scrollWidth"] <= sizes["innerWidth"] + 1, f"horizontal scroll: {sizes}"
     assert sizes["bodyScrollWidth"] <= sizes["innerWidth"] + 1, f"horizontal scroll: {sizes}"
-    for selector in ("#loss-chart", "#accuracy-chart", "#filters", "#start", "#runs"):
-        element = page.locator(selector)
-        expect(element).to_be_visible()
-        box = element.bounding_box()
-        assert box["width"] > 0 and box["height"] > 0, selector
-        assert box["x"] >= -1 and box["x"] + box["width"] <= PHONE["width"] + 1, (selector, box)
-    for chart in ("#loss-chart", "#accuracy-chart"):
-        expect(page.locator(f"{chart} canvas").first).to_be_visible()
-    save_screenshot(page, "dashboard-phone.png", full_page=True)
+    # One section at a time on a phone, chosen in the nav: Train first.
+    sections = {"Train": ("#loss-chart", "#accuracy-chart", "#filters", "#start"),
+                "Runs": ("#runs",), "Draw a digit": ("#draw-canvas",), "Evaluate": ("#confusion",)}
+    for link, selectors in sections.items():
+        if link != "Train":
+            page.get_by_role("navigation", name="Sections").get_by_role("link", name=link).tap()
+        for selector in selectors:
+            element = page.locator(selector)
+            expect(element).to_be_visible()
+            box = element.bounding_box()
+            assert box["width"] > 0 and box["height"] > 0, selector
+            assert box["x"] >= -1 and box["x"] + box["width"] <= PHONE["width"] + 1, (selector, box)
+        sizes = page.evaluate("() => document.documentElement.scrollWidth")
+        assert sizes <= PHONE["width"] + 1, f"horizontal scroll in {link}: {sizes}"
+        if link == "Train":
+            for chart in ("#loss-chart", "#accuracy-chart"):
+                expect(page.locator(f"{chart} canvas").first).to_be_visible()
+            save_screenshot(page, "dashboard-phone.png", full_page=True)
 
 
 def test_the_connection_indicator_shows_when_the_server_goes_away_and_comes_back(
@@ -410,6 +430,7 @@ def test_a_server_with_a_token_asks_for_it_on_start_and_then_starts_the_run(mnis
         expect(page.locator("#token-dialog")).to_be_hidden()
 
         page.select_option("#preset", "seed")
+        unfold(page)
         page.fill("#epochs", "1")
         page.click("#start")
         expect(page.locator("#token-dialog")).to_be_visible(timeout=10_000)

@@ -277,6 +277,9 @@ def test_a_finger_draws_on_a_phone_without_scrolling_the_page(
         problems = Problems(page)
         predictor = Predictor(page, has_predict_route(server))
         open_dashboard(page, server)
+        # One tap from the first screen, and the whole pad is on the screen.
+        page.get_by_role("navigation", name="Sections").get_by_role("link", name="Draw a digit").tap()
+        expect(page.locator("#draw-canvas")).to_be_in_viewport(ratio=1)
         page.evaluate("() => document.getElementById('draw-canvas').scrollIntoView({block: 'center'})")
         page.wait_for_timeout(100)
         box = page.locator("#draw-canvas").bounding_box()

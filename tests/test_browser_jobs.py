@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
     Problems, api, browser_context_args, browser_type_launch_args, hook, open_dashboard,
-    save_screenshot, wait_hook,
+    save_screenshot, unfold, wait_hook,
 )
 from playwright.sync_api import Page, expect  # noqa: E402
 
@@ -121,6 +121,7 @@ def test_cnn_against_fully_connected_in_one_click_draws_both_live_in_their_own_c
         server, page, api):
     problems = Problems(page)
     open_dashboard(page, server)
+    unfold(page)
     page.fill("#epochs", str(COMPARED_EPOCHS))
     expect(page.locator("#compare-help")).to_contain_text(f"{COMPARED_EPOCHS} epochs each")
     page.get_by_role("button", name="CNN against fully connected").click()

@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
     ARTIFACTS, DESKTOP, REPO, Problems, api, browser_context_args, browser_type_launch_args, hook, open_dashboard,
-    save_screenshot, server, wait_hook,
+    save_screenshot, server, unfold, wait_hook,
 )
 from playwright.sync_api import Page, expect  # noqa: E402
 
@@ -122,6 +122,7 @@ def test_the_learning_rate_changed_mid_run_is_marked_and_the_next_batches_use_it
     page.wait_for_function("() => document.getElementById('progress').value >= 0.15",
                            timeout=30_000)
 
+    unfold(page, "#steer")
     page.fill("#steer-lr", str(NEW_LEARNING_RATE))
     page.click("#steer-apply")
     wait_for(lambda: marker_labels(page), 10, what="the marker on the loss chart")
@@ -177,6 +178,7 @@ def test_bad_values_and_a_step_while_running_show_the_servers_message(server, pa
     expect(page.locator("#steer-apply")).to_be_enabled()
     expect(page.locator("#step-epoch")).to_be_disabled()  # only paused or finished runs
 
+    unfold(page, "#steer")
     page.fill("#steer-lr", "-0.5")
     page.click("#steer-apply")
     expect(page.locator("#steer-error")).to_be_visible()
@@ -277,6 +279,7 @@ def test_the_augmentation_preview_shows_digits_and_follows_the_settings(server, 
     assert distorted != before
 
     version = hook(page, "augmentVersion")
+    unfold(page)
     page.fill("#augment-rotation", "40")
     page.fill("#augment-stroke", "1")
     wait_hook(page, "augmentVersion", ">", version)

@@ -34,6 +34,17 @@ const NUMBER_FIELDS = [
   ['augment_stroke', 'augment-stroke', 'Stroke'],
 ];
 
+/** A button that cannot act now: aria-disabled, not disabled, so that it keeps the
+ *  focus (a disabled button drops it on the page, where Space then scrolls); its
+ *  handlers ignore presses while it says so (`isUnavailable`). */
+export function setUnavailable(button, unavailable) {
+  if (!button) return;
+  if (unavailable) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+export const isUnavailable = (button) => button?.getAttribute('aria-disabled') === 'true';
+
 function describeFixed(c) {
   if (!c) return '';
   const train = c.train_size ? `${formatInteger(c.train_size)} training` : 'all 60,000 training';
@@ -230,7 +241,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
 
   el.form.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (busy) return;
+    if (busy || isUnavailable(el.start)) return;
     let body;
     try {
       body = collect();
@@ -244,12 +255,14 @@ export function createControls({ onStarted, onAnswer } = {}) {
   });
 
   el.pause.addEventListener('click', () => {
+    if (isUnavailable(el.pause)) return;
     const state = status?.state;
     if (state === 'running') request('POST', runPath('pause'));
     else if (state === 'paused') request('POST', runPath('resume'));
   });
 
   el.stop.addEventListener('click', () => {
+    if (isUnavailable(el.stop)) return;
     request('POST', runPath('stop'));
   });
 
@@ -287,7 +300,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
   }
 
   async function startComparison(kind, button) {
-    if (busy) return;
+    if (busy || isUnavailable(button)) return;
     let runs;
     try {
       runs = comparisonRuns(kind);
@@ -295,9 +308,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
       showFormError(error.message);
       return;
     }
-    button.disabled = true;
     const answer = await request('POST', '/api/comparisons', { runs });
-    button.disabled = false;
     if (answer && Array.isArray(answer.run_ids) && onStarted) onStarted(answer.run_ids, answer.runs || []);
   }
 
@@ -311,13 +322,13 @@ export function createControls({ onStarted, onAnswer } = {}) {
   function renderButtons() {
     const state = status?.state || 'idle';
     const controllable = state === 'running' || state === 'paused';
-    el.start.disabled = busy;
-    if (el.compareFc) el.compareFc.disabled = busy;
-    if (el.compareLr) el.compareLr.disabled = busy;
-    el.pause.disabled = busy || !controllable;
+    setUnavailable(el.start, busy);
+    setUnavailable(el.compareFc, busy);
+    setUnavailable(el.compareLr, busy);
+    setUnavailable(el.pause, busy || !controllable);
     el.pause.textContent = state === 'paused' ? 'Resume' : 'Pause';
     el.pause.setAttribute('aria-pressed', state === 'paused' ? 'true' : 'false');
-    el.stop.disabled = busy || !controllable;
+    setUnavailable(el.stop, busy || !controllable);
   }
 
   function renderState() {
@@ -348,7 +359,6 @@ export function createControls({ onStarted, onAnswer } = {}) {
       text += ' · starting…';
     } else if (state === 'running') {
       text += ` · ETA ${formatDuration(p.eta)}`;
-      if (Number.isFinite(p.ips)) text += ` · ${formatInteger(p.ips)} img/s`;
     } else if (state === 'paused') {
       text += ' · paused';
     } else if (state === 'stopping') {

@@ -34,6 +34,7 @@ import { createSteer } from './steer.js';
 import { createAugmentPreview } from './augment.js';
 import { createChartDownloads } from './export.js';
 import { cssVar } from './format.js';
+import { createSections } from './sections.js';
 
 const byId = (id) => document.getElementById(id);
 
@@ -56,6 +57,12 @@ setTokenAsker(createTokenDialog({
   message: byId('token-message'),
   cancel: byId('token-cancel'),
 }));
+
+// The four sections (Train, Draw, Evaluate, Runs): one at a time on a phone.
+createSections({
+  layout: byId('main'),
+  links: document.querySelectorAll('a[data-section-link]'),
+});
 
 const jobs = createJobs();
 let lastStatus = null;    // the server's latest status (from the stream or GET /api/status)
