@@ -19,9 +19,10 @@ from .hub import EventHub
 from .memory import limit_arenas
 from .paths import web_dir
 from .predict import Predictor
-from .routers import augment, events, model, pages, predict, runs, system
+from .drawings import DrawingStore
+from .routers import augment, drawings, events, model, pages, predict, runs, system
 from .security import CrossSiteGuard, SecurityHeaders, redact_tokens_in_access_log
-from .settings import Settings
+from .settings import Settings, drawings_dir
 from .runs import RunManager
 
 log = logging.getLogger("cnn_live")
@@ -52,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         yield
         manager.shutdown()  # a run in progress stops between batches
+        app.state.drawings.close()
 
     app = FastAPI(title="cnn-live", lifespan=lifespan,
                   description="Train a NumPy-only CNN on MNIST and watch it learn, live.")
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
     app.state.predictor = predictor
+    app.state.drawings = DrawingStore(drawings_dir(settings), settings.max_drawings)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Other host names (DNS rebinding) and other sites' pages are turned away before any
@@ -64,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)  # added last: it wraps every answer, a 413 included
     for router in (system.router, runs.router, runs.comparisons, augment.router, events.router,
-                   predict.router, model.router, pages.router):
+                   predict.router, model.router, drawings.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
     return app

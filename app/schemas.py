@@ -274,7 +274,7 @@ ModelSource = Literal["training", "finished", "uploaded", "bundled"]
 WeightsKind = Literal["averaged", "raw"]
 
 
-class PredictRequest(RequestBody):
+class DrawingBody(RequestBody):
     """A drawing, 0..255 with ink high, 8 <= H, W <= 512, given one of two ways:
     `image`, H rows of W numbers (easy to write by hand), or `pixels` with `width`, its
     H x W bytes in base64 (what the page sends: a fifth of the JSON, and the server
@@ -297,8 +297,6 @@ class PredictRequest(RequestBody):
                                            "bytes, row by row (needs width)")
     width: int | None = Field(None, strict=True, ge=8, le=512,
                               description="W, the width of `pixels`")
-    explain: bool = Field(False, strict=True,
-                          description="also return every image layer's output (feature maps)")
     run_id: str | None = Field(None, max_length=64,
                                description="the run whose model answers (GET "
                                            "/api/model/choices lists them); by default the "
@@ -308,6 +306,66 @@ class PredictRequest(RequestBody):
                                  "of its weights answers (steadier; the default); raw: the "
                                  "weights as the last step left them. A model that holds only "
                                  "one kind answers with it (the answer's model.weights says)")
+
+
+class PredictRequest(DrawingBody):
+    __doc__ = DrawingBody.__doc__
+    explain: bool = Field(False, strict=True,
+                          description="also return every image layer's output (feature maps)")
+
+
+# -- people's own drawings ------------------------------------------------------------------
+
+class SaveDrawingRequest(DrawingBody):
+    """A drawing (as for /api/predict) and the digit it is, as its author says."""
+    model_config = ConfigDict(json_schema_extra={
+        "examples": [{"image": [[0] * 8] * 3 + [[0, 0, 0, 255, 255, 0, 0, 0]] * 2
+                      + [[0] * 8] * 3, "label": 1}]})
+    label: int = Field(strict=True, ge=0, le=9, description="the digit the drawing is")
+
+
+class RelabelRequest(RequestBody):
+    label: int = Field(strict=True, ge=0, le=9, description="the digit the drawing is")
+
+
+class SavedDrawing(BaseModel):
+    id: int
+    created: float = Field(description="when it was saved, seconds since 1970")
+    label: int
+    answer: int | None = Field(description="the server's answer when it was saved")
+    probability: float | None = Field(description="that answer's probability")
+    answered_by: str | None = Field(description="the model that gave it")
+    held_out: bool = Field(description="every fifth drawing is only ever measured, never "
+                                       "taught: its accuracy stays honest")
+    image: list[list[int]] = Field(description="the 28x28 image the network saw, 0..255")
+
+
+class DrawingList(BaseModel):
+    drawings: list[SavedDrawing]
+    total: int
+    counts: dict[int, int] = Field(description="drawings per label")
+    max_count: int
+    held_out_every: int
+
+
+class DrawingsImported(BaseModel):
+    imported: int
+    ids: list[int]
+
+
+class DrawingScore(BaseModel):
+    correct: int
+    total: int
+    accuracy: float | None = Field(description="correct / total; null without drawings")
+
+
+class DrawingAccuracy(BaseModel):
+    model: ModelInfo
+    held_out: DrawingScore = Field(description="the fifth of the drawings never taught: "
+                                               "the honest figure")
+    all: DrawingScore
+    confusion: list[list[int]] = Field(description="held-out drawings: confusion[label]"
+                                                   "[answer]")
 
 
 class ModelInfo(BaseModel):

@@ -91,7 +91,7 @@ ALLOWED_HOSTS_VARIABLE = "CNN_LIVE_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_VARIABLE = "CNN_LIVE_ALLOWED_ORIGINS"
 JSON, OCTETS = "application/json", "application/octet-stream"
 # The one state-changing route whose body is not JSON: the model file itself.
-BINARY_BODY_PATHS = {"/api/model": OCTETS}
+BINARY_BODY_PATHS = {"/api/model": OCTETS, "/api/drawings/import": OCTETS}
 SAME_ORIGIN_FETCH_SITES = frozenset({"same-origin", "none"})  # none: typed by the user
 _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -21,6 +21,14 @@ def checkpoint_dir(settings: "Settings") -> Path:
     return user_cache_dir().parent / "runs"
 
 
+def drawings_dir(settings: "Settings") -> Path:
+    """Where people's labelled drawings are kept: CNN_LIVE_DRAWINGS_DIR, else beside
+    the runs directory."""
+    if settings.drawings_dir:
+        return Path(settings.drawings_dir)
+    return checkpoint_dir(settings).parent / "drawings"
+
+
 class SettingsError(ValueError):
     """An environment variable with a value the server cannot use."""
 
@@ -38,6 +46,8 @@ class Settings:
     subscriber_backlog: int = 2_000  # events queued for one slow browser before it is dropped
     log_level: str = "info"          # CNN_LIVE_LOG_LEVEL
     runs_dir: str | None = None      # CNN_LIVE_RUNS_DIR: checkpoints; else the per-user cache
+    drawings_dir: str | None = None  # CNN_LIVE_DRAWINGS_DIR: labelled drawings; else beside runs
+    max_drawings: int = 10_000       # CNN_LIVE_MAX_DRAWINGS: past it a save or import is refused
     max_body_bytes: int = 2 * 1024 * 1024  # CNN_LIVE_MAX_BODY_BYTES: larger requests get a 413
     # CNN_LIVE_MAX_CONNECTIONS: open connections at once (SSE streams count); None: from
     # RLIMIT_NOFILE (app/connections.py: 208 under `ulimit -n 256`, at most 1024).
@@ -89,6 +99,9 @@ class Settings:
             "subscriber_backlog": _int(env, "CNN_LIVE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
             "log_level": env.get("CNN_LIVE_LOG_LEVEL", cls.log_level).lower(),
             "runs_dir": env.get("CNN_LIVE_RUNS_DIR") or None,
+            "drawings_dir": env.get("CNN_LIVE_DRAWINGS_DIR") or None,
+            "max_drawings": _int(env, "CNN_LIVE_MAX_DRAWINGS", cls.max_drawings,
+                                 maximum=1_000_000),
             "max_body_bytes": _int(env, "CNN_LIVE_MAX_BODY_BYTES", cls.max_body_bytes),
             "max_connections": _int(env, "CNN_LIVE_MAX_CONNECTIONS", None),
             "training_blas_threads": _int(env, "CNN_LIVE_TRAINING_BLAS_THREADS",

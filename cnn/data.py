@@ -140,6 +140,18 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return array.reshape(shape).astype(dtype.newbyteorder("="), order="C")
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An array as an IDX file's bytes (the inverse of parse_idx): big-endian, with
+    the magic number of its element type and its shape."""
+    codes = {dtype.newbyteorder("="): code for code, dtype in IDX_DTYPES.items()}
+    array = np.asarray(array)
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None or not 1 <= array.ndim <= MAX_IDX_DIMS:
+        raise DataError(f"an IDX file cannot hold a {array.ndim}-dimensional {array.dtype} array")
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return header + np.ascontiguousarray(array, IDX_DTYPES[code]).tobytes()
+
+
 def _parse_idx_header(data: bytes, source: str) -> tuple[np.dtype, tuple[int, ...]]:
     """Validate the magic number and return (element dtype, shape)."""
     if len(data) < 4:

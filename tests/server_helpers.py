@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.routers import events as events_router
 import httpx
@@ -50,6 +51,8 @@ def make_app(data_dir, **settings):
     settings.setdefault("allowed_hosts", (TEST_CLIENT_HOST,))
     settings.setdefault("executor", "thread")
     settings.setdefault("runs_dir", tempfile.mkdtemp(prefix="cnn-live-test-runs-"))
+    settings.setdefault("drawings_dir", str(Path(settings["runs_dir"]).parent
+                                            / (Path(settings["runs_dir"]).name + "-drawings")))
     return create_app(Settings(data_dir=str(data_dir), download=False, **settings))
 
 
