@@ -19,6 +19,7 @@ from .hub import EventHub
 from .memory import limit_arenas
 from .paths import web_dir
 from .predict import Predictor
+from .routers import specs
 from .drawings import DrawingStore
 from .routers import augment, drawings, events, model, pages, predict, runs, system
 from .security import CrossSiteGuard, SecurityHeaders, redact_tokens_in_access_log
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (system.router, runs.router, runs.comparisons, augment.router, events.router,
                    predict.router, model.router, drawings.router, pages.router):
         app.include_router(router)
+    app.include_router(specs.router)  # POST /api/specs/check
     app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
     return app
 

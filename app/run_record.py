@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from cnn.cost import ModelLimits
+from cnn.cost import REFERENCE_CALIBRATION, Calibration, ModelLimits, calibrate
 from cnn.insight import Evaluation
+from cnn.model import normalize_spec
 from cnn.presets import PRESETS, Preset
 from cnn.train import TrainConfig
 
@@ -99,19 +104,99 @@ class RunRecord:
 
 
 def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
-              limits: ModelLimits) -> tuple[Preset, dict, TrainConfig]:
-    """The spec and config a run request asks for; ValueError (SpecError, LimitError,
-    ConfigError) with a clear message when they cannot be built or are over `limits`
-    (checked from the spec alone, before anything is allocated)."""
+              limits: ModelLimits, spec: dict | None = None,
+              calibration: Calibration | None = None) -> tuple[Preset, dict, TrainConfig]:
+    """The spec and config a run request asks for: the preset's network (its conv
+    layers' `filters` changed) or a whole `spec` of the caller's, trained with the
+    preset's settings and `overrides`. ValueError (SpecError, LimitError, ConfigError)
+    with a clear message when they cannot be built or are over `limits` (checked from
+    the spec alone, before anything is allocated; the run's estimated time too, given
+    this machine's `calibration`)."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset = PRESETS[preset_name]
-    spec = _with_filters(preset.spec, filters) if filters else preset.spec
+    if spec is not None and filters:
+        raise ValueError("'filters' changes a preset's conv layers; with a 'spec', set each "
+                         "conv layer's filters in the spec itself")
+    if spec is not None:
+        spec = normalize_spec(spec)
+    else:
+        spec = _with_filters(preset.spec, filters) if filters else preset.spec
     config = preset.config.replace(**overrides)
     images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
               + min(config.test_size or MNIST_TEST, MNIST_TEST))
-    limits.check_run(spec, config.batch_size, config.optimizer, images)
+    limits.check_run(spec, config.batch_size, config.optimizer, images, config, calibration)
     return preset, spec, config
+
+
+log = logging.getLogger("cnn_live")
+
+
+class MachineCalibration:
+    """This server's cnn.cost.Calibration (how fast its engine trains, for estimates of
+    seconds per epoch and the run-time limit): measured once, on first use, in a
+    thread of its own with the BLAS threads training uses, and kept for the process's
+    life (the machine does not change; every app in the process shares it).
+    CNN_LIVE_CALIBRATION: "measure" (the default), "reference" (fixed figures: tests)
+    or the path of a JSON file of Calibration.to_dict()."""
+
+    _measured: dict[int, Calibration] = {}
+    _lock = threading.Lock()
+    _threads: dict[int, threading.Thread] = {}
+
+    def __init__(self, setting: str = "measure", blas_threads: int = 1) -> None:
+        self.setting, self.blas_threads = setting, blas_threads
+        self._fixed = self._read(setting)
+
+    @staticmethod
+    def _read(setting: str) -> Calibration | None:
+        if setting == "measure":
+            return None
+        if setting == "reference":
+            return REFERENCE_CALIBRATION
+        try:
+            return Calibration.from_dict(json.loads(Path(setting).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"CNN_LIVE_CALIBRATION must be measure, reference or a JSON "
+                             f"file of a calibration: {exc}") from None
+
+    def start(self) -> None:
+        """Begin measuring in the background (if not done or under way)."""
+        if self._fixed is not None:
+            return
+        with self._lock:
+            if self.blas_threads in self._measured or self.blas_threads in self._threads:
+                return
+            thread = threading.Thread(target=self._measure, name="calibration", daemon=True)
+            self._threads[self.blas_threads] = thread
+            thread.start()
+
+    def _measure(self) -> None:
+        from .worker import blas_threads  # worker.py imports this module
+        started = time.perf_counter()
+        try:
+            with blas_threads(self.blas_threads):
+                calibration = calibrate()
+        except Exception:  # noqa: BLE001: estimates fall back on the reference figures
+            log.exception("measuring this machine's speed failed; estimates use the "
+                          "reference calibration")
+            calibration = REFERENCE_CALIBRATION
+        with self._lock:
+            self._measured[self.blas_threads] = calibration
+        log.info("calibrated this machine's training speed in %.2f s",
+                 time.perf_counter() - started)
+
+    def get(self, timeout: float = 60.0) -> Calibration:
+        """The calibration, waiting for its measurement if it is under way (about a
+        second, once per process)."""
+        if self._fixed is not None:
+            return self._fixed
+        self.start()
+        thread = self._threads.get(self.blas_threads)
+        if thread is not None:
+            thread.join(timeout)
+        return self._measured.get(self.blas_threads, REFERENCE_CALIBRATION)
+
 
 
 def _with_filters(spec: dict, filters: list[int]) -> dict:

@@ -35,7 +35,8 @@ from .executors import Executor, make_executor
 from .gallery import sample, test_image
 from .hub import EventHub
 from .predict import Predictor
-from .run_record import ACTIVE_STATES, MAX_BATCH_RECORDS, Progress, RunRecord, build_run
+from .run_record import (ACTIVE_STATES, MAX_BATCH_RECORDS, MachineCalibration, Progress,
+                         RunRecord, build_run)
 from .run_store import RunStore, StoreError, interrupted_message, verified_checkpoint
 from .settings import Settings, checkpoint_dir
 from .tracker import RunTracker
@@ -77,6 +78,9 @@ class RunManager:
         self._mnist = None  # the server's own MNIST, for images on the page (uint8)
         self.store = RunStore(checkpoint_dir(settings))  # opened on first use
         self._batches_in_store: set[str] = set()  # earlier servers' runs: read on demand
+        # This machine's speed: estimates of seconds per epoch, the run-time limit.
+        self.calibration = MachineCalibration(settings.calibration,
+                                              settings.training_blas_threads)
 
     # -- what the API reads ------------------------------------------------------------
 
@@ -164,11 +168,13 @@ class RunManager:
     # -- starting runs -------------------------------------------------------------------
 
     def start(self, preset_name: str, overrides: dict,
-              filters: list[int] | None = None) -> RunRecord:
-        """A new run from a preset: training at once if a worker is free, else queued;
-        ValueError for settings that cannot be built, QueueFull past the queue."""
+              filters: list[int] | None = None, spec: dict | None = None) -> RunRecord:
+        """A new run from a preset (or a whole spec trained with a preset's settings):
+        training at once if a worker is free, else queued; ValueError for settings that
+        cannot be built or are over the limits, QueueFull past the queue."""
         preset, spec, config = build_run(preset_name, overrides, filters,
-                                         self.settings.model_limits)
+                                         self.settings.model_limits, spec,
+                                         self.calibration.get())
         run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
                         state="queued")
         run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
@@ -182,11 +188,15 @@ class RunManager:
                  f", in {run.node}" if run.node else "")
         return run
 
-    def start_many(self, requests: list[tuple[str, dict, list[int] | None]]) -> list[RunRecord]:
+    def start_many(self, requests: list[tuple[str, dict, list[int] | None, dict | None]]
+                   ) -> list[RunRecord]:
         """Several runs in one go (a comparison): every one checked first, so that a bad
-        one starts none; the queue must have room for all that cannot start now."""
-        built = [build_run(name, overrides, filters, self.settings.model_limits)
-                 for name, overrides, filters in requests]
+        one starts none; the queue must have room for all that cannot start now.
+        Each request: (preset, overrides, filters, spec or None)."""
+        calibration = self.calibration.get()
+        built = [build_run(name, overrides, filters, self.settings.model_limits, spec,
+                           calibration)
+                 for name, overrides, filters, spec in requests]
         with self._lock:
             free = self.settings.max_concurrent_runs - len(self._training)
             waiting = max(0, len(built) - free)
@@ -194,8 +204,8 @@ class RunManager:
                 raise QueueFull(f"{len(built)} runs need {waiting} places in the queue; it has "
                                 f"{self.settings.max_queued_runs - len(self._queue)} free of "
                                 f"{self.settings.max_queued_runs}: try again when runs end")
-            return [self.start(name, overrides, filters)
-                    for name, overrides, filters in requests]
+            return [self.start(name, overrides, filters, spec)
+                    for name, overrides, filters, spec in requests]
 
     def _check_room(self) -> None:
         if (len(self._training) >= self.settings.max_concurrent_runs

@@ -103,7 +103,8 @@ class PresetInfo(BaseModel):
 
 
 class RunRequest(RequestBody):
-    """A preset and, optionally, settings that replace the preset's own."""
+    """A preset and, optionally, settings that replace the preset's own; with `spec`,
+    a network of one's own trained with the preset's settings."""
     # strict: "64" is not a batch size and true is not a number of epochs.
     model_config = ConfigDict(strict=True)
 
@@ -117,6 +118,9 @@ class RunRequest(RequestBody):
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     filters: list[int] | None = Field(None, min_length=1, max_length=16,
                                       description="filters of each conv layer, in order")
+    spec: dict | None = Field(None, description="a whole network instead of the preset's "
+                                                "(see POST /api/specs/check); the preset "
+                                                "still gives the training settings")
     train_size: int | None = Field(None, ge=1, le=60000)
     test_size: int | None = Field(None, ge=1, le=10000)
     augment_shift: float | None = Field(None, ge=0, le=8)
@@ -128,7 +132,69 @@ class RunRequest(RequestBody):
 
     def overrides(self) -> dict:
         return {key: value for key, value in self.model_dump().items()
-                if value is not None and key not in ("preset", "filters")}
+                if value is not None and key not in ("preset", "filters", "spec")}
+
+
+class SpecCheckRequest(RequestBody):
+    """A network spec to check, and optionally the run it would train in (for the
+    estimate of seconds per epoch: a preset's settings with overrides)."""
+    model_config = ConfigDict(strict=True)
+
+    spec: dict = Field(description='{"input": [1, 28, 28], "layers": [{"type": "conv", '
+                                   '"filters": 8, "kernel": 3, "stride": 1, "padding": 1}, '
+                                   '{"type": "relu"}, {"type": "maxpool", "size": 2}, '
+                                   '{"type": "flatten"}, {"type": "dense", "units": 10}], '
+                                   '"loss": "softmax_cross_entropy", "init": "he"}')
+    preset: str = Field("default", max_length=64,
+                        description="whose training settings the estimate assumes")
+    epochs: int | None = Field(None, ge=1, le=1000)
+    batch_size: int | None = Field(None, ge=1, le=60000)
+    optimizer: Literal["sgd", "adam"] | None = None
+    train_size: int | None = Field(None, ge=1, le=60000)
+    test_size: int | None = Field(None, ge=1, le=10000)
+
+    def overrides(self) -> dict:
+        return {key: value for key, value in self.model_dump().items()
+                if value is not None and key not in ("preset", "spec")}
+
+
+class LayerCheck(BaseModel):
+    type: str
+    output_shape: list[int] = Field(description="[C, H, W] for images, [D] for vectors")
+    parameters: int
+    multiply_adds: int = Field(description="per image, forward")
+
+
+class SpecLimits(BaseModel):
+    """The server's limits on one network and one run (each an environment variable)."""
+    layers: int = Field(description="CNN_LIVE_MAX_LAYERS")
+    parameters: int = Field(description="CNN_LIVE_MAX_PARAMETERS")
+    multiply_adds: int = Field(description="CNN_LIVE_MAX_MULTIPLY_ADDS, per image")
+    values_per_image: int = Field(description="CNN_LIVE_MAX_VALUES_PER_IMAGE")
+    run_memory_mb: int = Field(description="CNN_LIVE_MAX_RUN_MEMORY_MB")
+    run_minutes: int = Field(description="CNN_LIVE_MAX_RUN_MINUTES: the estimated time "
+                                         "of a whole run")
+
+
+class SpecCheck(BaseModel):
+    """A valid network: each layer's output shape and cost, the totals, and how long
+    an epoch would take on this server."""
+    spec: dict = Field(description="the spec with its defaults filled in")
+    layers: list[LayerCheck]
+    parameters: int
+    multiply_adds: int = Field(description="per image, forward")
+    seconds_per_epoch: float = Field(description="estimated on this server, from a "
+                                                 "calibration it measured once")
+    run_seconds: float = Field(description="seconds_per_epoch x epochs")
+    epochs: int
+    limits: SpecLimits
+
+
+class SpecProblem(BaseModel):
+    """Why a spec was refused (422)."""
+    detail: str = Field(description="the problem and how to fix it")
+    layer: int | None = Field(None, description="the index of the layer at fault, if one is")
+    layer_type: str | None = Field(None, description="its type, as the spec gave it")
 
 
 class EpochRecord(BaseModel):

@@ -72,8 +72,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     # What one network may cost, for runs and uploaded models alike (cnn/cost.py):
     # CNN_LIVE_MAX_LAYERS, _MAX_PARAMETERS, _MAX_MULTIPLY_ADDS, _MAX_VALUES_PER_IMAGE,
-    # _MAX_RUN_MEMORY_MB.
+    # _MAX_RUN_MEMORY_MB, _MAX_RUN_MINUTES (the estimated time of a whole run).
     model_limits: ModelLimits = ModelLimits()
+    # CNN_LIVE_CALIBRATION: how the estimates of seconds per epoch (and the run-time
+    # limit) learn this machine's speed: "measure" it once (about a second, in a thread,
+    # at the first request that needs it), "reference" (fixed figures: deterministic
+    # tests) or the path of a JSON file (cnn.cost.Calibration.to_dict()).
+    calibration: str = "measure"
     # Runs as jobs (runs.py, executors.py). CNN_LIVE_EXECUTOR: where runs train:
     # "process" (a worker process each), "thread" (in the server: tests, embedding) or
     # "ray" (actors on the Ray cluster at CNN_LIVE_RAY_ADDRESS, "auto": the local one).
@@ -109,6 +114,7 @@ class Settings:
             "token": _token(env),
             "token_read": env.get("CNN_LIVE_TOKEN_READ", "").strip().lower() in ("1", "true"),
             "model_limits": _model_limits(env),
+            "calibration": env.get("CNN_LIVE_CALIBRATION", "").strip() or cls.calibration,
             "allowed_hosts": _listed(env, "CNN_LIVE_ALLOWED_HOSTS", parse_allowed_hosts),
             "allowed_origins": _listed(env, "CNN_LIVE_ALLOWED_ORIGINS", parse_allowed_origins),
             "executor": _choice(env, "CNN_LIVE_EXECUTOR", ("process", "thread", "ray"),

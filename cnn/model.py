@@ -42,7 +42,14 @@ LAYER_KEYS = {
 
 
 class SpecError(ValueError):
-    """A model spec that cannot be built; the message says which part and why."""
+    """A model spec that cannot be built; the message says which part and why, and
+    `layer` and `layer_type` name the layer at fault when one is (the page shows the
+    message beside it)."""
+
+    def __init__(self, message: str, layer: int | None = None,
+                 layer_type: str | None = None) -> None:
+        super().__init__(message)
+        self.layer, self.layer_type = layer, layer_type
 
 
 class TrainingDiverged(ArithmeticError):
@@ -124,22 +131,27 @@ def normalize_spec(spec: dict) -> dict:
 def _normalize_layer(entry, index: int) -> dict:
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str) \
             or entry["type"] not in LAYER_KEYS:
+        given = entry.get("type") if isinstance(entry, dict) else None
         raise SpecError(f"layer {index}: 'type' must be one of {sorted(LAYER_KEYS)}, "
-                        f"got {_brief(entry)}")
+                        f"got {_brief(entry)}", index,
+                        given[:40] if isinstance(given, str) else None)
     kind = entry["type"]
     where = f"layer {index} ({kind})"
     defaults = LAYER_KEYS[kind]
     unknown = set(entry) - set(defaults) - {"type"}
     if unknown:
-        raise SpecError(f"{where}: unknown keys {_brief(sorted(unknown))}")
+        raise SpecError(f"{where}: unknown keys {_brief(sorted(unknown))}", index, kind)
     layer = {"type": kind}
     for key, default in defaults.items():
         value = entry.get(key, default)
         if value is None:
-            raise SpecError(f"{where}: '{key}' is required")
+            raise SpecError(f"{where}: '{key}' is required", index, kind)
         minimum = 0 if key == "padding" else 1
         maximum = 64 if key in ("kernel", "stride", "padding", "size") else MAX_UNITS
-        layer[key] = _positive_int(value, where, key, minimum, maximum)
+        try:
+            layer[key] = _positive_int(value, where, key, minimum, maximum)
+        except SpecError as exc:
+            raise SpecError(str(exc), index, kind) from None
     return layer
 
 
@@ -151,13 +163,20 @@ def spec_shapes(spec: dict) -> list[tuple[int, ...]]:
     shapes = []
     for index, entry in enumerate(spec["layers"]):
         where = f"layer {index} ({entry['type']})"
-        shape = _output_shape(entry, shape, where)
+        try:
+            shape_in, shape = shape, _output_shape(entry, shape, where)
+        except SpecError as exc:
+            raise SpecError(str(exc), index, entry["type"]) from None
         if min(shape) < 1:
-            raise SpecError(f"{where}: its output would be empty (input {_shape_text(shape)})")
+            raise SpecError(f"{where}: its output would be empty (input "
+                            f"{_shape_text(shape_in)}, output {_shape_text(shape)})",
+                            index, entry["type"])
         shapes.append(shape)
     if len(shape) != 1:
-        raise SpecError("the last layer must give a flat vector of class scores "
-                        f"(end with flatten and dense), got shape {_shape_text(shape)}")
+        last = len(spec["layers"]) - 1
+        raise SpecError(f"layer {last} ({spec['layers'][last]['type']}): the last layer must "
+                        "give a flat vector of class scores (end with flatten and dense), got "
+                        f"shape {_shape_text(shape)}", last, spec["layers"][last]["type"])
     return shapes
 
 

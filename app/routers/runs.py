@@ -45,11 +45,16 @@ def _answer(action):
 
 @router.post("", status_code=201, response_model=Status, dependencies=[Depends(require_write)],
              responses={**INVALID, **QUEUE_FULL},
-             summary="Start a run from a preset, with optional overrides",
+             summary="Start a run from a preset or a whole network spec, with optional "
+                     "overrides",
              description="It trains at once if a worker is free (`state` running), else it "
-                         "waits in the queue (`state` queued, with its `queue_position`).")
+                         "waits in the queue (`state` queued, with its `queue_position`). "
+                         "With `spec`, the network is that spec (checked as POST "
+                         "/api/specs/check checks it) and the preset gives the training "
+                         "settings.")
 def start_run(request: RunRequest, manager: RunManager = Depends(get_manager)) -> dict:
-    run = _answer(lambda: manager.start(request.preset, request.overrides(), request.filters))
+    run = _answer(lambda: manager.start(request.preset, request.overrides(), request.filters,
+                                        request.spec))
     return _status(manager, run)
 
 
@@ -62,7 +67,7 @@ def start_run(request: RunRequest, manager: RunManager = Depends(get_manager)) -
 def start_comparison(request: ComparisonRequest,
                      manager: RunManager = Depends(get_manager)) -> dict:
     runs = _answer(lambda: manager.start_many(
-        [(run.preset, run.overrides(), run.filters) for run in request.runs]))
+        [(run.preset, run.overrides(), run.filters, run.spec) for run in request.runs]))
     return {"run_ids": [run.run_id for run in runs],
             "runs": [manager.run_status(run) for run in runs]}
 

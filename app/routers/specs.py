@@ -1,0 +1,68 @@
+"""Checking a network before it trains: each layer's output shape and cost, the
+totals, and an estimate of its seconds per epoch on this server, or why it cannot
+be trained here (the layer at fault and the reason, or the limit it passes)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from cnn.cost import config_epoch_seconds, layer_costs
+from cnn.model import SpecError
+
+from ..dependencies import UNAUTHORIZED, get_manager, require_read
+from ..run_record import build_run
+from ..runs import RunManager
+from ..schemas import SpecCheck, SpecCheckRequest, SpecProblem
+
+router = APIRouter(prefix="/api/specs", tags=["specs"], dependencies=[Depends(require_read)],
+                   responses=UNAUTHORIZED)
+
+
+def problem(exc: ValueError) -> JSONResponse:
+    """A 422 that says what is wrong and, for a spec's fault, at which layer."""
+    body = {"detail": str(exc), "layer": getattr(exc, "layer", None),
+            "layer_type": getattr(exc, "layer_type", None)}
+    return JSONResponse(body, status_code=422)
+
+
+@router.post("/check", response_model=SpecCheck,
+             responses={422: {"model": SpecProblem,
+                              "description": "a spec that cannot be built, or is over one of "
+                                             "the server's limits: the layer at fault (index "
+                                             "and type) and the reason, or the limit, its "
+                                             "environment variable and the value"}},
+             summary="Check a network spec: shapes, parameters, multiply-adds, time",
+             description="The same checks as POST /api/runs makes of a `spec`, against the "
+                         "same limits. `seconds_per_epoch` is estimated for the settings of "
+                         "`preset` (with any overrides given) from a calibration of this "
+                         "server's speed, measured once (the first check may take a second).")
+def check_spec(request: SpecCheckRequest, manager: RunManager = Depends(get_manager)):
+    settings = manager.settings
+    calibration = manager.calibration.get()
+    try:
+        _, spec, config = build_run(request.preset, request.overrides(), None,
+                                    settings.model_limits, request.spec, calibration)
+    except SpecError as exc:  # LimitError too
+        return problem(exc)
+    except ValueError as exc:  # an unknown preset, a training setting out of range
+        return JSONResponse({"detail": str(exc), "layer": None, "layer_type": None},
+                            status_code=422)
+    costs = layer_costs(spec)
+    per_epoch = config_epoch_seconds(spec, config, calibration)
+    limits = settings.model_limits
+    return {
+        "spec": spec,
+        "layers": [{"type": c.type, "output_shape": list(c.output_shape),
+                    "parameters": c.parameters, "multiply_adds": c.multiply_adds}
+                   for c in costs],
+        "parameters": sum(c.parameters for c in costs),
+        "multiply_adds": sum(c.multiply_adds for c in costs),
+        "seconds_per_epoch": per_epoch, "run_seconds": per_epoch * config.epochs,
+        "epochs": config.epochs,
+        "limits": {"layers": limits.layers, "parameters": limits.parameters,
+                   "multiply_adds": limits.multiply_adds,
+                   "values_per_image": limits.values_per_image,
+                   "run_memory_mb": limits.run_memory_bytes // 2**20,
+                   "run_minutes": limits.run_seconds // 60},
+    }
