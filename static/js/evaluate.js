@@ -14,7 +14,7 @@
 
 import { api, ApiError } from './api.js';
 import { digitFigure, inkColour, repaintDigits } from './digits.js';
-import { formatInteger, formatPercent, frameTask } from './format.js';
+import { cssVar, formatInteger, formatPercent, frameTask, parseColour } from './format.js';
 
 const CELL_LIMIT = 48;   // images asked for per clicked cell (the server allows 200)
 
@@ -40,6 +40,49 @@ export function cellShades(matrix) {
       return maxWrong ? Math.sqrt(v / maxWrong) : 0;
     });
   });
+}
+
+// ----- cell colours: a shade of green (right) or red (a mistake) over the empty cell's
+// colour, with the text colour (dark or light) that reads best on it. Text must keep
+// 4.5:1 (WCAG AA): a shade where neither text colour does is darkened until one does.
+function luminance([r, g, b]) {
+  const lin = (c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+export function contrast(a, b) {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+const mix = (a, b, t) => a.map((v, i) => Math.round(v * t + b[i] * (1 - t)));
+
+/** The background and text colours of a cell of shade `heat` (0..1) in colour `full`
+ *  over `empty`, text `dark` or `light`, whichever reads better (at least 4.5:1). */
+export function cellColours(heat, full, empty, dark, light) {
+  let t = Math.max(0, Math.min(1, heat));
+  for (;;) {
+    const bg = mix(full, empty, t);
+    const onDark = contrast(bg, dark);
+    const onLight = contrast(bg, light);
+    if (Math.max(onDark, onLight) >= 4.5 || t >= 1) {
+      return { background: `rgb(${bg.join(',')})`, color: onDark >= onLight ? 'dark' : 'light' };
+    }
+    t = Math.min(1, t + 0.05);
+  }
+}
+
+function palette() {
+  return {
+    right: parseColour(cssVar('--cm-right', '#047857'), [4, 120, 87]),
+    wrong: parseColour(cssVar('--cm-wrong', '#b91c1c'), [185, 28, 28]),
+    empty: parseColour(cssVar('--surface-sunken', '#f0f2f6'), [240, 242, 246]),
+    dark: parseColour(cssVar('--text', '#18202c'), [24, 32, 44]),
+    light: parseColour(cssVar('--cm-light-text', '#ffffff'), [255, 255, 255]),
+  };
 }
 
 function isMatrix(m) {
@@ -162,24 +205,41 @@ export function createEvaluate({
   function paintMatrix(matrix) {
     if (matrix.length !== size) build(matrix.length);
     const shades = cellShades(matrix);
+    const colours = palette();
     matrix.forEach((row, t) => {
       const rowTotal = row.reduce((a, b) => a + b, 0);
       row.forEach((count, p) => {
         const button = buttons[t][p];
-        button.textContent = String(count);   // no separator: narrow cells on a phone
+        // The count as its name says it ("1,117", "true 3, predicted 3: 1,117 images").
+        button.textContent = formatInteger(count);
         button.dataset.count = String(count);
         button.setAttribute('aria-label', describeCell(t, p, count));
         button.title = describeCell(t, p, count);
         const shade = shades[t][p];
         button.style.setProperty('--heat', shade.toFixed(3));
+        const look = cellColours(count === 0 ? 0 : shade, t === p ? colours.right : colours.wrong,
+          colours.empty, colours.dark, colours.light);
+        button.style.backgroundColor = look.background;
         button.classList.toggle('is-zero', count === 0);
-        button.classList.toggle('is-strong', shade > 0.55);
+        button.classList.toggle('is-strong', look.color === 'light');
       });
       rowNotes[t].textContent = rowTotal ? formatPercent(row[t] / rowTotal, 0) : '–';
       rowNotes[t].title = rowTotal ? `${formatInteger(row[t])} of ${formatInteger(rowTotal)} ${t}s read right` : '';
     });
     markSelected();
+    showScrollHint();
   }
+
+  // A matrix wider than its box (a narrow phone) scrolls sideways, and says so.
+  const hint = document.createElement('p');
+  hint.className = 'confusion-hint';
+  hint.textContent = 'Scroll the matrix sideways to see every column →';
+  hint.hidden = true;
+  matrixEl.after(hint);
+  function showScrollHint() {
+    hint.hidden = !(matrixEl.scrollWidth > matrixEl.clientWidth + 1);
+  }
+  new ResizeObserver(() => showScrollHint()).observe(matrixEl);
 
   function markSelected() {
     buttons.forEach((row, t) => row.forEach((button, p) => {
@@ -339,6 +399,7 @@ export function createEvaluate({
       request();
     },
     restyle() {
+      if (shown) paintMatrix(shown.confusion);
       const ink = inkColour();
       if (shown) repaintDigits(galleryEl, shown.misclassified || [], ink);
       repaintDigits(detailGridEl, detailItems, ink);

@@ -138,6 +138,8 @@ export function createFilters({ container, stampEl }) {
 
       const scale = document.createElement('div');
       scale.className = 'filter-scale';
+      // A group: its low and high values are read, named as the colour scale.
+      scale.setAttribute('role', 'group');
       scale.setAttribute('aria-label', 'colour scale');
       const low = document.createElement('span');
       const bar = document.createElement('span');
