@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from cnn.cost import REFERENCE_CALIBRATION, Calibration, ModelLimits, calibrate
 from cnn.insight import Evaluation
@@ -105,13 +106,15 @@ class RunRecord:
 
 def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
               limits: ModelLimits, spec: dict | None = None,
-              calibration: Calibration | None = None) -> tuple[Preset, dict, TrainConfig]:
+              calibration: Calibration | Callable[[], Calibration] | None = None
+              ) -> tuple[Preset, dict, TrainConfig]:
     """The spec and config a run request asks for: the preset's network (its conv
     layers' `filters` changed) or a whole `spec` of the caller's, trained with the
     preset's settings and `overrides`. ValueError (SpecError, LimitError, ConfigError)
     with a clear message when they cannot be built or are over `limits` (checked from
     the spec alone, before anything is allocated; the run's estimated time too, given
-    this machine's `calibration`)."""
+    this machine's `calibration`, or a function that returns it, called only for a
+    run within the other limits)."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -125,7 +128,13 @@ def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
     config = preset.config.replace(**overrides)
     images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
               + min(config.test_size or MNIST_TEST, MNIST_TEST))
-    limits.check_run(spec, config.batch_size, config.optimizer, images, config, calibration)
+    limits.check_run(spec, config.batch_size, config.optimizer, images)
+    # Only a run within every other limit needs the machine's speed: a refused one
+    # neither waits for the calibration nor makes the server measure it (~20 MB).
+    if callable(calibration):
+        calibration = calibration()
+    if calibration is not None:
+        limits.check_time(spec, config, calibration)
     return preset, spec, config
 
 

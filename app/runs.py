@@ -174,7 +174,7 @@ class RunManager:
         cannot be built or are over the limits, QueueFull past the queue."""
         preset, spec, config = build_run(preset_name, overrides, filters,
                                          self.settings.model_limits, spec,
-                                         self.calibration.get())
+                                         self.calibration.get)
         run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
                         state="queued")
         run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
@@ -193,9 +193,8 @@ class RunManager:
         """Several runs in one go (a comparison): every one checked first, so that a bad
         one starts none; the queue must have room for all that cannot start now.
         Each request: (preset, overrides, filters, spec or None)."""
-        calibration = self.calibration.get()
         built = [build_run(name, overrides, filters, self.settings.model_limits, spec,
-                           calibration)
+                           self.calibration.get)
                  for name, overrides, filters, spec in requests]
         with self._lock:
             free = self.settings.max_concurrent_runs - len(self._training)

@@ -39,16 +39,17 @@ def problem(exc: ValueError) -> JSONResponse:
                          "server's speed, measured once (the first check may take a second).")
 def check_spec(request: SpecCheckRequest, manager: RunManager = Depends(get_manager)):
     settings = manager.settings
-    calibration = manager.calibration.get()
     try:
         _, spec, config = build_run(request.preset, request.overrides(), None,
-                                    settings.model_limits, request.spec, calibration)
+                                    settings.model_limits, request.spec,
+                                    manager.calibration.get)
     except SpecError as exc:  # LimitError too
         return problem(exc)
     except ValueError as exc:  # an unknown preset, a training setting out of range
         return JSONResponse({"detail": str(exc), "layer": None, "layer_type": None},
                             status_code=422)
     costs = layer_costs(spec)
+    calibration = manager.calibration.get()  # measured by build_run by now
     per_epoch = config_epoch_seconds(spec, config, calibration)
     limits = settings.model_limits
     return {
