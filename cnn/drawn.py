@@ -75,6 +75,24 @@ def make_drawn_set(images: np.ndarray, labels: np.ndarray, count: int | None = N
                     pen_widths.astype(np.int64))
 
 
+def slant(canvas: np.ndarray, shear: float) -> np.ndarray:
+    """A drawing slanted as a hand that leans writes: row y moves shear * (y - middle)
+    pixels to the right (positive shear: the tops lean right), sampled linearly, on a
+    canvas widened to keep all its ink. For a stand-in of one person's handwriting."""
+    height, width = canvas.shape
+    pad = int(abs(shear) * height / 2) + 2
+    ys, xs = np.mgrid[0:height, 0:width + 2 * pad]
+    source = xs - pad + shear * (ys - height / 2)
+    left = np.floor(source).astype(np.int64)
+    weight = source - left
+    padded = np.pad(canvas.astype(np.float64), ((0, 0), (1, 1)))  # column -1 and width: 0
+
+    def at(x: np.ndarray) -> np.ndarray:
+        return padded[ys, np.clip(x, -1, width) + 1]
+
+    return at(left) * (1 - weight) + at(left + 1) * weight
+
+
 # --- Centre-lines ------------------------------------------------------------------
 
 

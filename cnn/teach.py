@@ -1,0 +1,98 @@
+"""Teaching a network one person's handwriting: their labelled drawings (28x28 uint8, as
+the network sees them) mixed into the training batches.
+
+- `mix_in` adds the drawings to a training set so that they make up a chosen share of
+  the images an epoch sees: each drawing repeated evenly (oversampled: a person labels
+  tens of drawings, MNIST has 60,000 images), and augmented like MNIST's images
+  (the Trainer distorts every batch), so repeats are not copies.
+- `fine_tune` teaches a trained model for a short while: the drawings mixed into a
+  replay of MNIST images, so that it learns the person's style without forgetting
+  what it knew. The model changes only through the optimiser's steps (a Trainer's
+  epoch); what it reads before and after is measured by `score`.
+
+Numpy and the standard library only, like the rest of cnn/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Model
+from .train import Callback, Dataset, TrainConfig, Trainer, scale_images
+
+MAX_SHARE = 0.9  # drawings may not crowd MNIST out entirely: forgetting would follow
+
+
+def mix_in(data: Dataset, images: np.ndarray, labels: np.ndarray, share: float) -> Dataset:
+    """`data` with `images` (K, 28, 28) uint8 and `labels` (K,) added to its training
+    set, each drawing repeated so that they make up `share` of it (about; at least once
+    each). The test set is left alone."""
+    if not 0.0 < share <= MAX_SHARE:
+        raise ValueError(f"the drawings' share of the training images is above 0 and at "
+                         f"most {MAX_SHARE}, not {share!r}")
+    if len(images) == 0 or len(images) != len(labels):
+        raise ValueError(f"{len(images)} drawings with {len(labels)} labels: need at least "
+                         "one drawing, and a label each")
+    if images.dtype != np.uint8 or images.shape[1:] != data.train_images.shape[1:]:
+        raise ValueError(f"drawings must be uint8 like the training images "
+                         f"{data.train_images.shape[1:]}, not {images.dtype} {images.shape[1:]}")
+    mnist = len(data.train_labels)
+    copies = max(len(images), round(share / (1.0 - share) * mnist))
+    repeats = np.resize(np.arange(len(images)), copies)  # 0, 1, ..., K-1, 0, 1, ...
+    return Dataset(
+        train_images=np.concatenate([data.train_images, images[repeats]]),
+        train_labels=np.concatenate([data.train_labels, labels[repeats].astype(np.int64)]),
+        test_images=data.test_images, test_labels=data.test_labels)
+
+
+def replay(data: Dataset, count: int, seed: int) -> Dataset:
+    """A random `count` of `data`'s training images (all of them if fewer), and its
+    whole test set."""
+    n = len(data.train_labels)
+    chosen = np.sort(np.random.default_rng([seed, 7]).permutation(n)[:count])
+    return Dataset(data.train_images[chosen], data.train_labels[chosen],
+                   data.test_images, data.test_labels)
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """How `fine_tune` teaches: `replay` MNIST images with the drawings mixed in at
+    `share`, for `passes` over them, at a low learning rate (the model already knows digits)."""
+    replay: int = 4000
+    share: float = 0.5
+    passes: int = 1
+    learning_rate: float = 0.0005
+    batch_size: int = 64
+    seed: int = 0
+
+    def config(self, base: TrainConfig) -> TrainConfig:
+        """The base run's settings (its optimizer, its augmentation) for one pass, with
+        this teaching's rate; no warm-up, boost or average: a short nudge."""
+        return base.replace(epochs=self.passes, learning_rate=self.learning_rate,
+                            batch_size=self.batch_size, seed=self.seed, lr_decay=1.0,
+                            train_size=None, test_size=None, lr_warmup=0, lr_boost=1.0,
+                            lr_boost_batches=0, augment_start=1.0, augment_warmup=0,
+                            average_decay=0.0, evaluate_averaged=False)
+
+
+def fine_tune(model: Model, images: np.ndarray, labels: np.ndarray, data: Dataset,
+              base: TrainConfig, teaching: Teaching = Teaching(),
+              callback: Callback | None = None) -> Trainer:
+    """Teach `model` (in place) the drawings, mixed into a replay of `data`; returns the
+    Trainer (its history holds the pass's record, its test figures on `data`'s test
+    set). Stop it from another thread with trainer.stop()."""
+    mixed = mix_in(replay(data, teaching.replay, teaching.seed), images, labels,
+                   teaching.share)
+    trainer = Trainer(model, teaching.config(base), mixed, callback)
+    trainer.run()
+    return trainer
+
+
+def score(model: Model, images: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """(correct, total) of `model` on uint8 images."""
+    if len(images) == 0:
+        return 0, 0
+    answers = model.predict_proba(scale_images(images)).argmax(axis=1)
+    return int((answers == labels).sum()), len(labels)
