@@ -108,6 +108,8 @@ examples:
   cnn-live train --preset seed --save seed.npz
   cnn-live evaluate seed.npz
   cnn-live presets
+  cnn-live spec --preset default > net.json   # edit it, then:
+  cnn-live spec --check net.json && cnn-live train --spec net.json
 
 `cnn-live COMMAND --help` shows each command's options.""")
 

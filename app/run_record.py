@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from cnn.cost import REFERENCE_CALIBRATION, Calibration, ModelLimits, calibrate
+from cnn.cost import (REFERENCE_CALIBRATION, Calibration, ModelLimits, calibrate,
+                      fixed_calibration)
 from cnn.insight import Evaluation
 from cnn.model import normalize_spec
 from cnn.presets import PRESETS, Preset
@@ -29,7 +28,6 @@ EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", 
 BATCH_FIELDS = ("epoch", "step", "steps", "global_step", "loss", "accuracy", "learning_rate",
                 "momentum")
 MAX_BATCH_RECORDS = 50_000  # published batch points kept per run for the JSON export
-MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in MNIST's two sets
 
 
 @dataclass
@@ -126,15 +124,9 @@ def build_run(preset_name: str, overrides: dict, filters: list[int] | None,
     else:
         spec = _with_filters(preset.spec, filters) if filters else preset.spec
     config = preset.config.replace(**overrides)
-    images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
-              + min(config.test_size or MNIST_TEST, MNIST_TEST))
-    limits.check_run(spec, config.batch_size, config.optimizer, images)
-    # Only a run within every other limit needs the machine's speed: a refused one
-    # neither waits for the calibration nor makes the server measure it (~20 MB).
-    if callable(calibration):
-        calibration = calibration()
-    if calibration is not None:
-        limits.check_time(spec, config, calibration)
+    # A calibration function is called only for a run within every other limit: a
+    # refused run neither waits for it nor makes the server measure it (~20 MB).
+    limits.check_training(spec, config, calibration)
     return preset, spec, config
 
 
@@ -159,15 +151,7 @@ class MachineCalibration:
 
     @staticmethod
     def _read(setting: str) -> Calibration | None:
-        if setting == "measure":
-            return None
-        if setting == "reference":
-            return REFERENCE_CALIBRATION
-        try:
-            return Calibration.from_dict(json.loads(Path(setting).read_text()))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"CNN_LIVE_CALIBRATION must be measure, reference or a JSON "
-                             f"file of a calibration: {exc}") from None
+        return fixed_calibration(setting)
 
     def start(self) -> None:
         """Begin measuring in the background (if not done or under way)."""

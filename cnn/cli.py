@@ -1,4 +1,4 @@
-"""The `cnn-live` command line: train, evaluate, download, presets.
+"""The `cnn-live` command line: train, evaluate, download, presets, spec.
 
 Each sub-command is one `Command` in the `COMMANDS` table: a function that adds its
 arguments and a function that runs it and returns the exit code. A new sub-command
@@ -25,8 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import data
-from .cost import ModelLimits
-from .model import Model, ModelFileError, SpecError, TrainingDiverged
+from .cost import (CALIBRATION_ENV, Calibration, ModelLimits, calibrate, fixed_calibration,
+                   spec_report)
+from .model import Model, ModelFileError, SpecError, TrainingDiverged, normalize_spec
 from .optim import OPTIMIZERS
 from .presets import PRESETS, Preset
 from .train import ConfigError, TrainConfig, Trainer, make_dataset
@@ -216,8 +217,22 @@ CONFIG_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed",
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="NAME",
-                        help=f"network and settings to start from: {', '.join(sorted(PRESETS))}")
+    parser.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
+                        help=f"network and settings to start from: {', '.join(sorted(PRESETS))}"
+                             " (with --spec, its settings alone; default: default)")
+    parser.add_argument("--spec", type=Path, metavar="FILE",
+                        help="train this network instead (a JSON spec, as `cnn-live spec "
+                             "--preset NAME` writes one), held to the server's limits")
+    add_config_arguments(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--save", type=Path, metavar="PATH",
+                        help="write the trained model (.npz) here, also when interrupted")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per epoch on stdout")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that replace a preset's training settings (CONFIG_OPTIONS)."""
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the data")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help="images per update")
@@ -236,11 +251,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        ("rotation", "degrees, 0..45"), ("stroke", "pixels thicker or thinner, 0..1")):
         augmentation.add_argument(f"--augment-{name}", type=finite_number, metavar="X",
                                   help=f"at most this much ({unit})")
-    add_data_arguments(parser)
-    parser.add_argument("--save", type=Path, metavar="PATH",
-                        help="write the trained model (.npz) here, also when interrupted")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per epoch on stdout")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,12 +262,21 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    preset = PRESETS[args.preset]
+    if args.preset is None and args.spec is None:
+        raise CliError("one of --preset NAME or --spec FILE is required")
+    preset = PRESETS[args.preset or DEFAULT_PRESET]
     config = train_config(preset, args)
+    spec = preset.spec
+    if args.spec is not None:
+        spec = read_spec(args.spec)
+        check_spec(spec, config, args.spec)
     mnist = load_data(args.data_dir, download=not args.no_download)
-    model = Model(preset.spec, seed=config.seed)
+    model = Model(spec, seed=config.seed)
     dataset = make_dataset(mnist, config)
-    say(f"training preset {preset.name!r} ({model.parameter_count():,} parameters) on "
+    network = f"{args.spec}" if args.spec is not None else f"preset {preset.name!r}"
+    settings = (f" with the settings of preset {preset.name!r}" if args.spec is not None
+                else "")
+    say(f"training {network}{settings} ({model.parameter_count():,} parameters) on "
         f"{len(dataset.train_labels):,} images, testing on {len(dataset.test_labels):,}, "
         f"for {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
     reporter = TrainingReporter(sys.stderr, config.epochs, sys.stderr.isatty(), args.json)
@@ -268,6 +287,8 @@ def run_train(args: argparse.Namespace) -> int:
     say(summary_line(trainer.history, seconds, interrupted))
     if args.save is not None:
         metadata = training_metadata(preset, config, trainer.history, interrupted, seconds)
+        if args.spec is not None:
+            metadata["spec_file"] = str(args.spec)
         # The weights that answer drawings: the average's if the preset averages.
         metadata["weights"] = "averaged" if trainer.average is not None else "raw"
         path = save_model(trainer.answering_model(), args.save, metadata)
@@ -401,6 +422,129 @@ def run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- spec ----------------------------------------------------------------------------
+
+DEFAULT_PRESET = "default"  # whose settings a spec of one's own trains with, unless told
+
+
+def read_spec(path: Path) -> dict:
+    """A network spec from a JSON file, normalised; CliError naming the file (and, for
+    a spec that cannot be built, the layer and why: the API's own words)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}, column "
+                       f"{exc.colno}); `cnn-live spec --preset default` writes a spec "
+                       f"to start from") from None
+    try:
+        return normalize_spec(value)
+    except SpecError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def machine_calibration() -> Calibration:
+    """This machine's speed, as CNN_LIVE_CALIBRATION says (measured by default: about a
+    second)."""
+    try:
+        fixed = fixed_calibration(os.environ.get(CALIBRATION_ENV, ""))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return fixed if fixed is not None else calibrate()
+
+
+def check_spec(spec: dict, config: TrainConfig, path: Path,
+               calibration: Calibration | None = None) -> None:
+    """The server's checks of a run of `spec` (it fits MNIST, it is within the
+    CNN_LIVE_MAX_* limits, its estimated time too); CliError naming the file."""
+    try:
+        limits = ModelLimits.from_env(os.environ)  # the server's limits, raised the same way
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        limits.check_training(spec, config, calibration or machine_calibration)
+    except SpecError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
+                        help="alone: print this preset's network as JSON; with --check: "
+                             f"estimate the time with its settings (default: {DEFAULT_PRESET})")
+    parser.add_argument("--check", type=Path, metavar="FILE",
+                        help="print each layer's output shape, parameters and "
+                             "multiply-adds, the totals and the estimated time")
+    add_config_arguments(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="with --check: the same answer as POST /api/specs/check")
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    if args.check is None:
+        if args.preset is None:
+            raise CliError("give --preset NAME (print its spec) or --check FILE")
+        print(spec_json(normalize_spec(PRESETS[args.preset].spec)))
+        return 0
+    preset = PRESETS[args.preset or DEFAULT_PRESET]
+    config = train_config(preset, args)
+    spec = read_spec(args.check)
+    calibration = machine_calibration()
+    check_spec(spec, config, args.check, calibration)
+    report = spec_report(spec, config, calibration)
+    if args.json:
+        emit_json(report)
+    else:
+        print(cost_table(report))
+        print(estimate_text(preset, config, report["seconds_per_epoch"]))
+    return 0
+
+
+def spec_json(spec: dict) -> str:
+    """A spec as JSON that reads as a network: one line a layer."""
+    layers = ",\n".join(f"    {json.dumps(layer)}" for layer in spec["layers"])
+    rest = "".join(f",\n  {json.dumps(key)}: {json.dumps(value)}"
+                   for key, value in spec.items() if key not in ("input", "layers"))
+    return (f"{{\n  \"input\": {json.dumps(spec['input'])},\n  \"layers\": [\n{layers}\n  ]"
+            f"{rest}\n}}")
+
+
+def cost_table(report: dict) -> str:
+    """spec_report's layers (type, output shape, parameters, multiply-adds per image)
+    and totals, in aligned columns."""
+    shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
+    rows = [("#", "layer", "output", "parameters", "multiply-adds"),
+            ("", "input", shape(report["spec"]["input"]), "", "")]
+    rows += [(str(i), layer["type"], shape(layer["output_shape"]), f"{layer['parameters']:,}",
+              f"{layer['multiply_adds']:,}") for i, layer in enumerate(report["layers"])]
+    rows.append(("", "total", "", f"{report['parameters']:,}", f"{report['multiply_adds']:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join([row[0].rjust(widths[0]), row[1].ljust(widths[1]),
+                        row[2].ljust(widths[2]), row[3].rjust(widths[3]),
+                        row[4].rjust(widths[4])]).rstrip() for row in rows]
+    lines.insert(-1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def estimate_text(preset: Preset, config: TrainConfig, per_epoch: float) -> str:
+    images = min(config.train_size or 60_000, 60_000)
+    plural = "s" if config.epochs != 1 else ""
+    return (f"estimated {seconds_text(per_epoch)} an epoch on this machine with the settings "
+            f"of preset {preset.name!r} (batch size {config.batch_size}, {config.optimizer}, "
+            f"{images:,} training images); {config.epochs} epoch{plural}: "
+            f"{seconds_text(per_epoch * config.epochs)}")
+
+
+def seconds_text(seconds: float) -> str:
+    """4.2 s under a minute, else as format_duration (12:34, 1:02:03)."""
+    return f"{seconds:.1f} s" if seconds < 59.95 else format_duration(seconds)
+
+
 # --- presets -------------------------------------------------------------------------
 
 
@@ -440,8 +584,10 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("train", "train a preset network on MNIST", """\
+    Command("train", "train a preset network, or one of your own, on MNIST", """\
   cnn-live train --preset default
+  cnn-live train --spec net.json --epochs 2          # preset default's settings
+  cnn-live train --spec net.json --preset seed       # preset seed's settings
   cnn-live train --preset seed --epochs 5 --save seed.npz
   cnn-live train --preset default --epochs 2 --train-size 10000 --json > history.jsonl
   cnn-live train --preset default --augment-stroke 0.5 --augment-rotation 15
@@ -460,6 +606,13 @@ COMMANDS: tuple[Command, ...] = (
   cnn-live presets
   cnn-live presets --json""",
             add_presets_arguments, run_presets),
+    Command("spec", "write a preset's network as JSON, or check a network: shapes, cost, "
+                    "time", """\
+  cnn-live spec --preset default > net.json
+  cnn-live spec --check net.json
+  cnn-live spec --check net.json --preset seed --epochs 3
+  cnn-live spec --check net.json --json""",
+            add_spec_arguments, run_spec),
 )
 
 MAIN_EXAMPLES = """\
@@ -468,6 +621,7 @@ examples:
   cnn-live download
   cnn-live train --preset seed --save seed.npz
   cnn-live evaluate seed.npz
+  cnn-live spec --preset default > net.json && cnn-live spec --check net.json
 
 `cnn-live COMMAND --help` shows each command's options."""
 

@@ -10,9 +10,11 @@ model) is checked here first, against one set of limits.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -195,6 +197,43 @@ class ModelLimits:
                              f"this layer takes the most time: make it smaller, or train "
                              f"fewer epochs or images", index, kind)
         return per_epoch
+
+
+    def check_training(self, spec: dict, config, calibration=None) -> ModelCost:
+        """Everything a run of `spec` with a train.TrainConfig on MNIST is held to: the
+        spec fits MNIST, check_run's limits and, given `calibration` (a Calibration or a
+        function that returns one, called only for a run within every other limit),
+        its estimated time. The server's runs and checks and `cnn-live train --spec`
+        and `spec --check` all come here, so that they refuse with the same words."""
+        check_fits_mnist(spec)
+        images = (min(config.train_size or MNIST_TRAIN, MNIST_TRAIN)
+                  + min(config.test_size or MNIST_TEST, MNIST_TEST))
+        cost = self.check_run(spec, config.batch_size, config.optimizer, images)
+        if callable(calibration):
+            calibration = calibration()
+        if calibration is not None:
+            self.check_time(spec, config, calibration)
+        return cost
+
+
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000  # images in MNIST's two sets
+MNIST_INPUT, MNIST_CLASSES = [1, 28, 28], 10
+
+
+def check_fits_mnist(spec: dict) -> None:
+    """SpecError unless the spec takes MNIST's images and scores at least its 10 classes
+    (naming the last layer for too few)."""
+    spec = normalize_spec(spec)
+    if list(spec["input"]) != MNIST_INPUT:
+        raise SpecError(f"'input' must be {MNIST_INPUT} to train on MNIST's 28x28 grey "
+                        f"images, got {spec['input']}")
+    classes = spec_shapes(spec)[-1][0]
+    if classes < MNIST_CLASSES:
+        index = len(spec["layers"]) - 1
+        kind = spec["layers"][index]["type"]
+        raise SpecError(f"layer {index} ({kind}): the network ends in {classes} class "
+                        f"scores; MNIST has {MNIST_CLASSES} classes (make the last dense "
+                        f"layer {MNIST_CLASSES} units)", index, kind)
 
 
 def _minutes(seconds: float) -> str:
@@ -427,6 +466,24 @@ def _parts_seconds(spec: dict, calibration: Calibration, *, batch_size: int,
             seconds += count * (_forward_seconds(work, calibration, size)
                                 + calibration.part("loss").seconds(size, classes))
     return seconds + calibration.part("epoch").call
+
+
+def spec_report(spec: dict, config, calibration: Calibration) -> dict:
+    """What POST /api/specs/check and `cnn-live spec --check` answer for a spec that
+    passed the checks: each layer's type, output shape, parameters and multiply-adds
+    per image, the totals, and the estimated seconds of an epoch and of the run with
+    the training config (a train.TrainConfig)."""
+    spec = normalize_spec(spec)
+    costs = layer_costs(spec)
+    per_epoch = config_epoch_seconds(spec, config, calibration)
+    return {"spec": spec,
+            "layers": [{"type": c.type, "output_shape": list(c.output_shape),
+                        "parameters": c.parameters, "multiply_adds": c.multiply_adds}
+                       for c in costs],
+            "parameters": sum(c.parameters for c in costs),
+            "multiply_adds": sum(c.multiply_adds for c in costs),
+            "seconds_per_epoch": per_epoch, "run_seconds": per_epoch * config.epochs,
+            "epochs": config.epochs}
 
 
 def config_epoch_seconds(spec: dict, config, calibration: Calibration,
@@ -735,3 +792,22 @@ REFERENCE_CALIBRATION = Calibration.from_dict({
         "step": [0.0001215, 3.874e-06, 0.0, 0.0],
         "epoch": [0.0, 0.0, 0.0, 0.0]},
     "first_backward": 0.313, "fixed_scale": 1.133, "work_scale": 2.603})
+
+
+CALIBRATION_ENV = "CNN_LIVE_CALIBRATION"
+
+
+def fixed_calibration(setting: str) -> Calibration | None:
+    """What CNN_LIVE_CALIBRATION says: None for "measure" (measure this machine),
+    REFERENCE_CALIBRATION for "reference", else the JSON file of a
+    Calibration.to_dict() it names; ValueError that says so for anything else."""
+    setting = setting.strip() or "measure"
+    if setting == "measure":
+        return None
+    if setting == "reference":
+        return REFERENCE_CALIBRATION
+    try:
+        return Calibration.from_dict(json.loads(Path(setting).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{CALIBRATION_ENV} must be measure, reference or a JSON file of "
+                         f"a calibration: {exc}") from None

@@ -19,7 +19,7 @@ from cnn.presets import PRESETS
 
 from cnn import cli
 from cnn.data import MNIST_FILES
-from cnn.model import Model, TrainingDiverged
+from cnn.model import Model, TrainingDiverged, normalize_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPOCH_KEYS = {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -375,3 +375,139 @@ def test_download_defaults_to_the_data_dir_from_the_environment(capsys, monkeypa
     monkeypatch.setenv("CNN_LIVE_DATA_DIR", str(mnist_dir))
     result = run(capsys, "download")
     assert result.code == 0 and result.out.strip() == f"MNIST is in {mnist_dir}"
+
+
+# --- networks of one's own: spec and train --spec (issue 14) ------------------------------
+
+CUSTOM_SPEC = {"layers": [{"type": "conv", "filters": 4, "kernel": 5, "stride": 2},
+                          {"type": "tanh"}, {"type": "flatten"}, {"type": "dense", "units": 10}]}
+# The `default` preset's table, hand-computed: (layer, output, parameters, multiply-adds).
+DEFAULT_ROWS = [("conv", "8x28x28", "80", "56,448"), ("relu", "8x28x28", "0", "0"),
+                ("maxpool", "8x14x14", "0", "0"), ("conv", "16x14x14", "1,168", "225,792"),
+                ("relu", "16x14x14", "0", "0"), ("maxpool", "16x7x7", "0", "0"),
+                ("flatten", "784", "0", "0"), ("dense", "64", "50,240", "50,176"),
+                ("relu", "64", "0", "0"), ("dense", "10", "650", "640")]
+
+
+@pytest.fixture
+def reference_speed(monkeypatch):
+    """Estimates from the fixed reference calibration: no second spent measuring."""
+    monkeypatch.setenv("CNN_LIVE_CALIBRATION", "reference")
+
+
+def write_spec(tmp_path, spec, name="net.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_spec_preset_prints_the_presets_network_as_json_that_train_and_check_read(
+        capsys, tmp_path, name):
+    result = run(capsys, "spec", "--preset", name)
+    assert result.code == 0 and result.err == ""
+    assert json.loads(result.out) == normalize_spec(PRESETS[name].spec)
+    assert result.out.count("\n") == len(PRESETS[name].spec["layers"]) + 7  # a line a layer
+
+
+def test_spec_check_prints_shapes_parameters_multiply_adds_totals_and_the_time(
+        capsys, tmp_path, reference_speed):
+    path = write_spec(tmp_path, PRESETS["default"].spec)
+    result = run(capsys, "spec", "--check", path)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["#", "layer", "output", "parameters", "multiply-adds"]
+    assert lines[1].split() == ["input", "1x28x28"]
+    rows = [tuple(line.split()[1:]) for line in lines[2:12]]
+    assert rows == DEFAULT_ROWS
+    assert set(lines[12]) == {"-"}
+    assert lines[13].split() == ["total", "52,138", "333,056"]
+    assert lines[14].startswith("estimated ") and "preset 'default'" in lines[14]
+    assert "batch size 64" in lines[14] and "8 epochs" in lines[14]
+
+
+def test_spec_check_json_answers_like_the_api_and_follows_the_settings(
+        capsys, tmp_path, reference_speed):
+    path = write_spec(tmp_path, CUSTOM_SPEC)
+    full = json.loads(run(capsys, "spec", "--check", path, "--json").out)
+    assert [layer["output_shape"] for layer in full["layers"]] == [[4, 12, 12], [4, 12, 12],
+                                                                  [576], [10]]
+    assert full["parameters"] == 4 * 26 + 577 * 10 and full["multiply_adds"] == 4 * 144 * 25 + 5760
+    assert full["spec"] == normalize_spec(CUSTOM_SPEC) and full["epochs"] == 8
+    assert full["run_seconds"] == pytest.approx(8 * full["seconds_per_epoch"])
+    tenth = json.loads(run(capsys, "spec", "--check", path, "--json", "--preset", "seed",
+                           "--epochs", 3).out)
+    assert tenth["epochs"] == 3 and tenth["seconds_per_epoch"] < full["seconds_per_epoch"]
+
+
+def test_train_spec_trains_that_network_with_the_presets_settings_and_saves_its_spec(
+        capsys, tmp_path, mnist_dir, reference_speed):
+    spec_path, model_path = write_spec(tmp_path, CUSTOM_SPEC), tmp_path / "custom.npz"
+    result = run(capsys, "train", "--spec", spec_path, "--epochs", 1, "--train-size", 300,
+                 "--test-size", 100, "--data-dir", mnist_dir, "--no-download",
+                 "--save", model_path)
+    assert result.code == 0, result.err
+    assert f"training {spec_path} with the settings of preset 'default'" in result.err
+    model, metadata = Model.load_with_metadata(model_path)
+    assert model.spec == normalize_spec(CUSTOM_SPEC)
+    assert metadata["spec_file"] == str(spec_path) and metadata["config"]["optimizer"] == "adam"
+    assert run(capsys, "evaluate", model_path, "--data-dir", mnist_dir,
+               "--test-size", 100).code == 0
+
+
+DEEP = {"layers": [{"type": "conv", "filters": 2, "padding": 1}, *[{"type": "relu"}] * 67,
+                   {"type": "flatten"}, {"type": "dense", "units": 10}]}
+# Each kind of bad spec file: (file content, environment, words of the one-line error).
+BAD_SPEC_FILES = {
+    "a missing file": (None, {}, ["no such file"]),
+    "not JSON": ("{'layers': [", {}, ["not JSON", "line 1, column 2", "cnn-live spec --preset"]),
+    "not UTF-8": (b"\xff\xfe{}", {}, ["cannot read it"]),
+    "not an object": ("[1, 2]", {}, ["a spec is a JSON object, got list"]),
+    "a bad layer (wrong order)": (
+        {"layers": [{"type": "flatten"}, {"type": "conv", "filters": 2},
+                    {"type": "dense", "units": 10}]}, {}, ["layer 1 (conv)", "put it before flatten"]),
+    "an unknown type": ({"layers": [{"type": "dropout"}]}, {}, ["layer 0", "'type' must be one of"]),
+    "negative units": ({"layers": [{"type": "flatten"}, {"type": "dense", "units": -4}]}, {},
+                       ["layer 1 (dense)", "'units' must be"]),
+    "not MNIST's input": ({"input": [1, 8, 8], **CUSTOM_SPEC}, {}, ["'input' must be [1, 28, 28]"]),
+    "too few classes": ({"layers": [{"type": "flatten"}, {"type": "dense", "units": 3}]}, {},
+                        ["layer 1 (dense)", "3 class scores", "10 classes"]),
+    "past the parameters limit": (CUSTOM_SPEC, {"CNN_LIVE_MAX_PARAMETERS": "1000"},
+                                  ["layer 3 (dense)", "over the limit of 1,000",
+                                   "CNN_LIVE_MAX_PARAMETERS"]),
+    "past the layers limit": (DEEP, {}, ["layer 64 (relu)", "CNN_LIVE_MAX_LAYERS"]),
+    "past the run-time limit": (PRESETS["default"].spec, {"CNN_LIVE_MAX_RUN_MINUTES": "1"},
+                                ["layer 3 (conv)", "8 epochs of", "over the limit of 1 minutes",
+                                 "CNN_LIVE_MAX_RUN_MINUTES"]),
+    "a junk limit": (CUSTOM_SPEC, {"CNN_LIVE_MAX_LAYERS": "many"},
+                     ["CNN_LIVE_MAX_LAYERS", "'many'"]),
+    "a junk calibration": (CUSTOM_SPEC, {"CNN_LIVE_CALIBRATION": "fast"},
+                           ["CNN_LIVE_CALIBRATION must be measure, reference or a JSON file"]),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "spec"])
+@pytest.mark.parametrize("kind", BAD_SPEC_FILES)
+def test_each_kind_of_bad_spec_file_exits_2_with_one_line_naming_the_file(
+        capsys, tmp_path, monkeypatch, reference_speed, kind, command):
+    content, environ, words = BAD_SPEC_FILES[kind]
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "net.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        path.write_text(json.dumps(content))
+    argv = (["train", "--spec", path, "--data-dir", tmp_path, "--no-download"]
+            if command == "train" else ["spec", "--check", path])
+    result = run(capsys, *argv)
+    assert_one_line_error(result, *words)
+    if kind != "a junk calibration" and kind != "a junk limit":
+        assert f"cnn-live: error: {path}: " in result.err
+    assert result.out == "" and len(result.err.splitlines()) == 1
+
+
+def test_spec_without_a_preset_or_a_file_is_a_one_line_error(capsys):
+    assert_one_line_error(run(capsys, "spec"), "--preset NAME", "--check FILE")

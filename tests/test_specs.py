@@ -96,6 +96,9 @@ BAD_SPECS = {
         1, "conv", "larger than its padded input"),
     "no class scores at the end": ({"layers": [{"type": "conv", "filters": 2}]}, 0, "conv",
                                    "flat vector of class scores"),
+    "fewer class scores than MNIST's 10": (
+        {"layers": [{"type": "flatten"}, {"type": "dense", "units": 3}]}, 1, "dense",
+        "MNIST has 10 classes"),
 }
 
 
@@ -112,6 +115,13 @@ def test_every_kind_of_bad_spec_is_a_422_naming_the_layer_and_the_reason(client,
 def test_a_spec_that_is_not_a_network_is_a_422_without_a_layer(client):
     body = check(client, {"layers": []}).json()
     assert body["layer"] is None and "non-empty" in body["detail"]
+
+
+def test_a_spec_for_other_images_than_mnists_is_a_422(client):
+    small = {"input": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    response = check(client, small)
+    assert response.status_code == 422 and "[1, 28, 28]" in response.json()["detail"]
+    assert client.post("/api/runs", json={"spec": small}).status_code == 422
 
 
 def deep(layers: int) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from cnn.cost import config_epoch_seconds, layer_costs
+from cnn.cost import spec_report
 from cnn.model import SpecError
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read
@@ -48,19 +48,10 @@ def check_spec(request: SpecCheckRequest, manager: RunManager = Depends(get_mana
     except ValueError as exc:  # an unknown preset, a training setting out of range
         return JSONResponse({"detail": str(exc), "layer": None, "layer_type": None},
                             status_code=422)
-    costs = layer_costs(spec)
     calibration = manager.calibration.get()  # measured by build_run by now
-    per_epoch = config_epoch_seconds(spec, config, calibration)
     limits = settings.model_limits
     return {
-        "spec": spec,
-        "layers": [{"type": c.type, "output_shape": list(c.output_shape),
-                    "parameters": c.parameters, "multiply_adds": c.multiply_adds}
-                   for c in costs],
-        "parameters": sum(c.parameters for c in costs),
-        "multiply_adds": sum(c.multiply_adds for c in costs),
-        "seconds_per_epoch": per_epoch, "run_seconds": per_epoch * config.epochs,
-        "epochs": config.epochs,
+        **spec_report(spec, config, calibration),
         "limits": {"layers": limits.layers, "parameters": limits.parameters,
                    "multiply_adds": limits.multiply_adds,
                    "values_per_image": limits.values_per_image,
