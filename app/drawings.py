@@ -28,6 +28,7 @@ from cnn.data import DataError, idx_bytes, parse_idx
 
 SIDE = 28
 HELD_OUT_EVERY = 5  # ids divisible by this are held out from teaching
+MIN_DRAWINGS = 10  # fewer, and runs are not measured on them (a figure of noise)
 IDX_IMAGES = "drawings-images-idx3-ubyte"
 IDX_LABELS = "drawings-labels-idx1-ubyte"
 

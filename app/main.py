@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Train a NumPy-only CNN on MNIST and watch it learn, live.")
     app.state.settings, app.state.hub, app.state.manager = settings, hub, manager
     app.state.predictor = predictor
-    app.state.drawings = DrawingStore(drawings_dir(settings), settings.max_drawings)
+    app.state.drawings = manager.drawings = DrawingStore(drawings_dir(settings),
+                                                         settings.max_drawings)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Other host names (DNS rebinding) and other sites' pages are turned away before any

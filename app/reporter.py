@@ -31,7 +31,7 @@ from cnn.model import Model
 
 from .filter_images import filters_event
 from .gallery import evaluation_event
-from .run_record import BATCH_FIELDS, EPOCH_FIELDS
+from .run_record import BATCH_FIELDS, DRAWINGS_FIELDS, EPOCH_FIELDS
 
 BATCH_EVENT_INTERVAL = 0.1   # seconds: at most ~10 batch events a second
 PROGRESS_FIELDS = ("epoch", "step", "steps", "progress", "eta_seconds", "learning_rate",
@@ -104,6 +104,7 @@ class Reporter:
     def _epoch(self, event: dict) -> None:
         self.snapshot()
         record = {key: event[key] for key in EPOCH_FIELDS}
+        record.update({key: event[key] for key in DRAWINGS_FIELDS if key in event})
         self.event("epoch", {**record, "run_id": self.run_id}, record)
 
     def _evaluation(self, event: dict) -> None:

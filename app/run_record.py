@@ -25,6 +25,9 @@ ACTIVE_STATES = ("running", "paused", "stopping")
 EPOCH_FIELDS = ("epoch", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                 "test_correct", "test_total", "seconds", "images_per_second", "learning_rate",
                 "momentum")
+# An epoch's figures on the person's own held-out drawings (app/drawings.py), present
+# when the server had at least MIN_DRAWINGS labelled drawings as the run started.
+DRAWINGS_FIELDS = ("drawings_correct", "drawings_total", "drawings_accuracy")
 BATCH_FIELDS = ("epoch", "step", "steps", "global_step", "loss", "accuracy", "learning_rate",
                 "momentum")
 MAX_BATCH_RECORDS = 50_000  # published batch points kept per run for the JSON export
@@ -95,7 +98,8 @@ class RunRecord:
 
     def metrics_csv(self) -> str:
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=EPOCH_FIELDS, extrasaction="ignore",
+        writer = csv.DictWriter(out, fieldnames=EPOCH_FIELDS + DRAWINGS_FIELDS,
+                                extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.epochs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -31,6 +32,7 @@ from cnn.checkpoint import Checkpoint, load_checkpoint
 from cnn.data import find_mnist, load_mnist, resolve_data_dir
 from cnn.train import ConfigError, TrainConfig, make_optimizer, scale_images
 
+from .drawings import HELD_OUT_EVERY, MIN_DRAWINGS, DrawingStore
 from .executors import Executor, make_executor
 from .gallery import sample, test_image
 from .hub import EventHub
@@ -40,7 +42,7 @@ from .run_record import (ACTIVE_STATES, MAX_BATCH_RECORDS, MachineCalibration, P
 from .run_store import RunStore, StoreError, interrupted_message, verified_checkpoint
 from .settings import Settings, checkpoint_dir
 from .tracker import RunTracker
-from .worker import Job
+from .worker import Drawings, Job
 
 log = logging.getLogger("cnn_live.training")
 
@@ -68,6 +70,8 @@ class RunManager:
         self.executor = executor or make_executor(settings.executor, settings.stop_grace,
                                                   settings.ray_address, settings.data_dir)
         self.runs: dict[str, RunRecord] = {}
+        # People's labelled drawings (app/drawings.py): each run is measured on them.
+        self.drawings: DrawingStore | None = None
         self._lock = threading.RLock()
         self._training: dict[str, RunTracker] = {}  # runs with a worker, oldest first
         self._queue: deque[tuple[RunTracker, Job]] = deque()
@@ -217,7 +221,25 @@ class RunManager:
         return Job(run.run_id, run.preset, run.spec, run.config,
                    str(checkpoint_dir(settings) / f"run-{run.run_id}.npz"), resume_from,
                    settings.data_dir, settings.download, settings.training_blas_threads,
-                   settings.model_limits, self.predictor.snapshot_interval)
+                   settings.model_limits, self.predictor.snapshot_interval,
+                   self._drawings())
+
+    def _drawings(self) -> Drawings | None:
+        """The labelled drawings as a run starts (with at least MIN_DRAWINGS of them),
+        for it to be measured on; None without a store, or when it cannot be read (a
+        run never fails for want of them)."""
+        if self.drawings is None:
+            return None
+        try:
+            ids, images, labels = self.drawings.arrays()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("the drawings could not be read for a run: %s", exc)
+            return None
+        if len(ids) < MIN_DRAWINGS:
+            return None
+        held_out = ids % HELD_OUT_EVERY == 0
+        return Drawings(images[held_out], labels[held_out], images[~held_out],
+                        labels[~held_out])
 
     def _admit(self, tracker: RunTracker, job: Job) -> None:
         """(Holding the lock.) Train now if a worker is free, else wait in the queue."""

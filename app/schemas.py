@@ -210,6 +210,12 @@ class EpochRecord(BaseModel):
     images_per_second: float
     learning_rate: float
     momentum: float | None = None
+    drawings_correct: int | None = Field(None, description="of the person's held-out "
+                                         "drawings (POST /api/drawings), read right by the "
+                                         "weights that answer; present when the server had "
+                                         "at least 10 labelled drawings as the run started")
+    drawings_total: int | None = None
+    drawings_accuracy: float | None = None
 
 
 class RunInfo(BaseModel):

@@ -25,10 +25,13 @@ import threading
 import traceback
 from dataclasses import dataclass
 
+import numpy as np
+
 from cnn.checkpoint import load_checkpoint, save_checkpoint
 from cnn.cost import ModelLimits
 from cnn.data import DataError, load_mnist, resolve_data_dir
 from cnn.model import Model, TrainingDiverged
+from cnn.teach import score
 from cnn.train import Trainer, TrainConfig, make_dataset
 
 from .reporter import Reporter, Send
@@ -37,6 +40,17 @@ from .run_record import EPOCH_FIELDS
 log = logging.getLogger("cnn_live.worker")
 
 COMMANDS = ("pause", "resume", "stop", "step", "hyperparameters")
+
+
+@dataclass(frozen=True, eq=False)
+class Drawings:
+    """People's labelled drawings for a run (app/drawings.py's fixed split), 28x28
+    uint8: the held-out ones every epoch's evaluation also reads ("your drawings"),
+    and the teaching ones a run may learn from."""
+    held_out_images: np.ndarray
+    held_out_labels: np.ndarray
+    teaching_images: np.ndarray
+    teaching_labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ class Job:
     blas_threads: int = 1
     model_limits: ModelLimits = ModelLimits()
     snapshot_interval: float = 0.5
+    drawings: Drawings | None = None
 
 
 # Set by the process executor for its fork server (executors.py): the data directory
@@ -177,8 +192,19 @@ class Worker:
     def _on_event(self, event: dict) -> None:
         if event["type"] == "checkpoint":
             self._save_checkpoint(event)
-        else:
-            self._reporter(event)
+            return
+        if event["type"] == "epoch" and self.job.drawings is not None:
+            event.update(self._drawings_score())
+        self._reporter(event)
+
+    def _drawings_score(self) -> dict:
+        """The epoch's figures on the held-out drawings, read by the weights that
+        answer drawings (the average's, if the run averages)."""
+        drawings = self.job.drawings
+        correct, total = score(self._trainer.answering_model(), drawings.held_out_images,
+                               drawings.held_out_labels)
+        return {"drawings_correct": correct, "drawings_total": total,
+                "drawings_accuracy": correct / total if total else None}
 
     def _save_checkpoint(self, event: dict) -> None:
         """Each completed epoch (weights consistent between batches): the run's

@@ -28,6 +28,8 @@ from server_helpers import (LONG_RUN, SHORT_RUN, events_only, fail_after, fast_p
 EPOCH_FIELDS = ["epoch", "epochs", "train_loss", "train_accuracy", "test_loss",
                 "test_accuracy", "test_correct", "test_total", "seconds",
                 "images_per_second", "learning_rate", "momentum"]
+# Measured on the person's held-out drawings: null without ten labelled drawings.
+DRAWINGS_FIELDS = ["drawings_correct", "drawings_total", "drawings_accuracy"]
 
 
 @pytest.fixture
@@ -371,7 +373,8 @@ def test_finished_runs_are_listed_with_their_config_epochs_and_final_accuracy(fi
     assert run["finished_at"] >= run["started_at"]
     assert [epoch["epoch"] for epoch in run["epochs"]] == [1, 2]
     for epoch in run["epochs"]:
-        assert set(epoch) == set(EPOCH_FIELDS)
+        assert set(epoch) == set(EPOCH_FIELDS + DRAWINGS_FIELDS)
+        assert all(epoch[name] is None for name in DRAWINGS_FIELDS)  # no drawings here
         assert epoch["test_total"] == 500 and epoch["images_per_second"] > 0
     assert run["final_test_accuracy"] == run["epochs"][-1]["test_accuracy"]
     assert run["final_test_accuracy"] > 0.5  # it learned something in 2 x 2000 images
@@ -384,11 +387,13 @@ def test_metrics_csv_has_a_header_and_one_row_per_epoch_matching_the_json(finish
     assert response.headers["content-type"].startswith("text/csv")
     assert run_id in response.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0] == EPOCH_FIELDS
+    assert rows[0] == EPOCH_FIELDS + DRAWINGS_FIELDS
     epochs = client.get("/api/runs").json()[0]["epochs"]
     assert len(rows) == 1 + len(epochs)
     for row, epoch in zip(rows[1:], epochs):
-        assert [float(value) for value in row] == [epoch[name] for name in EPOCH_FIELDS]
+        measured = row[:len(EPOCH_FIELDS)]
+        assert [float(value) for value in measured] == [epoch[name] for name in EPOCH_FIELDS]
+        assert row[len(EPOCH_FIELDS):] == ["", "", ""]
 
 
 def test_metrics_of_an_unknown_run_is_a_404(finished_run):

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from app.drawings import HELD_OUT_EVERY, IDX_IMAGES, IDX_LABELS, DrawingStore  # noqa: E402
 from cnn.data import idx_bytes  # noqa: E402
 from serve_process import Serve  # noqa: E402
-from server_helpers import make_app  # noqa: E402
+from server_helpers import make_app, start_run, wait_for  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -330,3 +330,31 @@ def test_the_store_adds_all_of_an_import_or_none(tmp_path):
     teaching, _, _ = store.arrays("teaching")
     assert held_out.tolist() == [5, 10] and len(teaching) == 8
     store.close()
+
+
+def finished(client, run_id: str) -> dict:
+    return wait_for(lambda: (run := client.get(f"/api/runs/{run_id}").json())["state"]
+                    in ("finished", "failed") and run, 60, what="the run's end")
+
+
+SMALL_RUN = {"preset": "seed", "epochs": 2, "train_size": 300, "test_size": 100}
+
+
+def test_with_ten_drawings_every_epoch_is_also_measured_on_the_held_out_ones(client, mnist):
+    save_digits(client, mnist, 12)  # ids 1..12: 5 and 10 held out
+    run = finished(client, start_run(client, **SMALL_RUN)["run_id"])
+    assert run["state"] == "finished", run["message"]
+    for epoch in run["epochs"]:
+        assert epoch["drawings_total"] == 2
+        assert 0 <= epoch["drawings_correct"] <= 2
+        assert epoch["drawings_accuracy"] == epoch["drawings_correct"] / 2
+    csv = client.get(f"/api/runs/{run['run_id']}/metrics.csv").text.splitlines()
+    assert csv[0].endswith("drawings_correct,drawings_total,drawings_accuracy")
+    assert csv[1].split(",")[-2] == "2"
+
+
+def test_with_fewer_than_ten_drawings_runs_are_not_measured_on_them(client, mnist):
+    save_digits(client, mnist, 9)
+    run = finished(client, start_run(client, **SMALL_RUN)["run_id"])
+    assert all("drawings_total" not in epoch or epoch["drawings_total"] is None
+               for epoch in run["epochs"])
