@@ -179,6 +179,7 @@ class RunManager:
         preset, spec, config = build_run(preset_name, overrides, filters,
                                          self.settings.model_limits, spec,
                                          self.calibration.get)
+        self._check_drawings(config)
         run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
                         state="queued")
         run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
@@ -200,6 +201,8 @@ class RunManager:
         built = [build_run(name, overrides, filters, self.settings.model_limits, spec,
                            self.calibration.get)
                  for name, overrides, filters, spec in requests]
+        for _, _, config in built:
+            self._check_drawings(config)
         with self._lock:
             free = self.settings.max_concurrent_runs - len(self._training)
             waiting = max(0, len(built) - free)
@@ -223,6 +226,17 @@ class RunManager:
                    settings.data_dir, settings.download, settings.training_blas_threads,
                    settings.model_limits, self.predictor.snapshot_interval,
                    self._drawings())
+
+    def _check_drawings(self, config: TrainConfig) -> None:
+        """A run that learns from people's drawings needs enough of them to teach."""
+        if not config.include_drawings:
+            return
+        drawings = self._drawings()
+        taught = 0 if drawings is None else len(drawings.teaching_labels)
+        if taught == 0:
+            counted = 0 if self.drawings is None else sum(self.drawings.counts().values())
+            raise ValueError(f"include_drawings needs at least {MIN_DRAWINGS} labelled "
+                             f"drawings (POST /api/drawings); this server has {counted}")
 
     def _drawings(self) -> Drawings | None:
         """The labelled drawings as a run starts (with at least MIN_DRAWINGS of them),

@@ -129,6 +129,11 @@ class RunRequest(RequestBody):
     augment_stroke: float | None = Field(None, ge=0, le=1,
                                          description="pixels the strokes get randomly thicker "
                                                      "or thinner")
+    include_drawings: float | None = Field(
+        None, ge=0, le=0.9, description="the share of the training images that are people's "
+                                        "own labelled drawings (POST /api/drawings; the "
+                                        "teaching four fifths, each repeated evenly and "
+                                        "augmented like MNIST); needs at least 10 drawings")
 
     def overrides(self) -> dict:
         return {key: value for key, value in self.model_dump().items()

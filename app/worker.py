@@ -169,7 +169,9 @@ class Worker:
         checkpoint = (load_checkpoint(job.resume_from, job.model_limits)
                       if job.resume_from else None)
         model = checkpoint.model if checkpoint else Model(job.spec, seed=config.seed)
-        trainer = Trainer(model, config, make_dataset(data, config), self._on_event)
+        drawings = job.drawings
+        teaching = (drawings.teaching_images, drawings.teaching_labels) if drawings else None
+        trainer = Trainer(model, config, make_dataset(data, config, teaching), self._on_event)
         self._reporter = Reporter(job.run_id, self.send, model, lambda: trainer.average,
                                   data.test_images, job.snapshot_interval)
         if checkpoint is not None:  # on after its epoch, as if it had never stopped

@@ -136,6 +136,9 @@ class TrainConfig:
     lr_boost_batches: int = 0      # ...coming down linearly to 1x over this many batches
     augment_start: float = 1.0     # the augmentation's strength at the first batch...
     augment_warmup: int = 0        # ...rising linearly to full over this many batches
+    # The share of the training images that are a person's own labelled drawings,
+    # mixed in by make_dataset (teach.py) when it is given them; 0: MNIST alone.
+    include_drawings: float = 0.0
 
     def validated(self) -> "TrainConfig":
         """This config, checked; raises ConfigError naming the first bad setting."""
@@ -171,6 +174,7 @@ class TrainConfig:
                               "boost comes down to 1x")
         _check_number("augment_start", self.augment_start, 0.0, 1.0)
         _check_int("augment_warmup", self.augment_warmup, 0, MAX_SCHEDULE_BATCHES)
+        _check_number("include_drawings", self.include_drawings, 0.0, 0.9)
         if self.augment_start != 1.0 and not self.augment_warmup:
             raise ConfigError("augment_start needs augment_warmup: the batches over which "
                               "the augmentation rises to full strength")
@@ -257,16 +261,23 @@ def batch_images(images: np.ndarray) -> np.ndarray:
     return scale_images(images) if images.dtype == np.uint8 else images
 
 
-def make_dataset(mnist, config: TrainConfig) -> Dataset:
+def make_dataset(mnist, config: TrainConfig,
+                 drawings: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
     """The slice of MNIST a config asks for (first train_size / test_size images): the
-    images are views of MNIST's uint8 arrays, not copies; the labels int64 copies."""
+    images are views of MNIST's uint8 arrays, not copies; the labels int64 copies.
+    With `drawings` ((K, 28, 28) uint8 images, labels) and a config.include_drawings,
+    they are mixed into the training images at that share (teach.mix_in)."""
     train_end, test_end = config.train_size, config.test_size
-    return Dataset(
+    data = Dataset(
         train_images=mnist.train_images[:train_end],
         train_labels=mnist.train_labels[:train_end].astype(np.int64),
         test_images=mnist.test_images[:test_end],
         test_labels=mnist.test_labels[:test_end].astype(np.int64),
     )
+    if config.include_drawings and drawings is not None and len(drawings[1]):
+        from .teach import mix_in  # teach.py builds on this module
+        data = mix_in(data, *drawings, config.include_drawings)
+    return data
 
 
 def make_optimizer(config: TrainConfig):

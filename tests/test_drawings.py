@@ -358,3 +358,29 @@ def test_with_fewer_than_ten_drawings_runs_are_not_measured_on_them(client, mnis
     run = finished(client, start_run(client, **SMALL_RUN)["run_id"])
     assert all("drawings_total" not in epoch or epoch["drawings_total"] is None
                for epoch in run["epochs"])
+
+
+def test_a_run_can_learn_from_the_drawings_mixed_into_its_batches(client, mnist):
+    save_digits(client, mnist, 12)  # 10 teaching, 2 held out
+    body = {"preset": "default", "epochs": 1, "train_size": 640, "test_size": 100,
+            "batch_size": 64}
+    mixed = finished(client, start_run(client, include_drawings=0.5, **body)["run_id"])
+    alone = finished(client, start_run(client, **body)["run_id"])
+    assert mixed["state"] == alone["state"] == "finished"
+    assert mixed["config"]["include_drawings"] == 0.5
+    steps = {run["run_id"]: client.get(f"/api/runs/{run['run_id']}/metrics.json")
+             .json()["batches"][-1]["steps"] for run in (mixed, alone)}
+    # 640 MNIST images and 640 drawing images (10 drawings, 64 times each), 64 a batch
+    assert steps == {mixed["run_id"]: 20, alone["run_id"]: 10}
+    assert mixed["epochs"][0]["drawings_total"] == 2
+
+
+def test_learning_from_drawings_needs_ten_of_them(client, mnist):
+    save_digits(client, mnist, 9)
+    answer = client.post("/api/runs", json={"preset": "seed", "include_drawings": 0.2})
+    assert answer.status_code == 422
+    assert "at least 10 labelled drawings" in answer.json()["detail"]
+    assert "has 9" in answer.json()["detail"]
+    for share in (-0.1, 0.95, "0.2"):
+        bad = client.post("/api/runs", json={"preset": "seed", "include_drawings": share})
+        assert bad.status_code == 422

@@ -155,3 +155,18 @@ def test_teach_imports_only_numpy_and_the_standard_library():
                if line.startswith(("import ", "from "))]
     assert all(name in ("__future__", "dataclasses", "numpy") or name.startswith(".")
                for name in imports), imports
+
+
+def test_make_dataset_mixes_the_drawings_in_at_the_configs_share():
+    from types import SimpleNamespace
+    from cnn.train import ConfigError, make_dataset
+    data = dataset(300)
+    mnist = SimpleNamespace(train_images=data.train_images, train_labels=data.train_labels,
+                            test_images=data.test_images, test_labels=data.test_labels)
+    config = TrainConfig(train_size=200, include_drawings=0.2)
+    mixed = make_dataset(mnist, config, drawings(5))
+    assert len(mixed.train_labels) == 250  # 200 MNIST + 50 drawing images: a fifth
+    assert len(make_dataset(mnist, config).train_labels) == 200  # no drawings given
+    assert len(make_dataset(mnist, TrainConfig(train_size=200), drawings(5)).train_labels) == 200
+    with pytest.raises(ConfigError, match="include_drawings"):
+        TrainConfig(include_drawings=0.95).validated()
