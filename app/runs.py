@@ -30,6 +30,8 @@ import numpy as np
 from cnn.augment import Augmentation, augment
 from cnn.checkpoint import Checkpoint, load_checkpoint
 from cnn.data import find_mnist, load_mnist, resolve_data_dir
+from cnn.presets import PRESETS
+from cnn.teach import Teaching
 from cnn.train import ConfigError, TrainConfig, make_optimizer, scale_images
 
 from .drawings import HELD_OUT_EVERY, MIN_DRAWINGS, DrawingStore
@@ -219,13 +221,35 @@ class RunManager:
             raise QueueFull(f"{len(self._training)} runs are training and the queue is full "
                             f"({self.settings.max_queued_runs} waiting): try again when one ends")
 
-    def _job(self, run: RunRecord, resume_from: str | None = None) -> Job:
+    def _job(self, run: RunRecord, resume_from: str | None = None,
+             start_weights: dict | None = None) -> Job:
         settings = self.settings
         return Job(run.run_id, run.preset, run.spec, run.config,
                    str(checkpoint_dir(settings) / f"run-{run.run_id}.npz"), resume_from,
                    settings.data_dir, settings.download, settings.training_blas_threads,
                    settings.model_limits, self.predictor.snapshot_interval,
-                   self._drawings())
+                   self._drawings(), start_weights)
+
+    def teach(self, preset_name: str, spec: dict, weights: dict,
+              teaching: Teaching) -> RunRecord:
+        """A run that teaches a trained model (`weights` of `spec`) people's drawings:
+        the preset's settings as `teaching` changes them, from those weights; when it
+        ends, it answers drawings. ValueError without enough drawings; QueueFull."""
+        preset = PRESETS.get(preset_name, PRESETS["default"])
+        config = teaching.config(preset.config)
+        self._check_drawings(config)
+        self.settings.model_limits.check_training(spec, config, self.calibration.get)
+        run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
+                        state="queued")
+        run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
+                                momentum=config.momentum)
+        with self._lock:
+            self._check_room()
+            self.runs[run.run_id] = run
+            self._admit(RunTracker(run, self), self._job(run, start_weights=weights))
+        log.info("run %s teaches a %s model people's drawings: %s", run.run_id, preset.name,
+                 run.config)
+        return run
 
     def _check_drawings(self, config: TrainConfig) -> None:
         """A run that learns from people's drawings needs enough of them to teach."""
@@ -609,6 +633,13 @@ class RunManager:
             self._mnist = load_mnist(self.settings.data_dir, download=self.settings.download)
             self._data_message = None
         return self._mnist
+
+    def test_correct(self, model) -> tuple[int, int]:
+        """(correct, total) of `model` on MNIST's test images (the server's copy);
+        DataError when the server has no MNIST."""
+        data = self._load_data()
+        _, correct = model.evaluate(data.test_images, data.test_labels.astype(np.int64))
+        return correct, len(data.test_labels)
 
     def confusion_cell(self, run_id: str, label: int, predicted: int, limit: int) -> dict:
         """The test images of one cell of a run's latest confusion matrix; NotFound

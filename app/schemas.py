@@ -436,6 +436,27 @@ class DrawingScore(BaseModel):
     accuracy: float | None = Field(description="correct / total; null without drawings")
 
 
+class TeachRequest(RequestBody):
+    """Which model to teach (as for /api/predict) and how long."""
+    model_config = ConfigDict(strict=True)
+    run_id: str | None = Field(None, max_length=64, description="the run whose model is "
+                               "taught; by default the model that answers drawings now")
+    weights: WeightsKind = Field("averaged", description="which of its weights")
+    passes: int = Field(1, ge=1, le=5, description="passes over the drawings mixed into "
+                                                   "the replayed MNIST images")
+
+
+class TeachStarted(BaseModel):
+    run_id: str = Field(description="the teaching run: its events come like any run's, "
+                                    "and its model answers drawings when it ends")
+    state: str
+    taught_from: "ModelInfo"
+    before: "DrawingScore" = Field(description="the model before teaching, on the "
+                                               "held-out drawings (its epoch records give "
+                                               "the figures after)")
+    before_test_accuracy: float | None = Field(description="and on MNIST's test set")
+
+
 class DrawingAccuracy(BaseModel):
     model: ModelInfo
     held_out: DrawingScore = Field(description="the fifth of the drawings never taught: "

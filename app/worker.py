@@ -68,6 +68,7 @@ class Job:
     model_limits: ModelLimits = ModelLimits()
     snapshot_interval: float = 0.5
     drawings: Drawings | None = None
+    start_weights: dict | None = None  # a trained model's weights to start from (teaching)
 
 
 # Set by the process executor for its fork server (executors.py): the data directory
@@ -169,6 +170,8 @@ class Worker:
         checkpoint = (load_checkpoint(job.resume_from, job.model_limits)
                       if job.resume_from else None)
         model = checkpoint.model if checkpoint else Model(job.spec, seed=config.seed)
+        if job.start_weights is not None and checkpoint is None:
+            model.load_state(job.start_weights)
         drawings = job.drawings
         teaching = (drawings.teaching_images, drawings.teaching_labels) if drawings else None
         trainer = Trainer(model, config, make_dataset(data, config, teaching), self._on_event)

@@ -6,7 +6,7 @@ the network sees them) mixed into the training batches.
   tens of drawings, MNIST has 60,000 images), and augmented like MNIST's images
   (the Trainer distorts every batch), so repeats are not copies.
 - `fine_tune` teaches a trained model for a short while: the drawings mixed into a
-  replay of MNIST images, so that it learns the person's style without forgetting
+  replay of MNIST images (TrainConfig.include_drawings, make_dataset), so that it learns the person's style without forgetting
   what it knew. The model changes only through the optimiser's steps (a Trainer's
   epoch); what it reads before and after is measured by `score`.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Model
-from .train import Callback, Dataset, TrainConfig, Trainer, scale_images
+from .train import Callback, Dataset, TrainConfig, Trainer, make_dataset, scale_images
 
 MAX_SHARE = 0.9  # drawings may not crowd MNIST out entirely: forgetting would follow
 
@@ -47,19 +47,11 @@ def mix_in(data: Dataset, images: np.ndarray, labels: np.ndarray, share: float) 
         test_images=data.test_images, test_labels=data.test_labels)
 
 
-def replay(data: Dataset, count: int, seed: int) -> Dataset:
-    """A random `count` of `data`'s training images (all of them if fewer), and its
-    whole test set."""
-    n = len(data.train_labels)
-    chosen = np.sort(np.random.default_rng([seed, 7]).permutation(n)[:count])
-    return Dataset(data.train_images[chosen], data.train_labels[chosen],
-                   data.test_images, data.test_labels)
-
-
 @dataclass(frozen=True)
 class Teaching:
-    """How `fine_tune` teaches: `replay` MNIST images with the drawings mixed in at
-    `share`, for `passes` over them, at a low learning rate (the model already knows digits)."""
+    """How `fine_tune` teaches: the first `replay` MNIST training images with the
+    drawings mixed in at `share`, for `passes` over them, at a low learning rate (the
+    model already knows digits)."""
     replay: int = 4000
     share: float = 0.5
     passes: int = 1
@@ -72,20 +64,21 @@ class Teaching:
         this teaching's rate; no warm-up, boost or average: a short nudge."""
         return base.replace(epochs=self.passes, learning_rate=self.learning_rate,
                             batch_size=self.batch_size, seed=self.seed, lr_decay=1.0,
-                            train_size=None, test_size=None, lr_warmup=0, lr_boost=1.0,
+                            train_size=self.replay, test_size=None,
+                            include_drawings=self.share, lr_boost=1.0,
                             lr_boost_batches=0, augment_start=1.0, augment_warmup=0,
                             average_decay=0.0, evaluate_averaged=False)
 
 
-def fine_tune(model: Model, images: np.ndarray, labels: np.ndarray, data: Dataset,
+def fine_tune(model: Model, images: np.ndarray, labels: np.ndarray, mnist,
               base: TrainConfig, teaching: Teaching = Teaching(),
               callback: Callback | None = None) -> Trainer:
-    """Teach `model` (in place) the drawings, mixed into a replay of `data`; returns the
-    Trainer (its history holds the pass's record, its test figures on `data`'s test
-    set). Stop it from another thread with trainer.stop()."""
-    mixed = mix_in(replay(data, teaching.replay, teaching.seed), images, labels,
-                   teaching.share)
-    trainer = Trainer(model, teaching.config(base), mixed, callback)
+    """Teach `model` (in place) the drawings, mixed into a replay of `mnist` (anything
+    with MNIST's four arrays, a Dataset too); returns the Trainer (its history holds
+    the pass's records, their test figures on `mnist`'s test set). Stop it from
+    another thread with trainer.stop()."""
+    config = teaching.config(base)
+    trainer = Trainer(model, config, make_dataset(mnist, config, (images, labels)), callback)
     trainer.run()
     return trainer
 

@@ -384,3 +384,32 @@ def test_learning_from_drawings_needs_ten_of_them(client, mnist):
     for share in (-0.1, 0.95, "0.2"):
         bad = client.post("/api/runs", json={"preset": "seed", "include_drawings": share})
         assert bad.status_code == 422
+
+
+def test_teach_now_fine_tunes_the_answering_model_which_then_answers(client, mnist):
+    save_digits(client, mnist, 12)
+    started = client.post("/api/drawings/teach", json={})
+    assert started.status_code == 201, started.text
+    teach = started.json()
+    assert teach["taught_from"]["source"] == "bundled"
+    assert teach["before"]["total"] == 2  # the held-out fifth, before teaching
+    assert 0.95 < teach["before_test_accuracy"] <= 1.0  # the bundled model on MNIST
+    run = finished(client, teach["run_id"])
+    assert run["state"] == "finished", run["message"]
+    assert run["config"]["include_drawings"] == 0.5 and run["config"]["train_size"] == 4000
+    after = run["epochs"][-1]
+    assert after["drawings_total"] == 2
+    # Taught from the bundled model, not from scratch: it still reads MNIST.
+    assert after["test_accuracy"] > 0.95 and after["test_total"] == 10_000
+    info = client.get("/api/model/info").json()
+    assert info["run_id"] == teach["run_id"] and info["source"] == "finished"
+
+
+def test_teach_now_needs_ten_drawings_and_a_known_model(client, mnist):
+    save_digits(client, mnist, 3)
+    few = client.post("/api/drawings/teach", json={})
+    assert few.status_code == 422 and "at least 10" in few.json()["detail"]
+    unknown = client.post("/api/drawings/teach", json={"run_id": "nope"})
+    assert unknown.status_code == 404
+    bad = client.post("/api/drawings/teach", json={"passes": 9})
+    assert bad.status_code == 422

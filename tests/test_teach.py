@@ -12,7 +12,7 @@ from cnn.drawn import slant
 from cnn.model import Model
 from cnn.optim import Adam
 from cnn.presets import PRESETS
-from cnn.teach import Teaching, fine_tune, mix_in, replay, score
+from cnn.teach import Teaching, fine_tune, mix_in, score
 from cnn.train import Dataset, TrainConfig
 
 TINY_SPEC = {"input": [1, 28, 28],
@@ -70,16 +70,6 @@ def test_drawings_that_do_not_fit_are_refused():
         mix_in(dataset(), images[:0], labels[:0], 0.5)
 
 
-def test_replay_takes_a_seeded_subset_and_keeps_the_test_set():
-    data = dataset(300)
-    first, again, other = replay(data, 40, 1), replay(data, 40, 1), replay(data, 40, 2)
-    assert len(first.train_labels) == 40
-    assert (first.train_images == again.train_images).all()
-    assert not (first.train_images == other.train_images).all()
-    assert first.test_images is data.test_images
-    assert len(replay(data, 1000, 0).train_labels) == 300
-
-
 def test_fine_tuning_changes_the_model_only_through_the_optimiser(monkeypatch):
     """Every change to the weights is one the optimiser's steps made: replaying the
     steps' updates on a copy of the starting weights gives the final weights."""
@@ -109,11 +99,13 @@ def test_fine_tuning_changes_the_model_only_through_the_optimiser(monkeypatch):
 
 def test_the_teaching_config_is_a_short_nudge_with_the_base_runs_settings():
     base = PRESETS["default"].config
-    config = Teaching(passes=2, learning_rate=0.0004, seed=3).config(base)
+    config = Teaching(passes=2, learning_rate=0.0004, seed=3, replay=500,
+                      share=0.4).config(base)
     assert (config.epochs, config.learning_rate, config.seed) == (2, 0.0004, 3)
+    assert (config.train_size, config.include_drawings) == (500, 0.4)
     assert config.optimizer == base.optimizer
     assert config.augment_rotation == base.augment_rotation  # augmented like MNIST
-    assert config.lr_warmup == 0 and config.lr_boost == 1.0 and config.average_decay == 0
+    assert config.lr_boost == 1.0 and config.augment_start == 1.0 and config.average_decay == 0
 
 
 def test_fine_tuning_learns_the_drawings_it_is_shown():

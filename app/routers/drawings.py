@@ -1,5 +1,6 @@
 """People's own drawings: save one with its label, list, relabel, delete, export and
-import them, and measure any run's model on them (app/drawings.py keeps them)."""
+import them, measure any run's model on them, and teach a model them ("Teach now").
+app/drawings.py keeps them."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from ..dependencies import UNAUTHORIZED, require_read, require_write
+from cnn.data import DataError
+from cnn.teach import Teaching
+
+from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
 from ..drawings import (HELD_OUT_EVERY, DrawingError, DrawingStore, StoreFull, export_idx_zip,
                         export_npz, read_import, to_bytes)
 from ..predict import DrawingError as UnreadableDrawing
 from ..predict import Predictor, Snapshot, prepare, read_drawing
 from ..schemas import (DrawingAccuracy, DrawingList, DrawingsImported, ErrorMessage,
-                       RelabelRequest, SavedDrawing, SaveDrawingRequest, WeightsKind)
+                       RelabelRequest, SavedDrawing, SaveDrawingRequest, TeachRequest,
+                       TeachStarted, WeightsKind)
+from ..runs import QueueFull, RunManager
 from .predict import NO_MODEL, answering, get_predictor
 
 router = APIRouter(prefix="/api/drawings", tags=["drawings"], dependencies=[Depends(require_read)],
@@ -135,6 +141,41 @@ async def drawings_accuracy(run: str | None = Query(None, max_length=64,
     return {"model": snapshot.info(weights),
             "held_out": _score(answers[held_out], labels[held_out]),
             "all": _score(answers, labels), "confusion": confusion.tolist()}
+
+
+@router.post("/teach", status_code=201, response_model=TeachStarted,
+             dependencies=[Depends(require_write)],
+             responses={422: {"model": ErrorMessage, "description": "fewer than 10 drawings"},
+                        429: {"model": ErrorMessage, "description": "the queue is full"},
+                        404: {"model": ErrorMessage, "description": "no such run"}, **NO_MODEL},
+             summary="Teach now: fine-tune the answering model on the drawings")
+async def teach_now(body: TeachRequest, store: DrawingStore = Depends(get_drawings),
+                    predictor: Predictor = Depends(get_predictor),
+                    manager: RunManager = Depends(get_manager)) -> dict:
+    """A short run from the model that answers (or the run's): the teaching four fifths
+    of the drawings mixed into a replay of MNIST images (so that it does not forget),
+    live on the charts like any run; when it ends, it answers drawings. Its epoch
+    records give the held-out drawings' and MNIST's figures after; this answer gives
+    them before."""
+    snapshot = answering(predictor, body.run_id)
+    kind, model = snapshot.choose(body.weights)
+    source = manager.runs.get(snapshot.run_id) if snapshot.run_id else None
+    ids, images, labels = await run_in_threadpool(store.arrays, "held_out")
+    answers = (await run_in_threadpool(_probabilities, snapshot, images, kind)).argmax(axis=1)
+    try:
+        correct, total = await run_in_threadpool(manager.test_correct, model)
+        before_test = correct / total
+    except DataError:
+        before_test = None
+    try:
+        run = await run_in_threadpool(manager.teach, source.preset if source else "default",
+                                      model.spec, model.state(), Teaching(passes=body.passes))
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"run_id": run.run_id, "state": run.state, "taught_from": snapshot.info(kind),
+            "before": _score(answers, labels), "before_test_accuracy": before_test}
 
 
 @router.get("/{drawing_id}", response_model=SavedDrawing, responses=NOT_FOUND,
