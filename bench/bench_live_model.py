@@ -16,9 +16,12 @@ server does). For each seed and each kind it prints
 then the medians over the seeds. Images are the measure (they do not depend on the
 machine); seconds depend on its vector extensions, printed first.
 
---epoch-time instead times whole epochs of `default` with and without the average,
-alternating, and prints the ratio. --full trains the full `default` run (8 epochs)
-and prints its test accuracy each epoch (raw and averaged).
+--epoch-time instead times whole first epochs of `default` as it is, without the
+schedule of its start (lr_warmup, lr_boost, augment_start...: cnn/presets.py) and
+without the average, alternating, and prints the ratios. --full trains the full
+`default` run (8 epochs) and prints its test accuracy each epoch (raw and averaged).
+--set changes the preset's settings in every mode (e.g. lr_warmup=0 to see what the
+warm-up is worth).
 
 Usage: python bench/bench_live_model.py [--seeds 0 1 2] [--images 120000]
        [--every 2000] [--count 1000] [--set average_decay=0.999 ...]
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 import statistics
 import sys
@@ -197,23 +201,31 @@ def _percent(value) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+# The preset's settings that schedule the start of a run, turned off.
+NO_SCHEDULE = {"lr_warmup": 0, "lr_boost": 1.0, "lr_boost_batches": 0, "augment_start": 1.0,
+               "augment_warmup": 0}
+
+
 def epoch_time(args, mnist) -> None:
-    """Whole epochs with and without the average, alternating, so that load from other
-    processes falls on both."""
+    """Whole first epochs of `default`, without its schedule and without its average,
+    alternating, so that load from other processes falls on all three."""
     preset = get_preset("default")
-    seconds = {"without": [], "with": []}
+    base = preset.config.replace(**{**parse_settings(args.set), "epochs": 1})
+    variants = {"default": base, "without the schedule": base.replace(**NO_SCHEDULE),
+                "without the average": base.replace(average_decay=0.0,
+                                                    evaluate_averaged=False)}
+    seconds = {label: [] for label in variants}
     for _ in range(args.repeat):
-        for label, decay in (("without", 0.0), ("with", preset.config.average_decay or 0.999)):
-            config = preset.config.replace(epochs=1, average_decay=decay,
-                                           evaluate_averaged=False)
+        for label, config in variants.items():
             trainer = Trainer(Model(preset.spec, seed=0), config, make_dataset(mnist, config))
             trainer.run()
             seconds[label].append(trainer.history[0]["seconds"])
-            print(f"  one epoch {label} the average: {trainer.history[0]['seconds']:.2f} s",
-                  flush=True)
+            print(f"  one epoch, {label}: {trainer.history[0]['seconds']:.2f} s", flush=True)
     best = {label: min(values) for label, values in seconds.items()}
-    print(f"fastest epoch: without {best['without']:.2f} s, with {best['with']:.2f} s: "
-          f"ratio {best['with'] / best['without']:.3f}")
+    print("fastest epoch: " + ", ".join(f"{label} {value:.2f} s" for label, value in best.items()))
+    for label in list(variants)[1:]:
+        print(f"  default / {label}: ratio {best['default'] / best[label]:.3f}")
+    print(f"load average now: {os.getloadavg()[0]:.1f}")
 
 
 def full(args, mnist) -> None:

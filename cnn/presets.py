@@ -73,7 +73,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         config=TrainConfig(epochs=8, batch_size=64, optimizer="adam", learning_rate=0.003,
                            momentum=0.9, lr_decay=0.7, augment_shift=2.0, augment_scale=0.1,
                            augment_rotation=10.0, average_decay=0.999,
-                           evaluate_averaged=True),
+                           evaluate_averaged=True, lr_boost=2.0, lr_boost_batches=938,
+                           augment_start=0.5, augment_warmup=938),
     ),
 )}
 

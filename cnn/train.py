@@ -38,8 +38,8 @@ epoch's data order and augmentation come from the seed and the epoch's number al
 the continued run sees the same batches, and takes the same steps, as one that never
 stopped.
 
-The start of a run can be scheduled by batch (TrainConfig's lr_warmup, lr_boost,
-lr_boost_batches, augment_start, augment_warmup; all off by default): the learning rate
+The start of a run can be scheduled by batch (TrainConfig's lr_boost, lr_boost_batches,
+augment_start, augment_warmup; off by default): the learning rate
 the optimizer steps with is its own (steered live, decayed each epoch) times
 `config.learning_rate_factor(b)`, and the augmentation's ranges are scaled by
 `config.augment_strength(b)`, b the batches trained before in the whole run
@@ -131,7 +131,6 @@ class TrainConfig:
     evaluate_averaged: bool = False
     # The start of a run, scheduled by batch (see learning_rate_factor and
     # augment_strength; presets.py says why `default` uses them). The defaults are off.
-    lr_warmup: int = 0             # batches of linear warm-up of the learning rate
     lr_boost: float = 1.0          # the learning rate's multiple at the first batch...
     lr_boost_batches: int = 0      # ...coming down linearly to 1x over this many batches
     augment_start: float = 1.0     # the augmentation's strength at the first batch...
@@ -166,7 +165,6 @@ class TrainConfig:
                               f"got {self.evaluate_averaged!r}")
         if self.evaluate_averaged and not self.average_decay:
             raise ConfigError("evaluate_averaged needs an average: set average_decay")
-        _check_int("lr_warmup", self.lr_warmup, 0, MAX_SCHEDULE_BATCHES)
         _check_number("lr_boost", self.lr_boost, 1.0, 10.0)
         _check_int("lr_boost_batches", self.lr_boost_batches, 0, MAX_SCHEDULE_BATCHES)
         if self.lr_boost != 1.0 and not self.lr_boost_batches:
@@ -182,14 +180,11 @@ class TrainConfig:
 
     def learning_rate_factor(self, batch: int) -> float:
         """What the learning rate is multiplied by for the run's batch number `batch`
-        (0 for the first): a linear warm-up, (batch + 1) / lr_warmup up to 1, times a
-        boost lr_boost at batch 0 that comes down linearly to 1 at lr_boost_batches."""
-        factor = 1.0
-        if self.lr_warmup and batch < self.lr_warmup:
-            factor = (batch + 1) / self.lr_warmup
-        if self.lr_boost_batches and batch < self.lr_boost_batches:
-            factor *= 1.0 + (self.lr_boost - 1.0) * (1.0 - batch / self.lr_boost_batches)
-        return factor
+        (0 for the first): lr_boost at batch 0, coming down linearly to 1 at
+        lr_boost_batches."""
+        if not self.lr_boost_batches or batch >= self.lr_boost_batches:
+            return 1.0
+        return 1.0 + (self.lr_boost - 1.0) * (1.0 - batch / self.lr_boost_batches)
 
     def augment_strength(self, batch: int) -> float:
         """The augmentation's strength (0..1 of its ranges) for the run's batch number

@@ -1,5 +1,6 @@
 """Tests for cnn.train: settings, reproducibility, events, pause/resume/stop,
-divergence, learning-rate decay, and learning on the real MNIST."""
+divergence, learning-rate decay, the schedule of a run's start, and learning on the
+real MNIST."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import time
 import numpy as np
 import pytest
 
+from cnn.checkpoint import load_checkpoint, save_checkpoint
 from cnn.model import Model, TrainingDiverged
+from cnn.optim import OPTIMIZERS
 from cnn.presets import PRESETS
-from cnn.train import ConfigError, Dataset, TrainConfig, Trainer, make_dataset, scale_images
+from cnn.train import (SCHEDULE_BATCHES, ConfigError, Dataset, TrainConfig, Trainer,
+                       make_dataset, scale_images)
 
 SMALL_CONV = {"input": [1, 28, 28],
               "layers": [{"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"},
@@ -72,6 +76,19 @@ def without_timing(history):
     ("test_size", 1.5, "test_size must be an integer from 1 to 10000000, got 1.5"),
     ("shuffle", "yes", "shuffle must be true or false, got 'yes'"),
     ("filter_interval", -1.0, "filter_interval must be a number in [0.0, 3600.0], got -1.0"),
+    ("lr_boost", 0.5, "lr_boost must be a number in [1.0, 10.0], got 0.5"),
+    ("lr_boost", 11, "lr_boost must be a number in [1.0, 10.0], got 11"),
+    ("lr_boost", 2.0, "lr_boost needs lr_boost_batches: the batches over which the boost "
+                      "comes down to 1x"),
+    ("lr_boost_batches", -5, "lr_boost_batches must be an integer from 0 to 10000000, got -5"),
+    ("lr_boost_batches", 93.8, "lr_boost_batches must be an integer from 0 to 10000000, "
+                               "got 93.8"),
+    ("augment_start", 1.5, "augment_start must be a number in [0.0, 1.0], got 1.5"),
+    ("augment_start", -0.1, "augment_start must be a number in [0.0, 1.0], got -0.1"),
+    ("augment_start", 0.5, "augment_start needs augment_warmup: the batches over which the "
+                           "augmentation rises to full strength"),
+    ("augment_warmup", "938", "augment_warmup must be an integer from 0 to 10000000, "
+                              "got '938'"),
 ])
 def test_a_bad_setting_is_refused_with_a_message_naming_it(field, value, message):
     with pytest.raises(ConfigError) as caught:
@@ -437,6 +454,150 @@ def test_lr_decay_multiplies_the_learning_rate_after_each_epoch(mnist):
     assert [e["learning_rate"] for e in of_type(events, "batch")] == \
         pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     assert trainer.optimizer.learning_rate == pytest.approx(0.0125)
+
+
+# --- the schedule of a run's start -------------------------------------------------------------
+
+DEFAULT_SCHEDULE = {"lr_boost": 2.0, "lr_boost_batches": 938, "augment_start": 0.5,
+                    "augment_warmup": 938}
+
+
+@pytest.mark.parametrize("batch, factor", [
+    (0, 2.0),                  # the boost at the first batch
+    (100, 2.0 - 100 / 938),    # 1.8934
+    (469, 1.5),                # half way down
+    (937, 1.0 + 1 / 938),      # the last boosted batch
+    (938, 1.0), (100_000, 1.0),
+])
+def test_the_learning_rate_factor_comes_down_from_the_boost_by_hand_computed_values(
+        batch, factor):
+    config = TrainConfig(**DEFAULT_SCHEDULE)
+    assert config.learning_rate_factor(batch) == pytest.approx(factor, rel=1e-12)
+
+
+@pytest.mark.parametrize("batch, strength", [(0, 0.5), (469, 0.75), (703.5, 0.875),
+                                             (938, 1.0), (50_000, 1.0)])
+def test_the_augmentation_strength_rises_linearly_from_its_start_to_full(batch, strength):
+    assert TrainConfig(**DEFAULT_SCHEDULE).augment_strength(batch) == pytest.approx(strength)
+
+
+@pytest.mark.parametrize("name", ["seed", "seed-fc"])
+def test_without_schedule_settings_every_batch_has_the_full_rate_and_augmentation(name):
+    config = PRESETS[name].config
+    assert [config.learning_rate_factor(b) for b in (0, 1, 99, 10_000)] == [1.0] * 4
+    assert [config.augment_strength(b) for b in (0, 1, 99, 10_000)] == [1.0] * 4
+
+
+def test_the_default_preset_schedules_its_start():
+    config = PRESETS["default"].config
+    assert {name: getattr(config, name) for name in DEFAULT_SCHEDULE} == DEFAULT_SCHEDULE
+
+
+SCHEDULED_SGD = {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.0, "lr_decay": 0.5,
+                 "batch_size": 50, "train_size": 100, "lr_boost": 3.0, "lr_boost_batches": 4}
+# Factors of batches 0-5: 3, 2.5, 2, 1.5, 1, 1; the optimizer's own rate 0.1, 0.1, then
+# halved each epoch.
+SCHEDULED_RATES = [0.3, 0.25, 0.1, 0.075, 0.025, 0.025]
+
+
+def test_batch_and_epoch_events_report_the_scheduled_learning_rate_with_the_decay(mnist):
+    _, trainer, events = train(mnist, epochs=3, **SCHEDULED_SGD)
+    assert [e["learning_rate"] for e in of_type(events, "batch")] == \
+        pytest.approx(SCHEDULED_RATES)
+    assert [e["learning_rate"] for e in of_type(events, "epoch")] == \
+        pytest.approx([0.25, 0.075, 0.025])  # each epoch's last batch
+    assert trainer.optimizer.learning_rate == pytest.approx(0.0125)  # its own, decayed
+    assert trainer.batches_done == 6
+
+
+def test_a_scheduled_step_moves_the_weights_by_the_scheduled_learning_rate(mnist):
+    config = TrainConfig(epochs=1, batch_size=50, train_size=50, test_size=10, shuffle=False,
+                         optimizer="sgd", learning_rate=0.1, momentum=0.0, lr_boost=3.0,
+                         lr_boost_batches=10)
+    data = make_dataset(mnist, config)
+    trainer = Trainer(Model(SMALL_CONV, seed=1), config, data)
+    trainer.run()
+    by_hand = Model(SMALL_CONV, seed=1)
+    by_hand.train_step(scale_images(data.train_images), data.train_labels,
+                       OPTIMIZERS["sgd"](learning_rate=0.1 * 3.0))
+    for ours, theirs in zip(trainer.model.parameters(), by_hand.parameters()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert trainer.optimizer.learning_rate == 0.1
+
+
+def test_a_steered_learning_rate_is_scheduled_too(mnist):
+    def steer_after_batch_1(event):
+        if event["type"] == "batch" and event["global_step"] == 1:
+            trainer.set_hyperparameters(learning_rate=0.2)
+
+    config = TrainConfig(epochs=3, test_size=10, **SCHEDULED_SGD)
+    events = []
+    trainer = Trainer(Model(SMALL_CONV), config, make_dataset(mnist, config),
+                      lambda e: (events.append(e), steer_after_batch_1(e)))
+    trainer.run()
+    assert [e["learning_rate"] for e in of_type(events, "batch")] == \
+        pytest.approx([0.3, 0.5, 0.2, 0.15, 0.05, 0.05])
+    assert of_type(events, "hyperparameters")[0]["learning_rate"] == 0.2  # the own rate
+
+
+def test_a_paused_and_stepped_run_goes_on_with_the_schedule_where_it_stopped(mnist):
+    config = TrainConfig(epochs=1, test_size=10, **SCHEDULED_SGD)
+    events = []
+
+    def pause_after_batch_1(event):
+        events.append(event)
+        if event["type"] == "batch" and event["global_step"] == 1:
+            trainer.pause()
+            threading.Thread(target=lambda: (time.sleep(0.1), trainer.resume())).start()
+
+    trainer = Trainer(Model(SMALL_CONV), config, make_dataset(mnist, config),
+                      pause_after_batch_1)
+    trainer.run()
+    trainer.extend(2)  # as a step of a finished run does
+    assert [e["learning_rate"] for e in of_type(events, "batch")] == \
+        pytest.approx(SCHEDULED_RATES)
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["saved-position", "older-checkpoint"])
+def test_a_run_continued_from_a_checkpoint_goes_on_with_the_schedule_where_it_stopped(
+        mnist, tmp_path, saved):
+    config = TrainConfig(epochs=3, batch_size=32, train_size=96, test_size=20,
+                         learning_rate=0.003, lr_decay=0.7, lr_boost=2.0,
+                         lr_boost_batches=7, augment_start=0.25, augment_warmup=8,
+                         augment_shift=2.0, augment_rotation=10.0, average_decay=0.99)
+    data = make_dataset(mnist, config)
+    whole_events = []
+    whole = Trainer(Model(SMALL_CONV, seed=2), config, data, whole_events.append)
+    whole.run()
+
+    path = tmp_path / "run.npz"
+    first = Trainer(Model(SMALL_CONV, seed=2), config.replace(epochs=1), data,
+                    lambda event: event["type"] == "checkpoint" and save_checkpoint(
+                        path, first.model, event["optimizer"], {"epoch": event["epoch"]},
+                        event["average"]))
+    first.run()
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.optimizer_state[SCHEDULE_BATCHES] == 3
+    state = dict(checkpoint.optimizer_state)
+    if not saved:  # a checkpoint from before the schedule: its position is worked out
+        del state[SCHEDULE_BATCHES]
+    events = []
+    continued = Trainer(checkpoint.model, config, data, events.append)
+    continued.restore(checkpoint.epoch, state, average=checkpoint.average)
+    assert continued.batches_done == 3
+    continued.run()
+    rates = [e["learning_rate"] for e in of_type(events, "batch")]
+    assert rates == [e["learning_rate"] for e in of_type(whole_events, "batch")][3:]
+    for ours, theirs in zip(checkpoint.model.parameters(), whole.model.parameters()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_schedule_position_that_is_not_a_whole_number_is_refused(mnist):
+    config = TrainConfig(epochs=2, train_size=64, test_size=10, **DEFAULT_SCHEDULE)
+    trainer = Trainer(Model(SMALL_CONV), config, make_dataset(mnist, config))
+    state = {**trainer.optimizer.state(), SCHEDULE_BATCHES: np.array(2.5)}
+    with pytest.raises(ValueError, match="schedule.batches must be a whole number"):
+        trainer.restore(1, state)
 
 
 def test_the_learning_rate_can_be_steered_between_batches(mnist):
