@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -246,226 +247,202 @@ def _minutes(seconds: float) -> str:
 
 # -- time ------------------------------------------------------------------------------
 #
-# How long an epoch takes is worked out from the spec like its cost, with seconds per
-# unit of work that calibrate() measures once on this machine by timing the engine's
-# own layers, optimiser, average and augmentation on small batches (about half a
-# second). Each part costs a fixed time per batch (Python and NumPy calls) plus a
-# time per image proportional to its work: multiply-adds and values moved for a
-# convolution, multiply-adds for a dense layer, values for the others. A batch of one
-# image (the `seed` preset) is all fixed cost; a batch of 64 nearly all work.
+# How long an epoch takes is worked out from the spec like its cost: each training step
+# and each evaluation chunk is a sum of features of the network as the engine runs it
+# (the layer calls, the images, the convolutions' multiply-adds and unfolded values,
+# the dense layers' multiply-adds, the values that activations and pools touch), each
+# times a number of seconds that calibrate() fits, once per machine, to real training
+# steps and forward passes of a few small reference networks (about a second). The
+# optimiser's update, the weights' average and augmentation are timed on their own.
+#
+# Why real steps rather than each layer timed alone (the first version): a layer alone
+# finds its data in the cache and runs a path the network does not (the engine fuses a
+# stride-1 conv with its 2x2 pool from 16 images a batch, and runs an activation after
+# a pool); summed, its parts were 0.4-2x the real epochs, and timings of microseconds
+# each swung 10-500x under load average 7, where a step of milliseconds holds.
 
-CALIBRATION_BATCH = 32  # images per timed batch (the per-image part); 1 gives the fixed part
-
-
-@dataclass(frozen=True)
-class PartTime:
-    """Seconds one part of the work takes on a batch: `call` per batch, plus per image
-    `per_unit` times its units of work (and for a convolution `per_value` times the
-    values its unfolding moves)."""
-    call: float = 0.0
-    per_unit: float = 0.0
-    per_value: float = 0.0
-    per_batch_unit: float = 0.0  # a dense layer's weight gradient: once a batch, whatever its size
-
-    def seconds(self, images: int, units: float = 1.0, values: float = 0.0) -> float:
-        return (self.call + self.per_batch_unit * units
-                + images * (self.per_unit * units + self.per_value * values))
-
-
-CALIBRATED_PARTS = ("conv", "conv_backward", "dense", "dense_backward", "relu",
-                    "relu_backward", "curve", "curve_backward", "maxpool", "maxpool_backward",
-                    "flatten", "flatten_backward", "loss", "step", "epoch", "adam", "sgd",
-                    "average", "augment",
-                    "stroke")
+TRAIN_FEATURES = ("step", "call", "conv_call", "image", "conv_mac", "conv_value", "dense_mac",
+                  "value", "curve_value")
+FORWARD_FEATURES = TRAIN_FEATURES[1:]  # an evaluation chunk: no step of the trainer's
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """This machine's seconds for each part of a training step (see PartTime): a layer
-    kind's forward ("conv") and backward ("conv_backward"), "curve" for sigmoid and
-    tanh; "loss" per batch and image; "step", the trainer's own work per batch (slicing,
-    scaling, checks, events) and per image, "epoch" its fixed work per epoch; "adam",
-    "sgd" and "average" per parameter array (call) and per parameter (per_unit); "augment" per batch and image, "stroke" its
-    extra per image. `first_backward`: the share of a backward left for the first layer
-    with weights, which computes no gradient for its input."""
-    parts: dict
-    first_backward: float = 0.6
-    # What real training epochs of two reference networks took, against the sum of
-    # their parts: the fixed (per call) and the per-image seconds are multiplied by
-    # these (a layer timed alone finds its data in the cache; in a network it does not).
-    fixed_scale: float = 1.0
-    work_scale: float = 1.0
+    """This machine's seconds per unit of each feature (see TRAIN_FEATURES): `train`
+    for a training step (forward, loss, backward, the trainer's own work; a layer's
+    work counted once forward and once or twice backward), `forward` for an evaluation
+    chunk; `update` the seconds per parameter array ("<optimizer>_call") and per
+    parameter of "adam", "sgd" and "average"; `augment` and `stroke` per image."""
+    train: dict
+    forward: dict
+    update: dict
+    augment: float = 0.0
+    stroke: float = 0.0
     measured_seconds: float = 0.0  # how long the calibration itself took
 
-    def part(self, name: str) -> PartTime:
-        return self.parts[name]
-
-    def split(self) -> tuple["Calibration", "Calibration"]:
-        """This calibration's fixed parts alone, and its per-image parts alone."""
-        fixed = {name: PartTime(p.call) for name, p in self.parts.items()}
-        work = {name: PartTime(0.0, p.per_unit, p.per_value, p.per_batch_unit)
-                for name, p in self.parts.items()}
-        return Calibration(fixed, self.first_backward), Calibration(work, self.first_backward)
-
     def to_dict(self) -> dict:
-        return {"parts": {name: [p.call, p.per_unit, p.per_value, p.per_batch_unit]
-                          for name, p in self.parts.items()},
-                "first_backward": self.first_backward, "fixed_scale": self.fixed_scale,
-                "work_scale": self.work_scale, "measured_seconds": self.measured_seconds}
+        return {"train": dict(self.train), "forward": dict(self.forward),
+                "update": dict(self.update), "augment": self.augment, "stroke": self.stroke,
+                "measured_seconds": self.measured_seconds}
 
     @classmethod
     def from_dict(cls, value: dict) -> "Calibration":
         """From to_dict()'s JSON (CNN_LIVE_CALIBRATION); ValueError if it is not one."""
         try:
-            parts = {name: PartTime(*(float(x) for x in value["parts"][name]))
-                     for name in CALIBRATED_PARTS}
-            first = float(value.get("first_backward", 0.6))
-            scales = [float(value.get(name, 1.0)) for name in ("fixed_scale", "work_scale")]
+            train = {name: float(value["train"][name]) for name in TRAIN_FEATURES}
+            forward = {name: float(value["forward"][name]) for name in FORWARD_FEATURES}
+            update = {f"{name}{suffix}": float(value["update"][f"{name}{suffix}"])
+                      for name in UPDATES for suffix in ("", "_call")}
+            augment, stroke = float(value["augment"]), float(value["stroke"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"a calibration is {{\"parts\": {{name: [call, per_unit, "
-                             f"per_value, per_batch_unit]}}}} with every part of {list(CALIBRATED_PARTS)}: "
-                             f"{exc}") from None
-        if not all(math.isfinite(x) and x >= 0 for p in parts.values()
-                   for x in (p.call, p.per_unit, p.per_value, p.per_batch_unit)) \
-                or not all(math.isfinite(x) and x > 0 for x in (first, *scales)):
+            raise ValueError(f"a calibration is {{\"train\": {{feature: seconds}}, "
+                             f"\"forward\": ..., \"update\": ..., \"augment\": s, "
+                             f"\"stroke\": s}} with the features {list(TRAIN_FEATURES)} "
+                             f"(as Calibration.to_dict() writes it): missing or not a "
+                             f"number: {exc}") from None
+        numbers = [*train.values(), *forward.values(), *update.values(), augment, stroke]
+        if not all(math.isfinite(x) and x >= 0 for x in numbers):
             raise ValueError("a calibration's seconds must be finite and not negative")
-        return cls(parts, first, *scales)
+        return cls(train, forward, update, augment, stroke)
 
 
-@dataclass(frozen=True)
-class LayerWork:
-    """One layer's share of a step, as the engine runs it: its kind (the calibrated
-    part), units and values of work per image, whether it runs backward and whether
-    that backward skips the gradient of its input (the first layer with weights)."""
-    part: str
-    units: float
-    values: float = 0.0
-    call_scale: float = 1.0
-    backward: bool = True
-    first_weighted: bool = False
+UPDATES = ("adam", "sgd", "average")
 
 
-def layer_work(spec: dict) -> list[LayerWork]:
-    """What each layer of a spec costs per image, in the engine's run order: an
-    activation just before a max-pool runs after it, on the pooled values (model.py);
-    layers before the first with weights run no backward."""
-    spec = normalize_spec(spec)
+def _run_order(spec: dict, batch_size: int) -> list[tuple[int, str, tuple, tuple]]:
+    """The layers as the engine runs them on a batch (model.py): an activation before
+    a max-pool after it; from FUSE_FROM_BATCH images a stride-1 conv and the 2x2 pool
+    after it as one ("conv+pool"). Each: (spec index, kind, input shape, output shape)."""
+    from .model import FUSE_FROM_BATCH
+
+    entries = spec["layers"]
     shapes = spec_shapes(spec)
     inputs = [tuple(spec["input"]), *shapes[:-1]]
-    entries = spec["layers"]
-    work, weighted_seen = [], False
-    for index, (entry, shape_in, shape_out) in enumerate(zip(entries, inputs, shapes)):
-        kind = entry["type"]
-        before_pool = (kind in ("relu", "sigmoid", "tanh") and index + 1 < len(entries)
-                       and entries[index + 1]["type"] == "maxpool")
-        values_in = math.prod(shapes[index + 1] if before_pool else shape_in)
-        first = kind in ("conv", "dense") and not weighted_seen
-        backward = weighted_seen or first
-        if kind == "conv":
-            c, h, w = shape_in
-            f, ho, wo = shape_out
-            k, stride, pad = entry["kernel"], entry["stride"], entry["padding"]
-            row = w + 2 * pad if stride == 1 else wo  # stride 1 computes whole padded rows
-            moved = (c * k * k + f) * ho * row
-            work.append(LayerWork("conv", f * ho * wo * c * k * k, moved, k * k / 9,
-                                  backward, first))
-        elif kind == "dense":
-            work.append(LayerWork("dense", shape_in[0] * shape_out[0], 0.0, 1.0, backward, first))
-        elif kind == "maxpool":
-            work.append(LayerWork("maxpool", math.prod(shape_in), backward=backward))
-        elif kind == "flatten":
-            work.append(LayerWork("flatten", 0.0, backward=backward))
-        else:
-            work.append(LayerWork("relu" if kind == "relu" else "curve", values_in,
-                                  backward=backward))
-        weighted_seen = weighted_seen or first
-    return work
-
-
-def costliest_layer(spec: dict, calibration: Calibration, batch_size: int) -> tuple[int, str]:
-    """(index, type) of the layer whose training step takes the longest."""
-    spec = normalize_spec(spec)
-    work = layer_work(spec)
-    seconds = [_forward_seconds([w], calibration, batch_size)
-               + _backward_seconds([w], calibration, batch_size) for w in work]
-    index = max(range(len(work)), key=seconds.__getitem__)
-    return index, spec["layers"][index]["type"]
-
-
-def _forward_seconds(work: list[LayerWork], calibration: Calibration, images: int) -> float:
-    total = 0.0
-    for layer in work:
-        part = calibration.part(layer.part)
-        total += (part.seconds(images, layer.units, layer.values)
-                  + part.call * (layer.call_scale - 1))
-    return total
-
-
-def _backward_seconds(work: list[LayerWork], calibration: Calibration, images: int) -> float:
-    total = 0.0
-    for layer in work:
-        if not layer.backward:
+    order = [(i, entries[i]["type"], inputs[i], shapes[i]) for i in range(len(entries))]
+    for i in range(len(order) - 1):  # _pool_before_activation
+        if order[i][1] in ("relu", "sigmoid", "tanh") and order[i + 1][1] == "maxpool":
+            act, pool = order[i], order[i + 1]
+            order[i] = (pool[0], "maxpool", act[2], pool[3])
+            order[i + 1] = (act[0], act[1], pool[3], pool[3])
+    if batch_size < FUSE_FROM_BATCH:
+        return order
+    fused, i = [], 0
+    while i < len(order):
+        index, kind, shape_in, shape_out = order[i]
+        if (kind == "conv" and i + 1 < len(order) and order[i + 1][1] == "maxpool"
+                and entries[index]["stride"] == 1 and entries[order[i + 1][0]]["size"] == 2
+                and shape_out[1] % 2 == 0 and shape_out[2] % 2 == 0):
+            fused.append((index, "conv+pool", shape_in, order[i + 1][3]))
+            i += 2
             continue
-        part = calibration.part(layer.part + "_backward")
-        seconds = (part.seconds(images, layer.units, layer.values)
-                   + part.call * (layer.call_scale - 1))
-        total += seconds * (calibration.first_backward if layer.first_weighted else 1.0)
+        fused.append(order[i])
+        i += 1
+    return fused
+
+
+def _layer_features(spec: dict, batch_size: int, training: bool) -> list[tuple[int, dict]]:
+    """(spec index, features per image and calls) of each layer as the engine runs it
+    on a batch. Training counts a layer's work once forward and twice backward (the
+    gradients of its weights and of its input), once for the first layer with weights
+    (no gradient of its input) and none for the layers before it (no backward)."""
+    spec = normalize_spec(spec)
+    order = _run_order(spec, batch_size)
+    weighted = [i for i, (_, kind, _, _) in enumerate(order) if kind in ("conv", "conv+pool",
+                                                                         "dense")]
+    first = weighted[0] if weighted else len(order)
+    features = []
+    for position, (index, kind, shape_in, shape_out) in enumerate(order):
+        passes = 1 if not training or position < first else (2 if position == first else 3)
+        calls = 1 if not training or position < first else 2
+        entry = spec["layers"][index]
+        row = {"call": calls}
+        if kind in ("conv", "conv+pool"):
+            row["conv_call"] = calls  # unfolding and folding back: more calls than most
+            c = shape_in[0]
+            k = entry["kernel"]
+            _, ho, wo = _conv_output(entry, shape_in)
+            row["conv_mac"] = passes * entry["filters"] * ho * wo * c * k * k
+            row["conv_value"] = passes * (c * k * k + entry["filters"]) * ho * wo
+            if kind == "conv+pool":
+                row["value"] = (2 if training else 1) * entry["filters"] * ho * wo
+        elif kind == "dense":
+            row["dense_mac"] = passes * shape_in[0] * shape_out[0]
+        elif kind != "flatten":  # activations and pools touch their inputs
+            name = "curve_value" if kind in ("sigmoid", "tanh") else "value"  # exp: dearer
+            row[name] = (2 if training and position > first else 1) * math.prod(shape_in)
+        features.append((index, row))
+    return features
+
+
+def _conv_output(entry: dict, shape_in: tuple) -> tuple[int, int, int]:
+    _, h, w = shape_in
+    k, s, p = entry["kernel"], entry["stride"], entry["padding"]
+    return entry["filters"], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+
+def _batch_features(spec: dict, images: int, training: bool) -> dict:
+    """The features of one training step (or one evaluation chunk) of `images`."""
+    total = {"step": 1.0 if training else 0.0, "call": 0.0, "image": float(images)}
+    for _, row in _layer_features(spec, images, training):
+        for name, value in row.items():
+            total[name] = total.get(name, 0.0) + (value if name == "call" else value * images)
     return total
+
+
+def _seconds(features: dict, coefficients: dict) -> float:
+    return sum(coefficients.get(name, 0.0) * value for name, value in features.items())
+
+
+def _update_seconds(spec: dict, calibration: Calibration, name: str) -> float:
+    cost = spec_cost(spec)
+    arrays = 2 * sum(entry["type"] in ("conv", "dense") for entry in spec["layers"])
+    update = calibration.update
+    return update[f"{name}_call"] * arrays + update[name] * cost.parameters
 
 
 def step_seconds(spec: dict, calibration: Calibration, images: int, optimizer: str = "adam",
                  augment: bool = False, stroke: bool = False, average: bool = False) -> float:
     """Seconds of one training step on a batch of `images`: forward, loss, backward,
-    the optimiser's update (and the average's), augmentation, the trainer's own work."""
+    the trainer's own work, the optimiser's update (and the average's), augmentation."""
     spec = normalize_spec(spec)
-    work = layer_work(spec)
-    cost = spec_cost(spec)
-    arrays = 2 * sum(layer.part in ("conv", "dense") for layer in work)
-    classes = spec_shapes(spec)[-1][0]
-    seconds = (_forward_seconds(work, calibration, images)
-               + _backward_seconds(work, calibration, images)
-               + calibration.part("loss").seconds(images, classes)
-               + calibration.part("step").seconds(images)
-               + calibration.part(optimizer if optimizer in ("adam", "sgd") else "adam")
-               .seconds(1, cost.parameters) + (arrays - 1) * calibration.part("adam").call)
+    seconds = (_seconds(_batch_features(spec, images, True), calibration.train)
+               + _update_seconds(spec, calibration, optimizer if optimizer in UPDATES else "adam"))
     if average:
-        seconds += calibration.part("average").seconds(1, cost.parameters) \
-            + (arrays - 1) * calibration.part("average").call
+        seconds += _update_seconds(spec, calibration, "average")
     if augment:
-        seconds += calibration.part("augment").seconds(images)
+        seconds += images * calibration.augment
     if stroke:
-        seconds += images * calibration.part("stroke").per_unit
+        seconds += images * calibration.stroke
     return seconds
 
 
-def epoch_seconds(spec: dict, calibration: Calibration, **options) -> float:
-    """Estimated seconds of one epoch: its training steps and its test evaluation
-    (options: those of _parts_seconds), the fixed and per-image parts each scaled as
-    the calibration's reference epochs said."""
-    fixed, work = calibration.split()
-    return (calibration.fixed_scale * _parts_seconds(spec, fixed, **options)
-            + calibration.work_scale * _parts_seconds(spec, work, **options))
+def costliest_layer(spec: dict, calibration: Calibration, batch_size: int) -> tuple[int, str]:
+    """(index, type) of the layer whose share of a training step is the largest."""
+    spec = normalize_spec(spec)
+    seconds: dict[int, float] = {}
+    for index, row in _layer_features(spec, batch_size, True):
+        work = {name: value * (1 if name == "call" else batch_size) for name, value in row.items()}
+        seconds[index] = seconds.get(index, 0.0) + _seconds(work, calibration.train)
+    index = max(seconds, key=seconds.__getitem__)
+    return index, spec["layers"][index]["type"]
 
 
-def _parts_seconds(spec: dict, calibration: Calibration, *, batch_size: int,
-                   train_images: int, test_images: int, optimizer: str = "adam",
-                   augment: bool = False, stroke: bool = False, average: bool = False,
-                   evaluation_batch: int = 1000) -> float:
-    """The sum of the parts of one epoch, as the calibration times them."""
+def epoch_seconds(spec: dict, calibration: Calibration, *, batch_size: int,
+                  train_images: int, test_images: int, optimizer: str = "adam",
+                  augment: bool = False, stroke: bool = False, average: bool = False,
+                  evaluation_batch: int = 1000) -> float:
+    """Estimated seconds of one epoch: its training steps and its test evaluation."""
+    spec = normalize_spec(spec)
     options = dict(optimizer=optimizer, augment=augment, stroke=stroke, average=average)
     full, rest = divmod(train_images, batch_size)
     seconds = full * step_seconds(spec, calibration, batch_size, **options)
     if rest:
         seconds += step_seconds(spec, calibration, rest, **options)
-    spec = normalize_spec(spec)
-    work = layer_work(spec)
-    classes = spec_shapes(spec)[-1][0]
     chunks, last = divmod(test_images, evaluation_batch)
     for size, count in ((evaluation_batch, chunks), (last, 1 if last else 0)):
         if count:
-            seconds += count * (_forward_seconds(work, calibration, size)
-                                + calibration.part("loss").seconds(size, classes))
-    return seconds + calibration.part("epoch").call
+            seconds += count * _seconds(_batch_features(spec, size, False), calibration.forward)
+    return seconds
 
 
 def spec_report(spec: dict, config, calibration: Calibration) -> dict:
@@ -487,7 +464,7 @@ def spec_report(spec: dict, config, calibration: Calibration) -> dict:
 
 
 def config_epoch_seconds(spec: dict, config, calibration: Calibration,
-                         train_total: int = 60_000, test_total: int = 10_000) -> float:
+                         train_total: int = MNIST_TRAIN, test_total: int = MNIST_TEST) -> float:
     """epoch_seconds for a training config (a train.TrainConfig) on MNIST."""
     from .train import evaluation_batch_size  # train.py imports this module
     return epoch_seconds(
@@ -503,297 +480,179 @@ def config_epoch_seconds(spec: dict, config, calibration: Calibration,
 
 # -- measuring -------------------------------------------------------------------------
 
+_FLAT = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+# The reference networks and the batch sizes their steps are timed at: between them,
+# each feature is large in some and small in others (calls: deep-narrow at one image;
+# multiply-adds: conv-deep, dense-wide; unfolded values: conv-first; values: curves).
+REFERENCES = (
+    ({"layers": _FLAT}, (1, 64)),
+    ({"layers": [{"type": "flatten"}, {"type": "dense", "units": 16}, {"type": "relu"},
+                 {"type": "dense", "units": 16}, {"type": "sigmoid"},
+                 {"type": "dense", "units": 16}, {"type": "tanh"},
+                 {"type": "dense", "units": 10}]}, (1,)),
+    ({"layers": [{"type": "flatten"}, {"type": "dense", "units": 256}, {"type": "relu"},
+                 {"type": "dense", "units": 10}]}, (64,)),
+    ({"layers": [{"type": "conv", "filters": 8, "kernel": 3, "padding": 1}, {"type": "relu"},
+                 {"type": "maxpool", "size": 2}, *_FLAT]}, (1, 64)),
+    ({"layers": [{"type": "conv", "filters": 4, "kernel": 3, "padding": 1}, {"type": "relu"},
+                 {"type": "maxpool", "size": 2},
+                 {"type": "conv", "filters": 32, "kernel": 3, "padding": 1}, {"type": "relu"},
+                 {"type": "maxpool", "size": 2}, *_FLAT]}, (1, 64)),
+    ({"layers": [{"type": "conv", "filters": 4, "kernel": 1}, {"type": "relu"},
+                 {"type": "relu"}, {"type": "maxpool", "size": 2}, {"type": "relu"}, *_FLAT]},
+     (64,)),
+    ({"layers": [{"type": "conv", "filters": 4, "kernel": 1}, {"type": "tanh"},
+                 {"type": "sigmoid"}, {"type": "tanh"}, *_FLAT]}, (1, 64)),
+    ({"layers": [{"type": "conv", "filters": 8, "kernel": 3, "stride": 2}, {"type": "tanh"},
+                 {"type": "conv", "filters": 16, "kernel": 3}, {"type": "relu"}, *_FLAT]},
+     (1, 64)),
+)
+FORWARD_BATCH = 256   # test images of a timed evaluation (MNIST's are evaluated 1000 at once)
+STEPS_TIMED = 6       # training steps timed per reference and batch size (after one)
 
-def _best_seconds(action, repeats: int = 5) -> float:
-    """The fastest of a few timings of `action` after a warm-up: the machine's speed,
-    not its other work's interruptions."""
+
+def _typical_seconds(action, repeats: int = 5) -> float:
+    """The median CPU seconds (this thread's) of a few runs of `action` after a
+    warm-up: see calibrate() for why CPU and why the median."""
     action()
-    best = math.inf
+    timings = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.thread_time()
         action()
-        best = min(best, time.perf_counter() - started)
-    return best
+        timings.append(time.thread_time() - started)
+    return statistics.median(timings)
 
 
-def _linear(small: float, large: float, images: int) -> tuple[float, float]:
-    """(call, per image) from the seconds of a batch of 1 and of `images`."""
-    per_image = max(large - small, 0.0) / (images - 1)
-    return max(small - per_image, 0.0), per_image
+def _trainer_seconds(spec: dict, batch_size: int, pixels, labels) -> tuple[float, float]:
+    """CPU seconds of a training step of the real Trainer (SGD without momentum, no
+    augmentation), all its work between steps included (the median of the times
+    between its batch events, after the first step, which allocates work arrays),
+    and of its evaluation of FORWARD_BATCH test images after them. An evaluation
+    after training, not one alone: its chunk's work arrays are new memory again after
+    the training steps (the first evaluation of 1000 images of `default` took 0.25 s,
+    the next one straight after 0.06 s, one after 20 training steps 0.11 s)."""
+    from .model import Model
+    from .train import Dataset, TrainConfig, Trainer
+
+    steps_timed = STEPS_TIMED * (6 if batch_size == 1 else 1)  # a step of one: ~0.2 ms
+    size = batch_size * (steps_timed + 1)
+    data = Dataset(pixels[:size], labels[:size], pixels[:FORWARD_BATCH],
+                   labels[:FORWARD_BATCH])
+    config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd",
+                         learning_rate=1e-3, momentum=0.0, shuffle=False)
+    marks, evaluated = [], []
+
+    def record(event):
+        if event["type"] == "batch":
+            marks.append(time.thread_time())
+        elif event["type"] == "epoch":
+            evaluated.append(time.thread_time() - marks[-1])
+    Trainer(Model(spec), config, data, record).run()
+    return float(statistics.median(np.diff(marks))), evaluated[0]
 
 
-def _layer_seconds(layer, x) -> tuple[float, float]:
-    """Forward and backward seconds of an engine layer on input x."""
-    grad = np.ones_like(layer.forward(x))
-    forward = _best_seconds(lambda: layer.forward(x))
-    layer.forward(x)
-    return forward, _best_seconds(lambda: layer.backward(grad))
+def _fit(rows: list[dict], seconds: list[float], names: tuple[str, ...]) -> dict:
+    """Non-negative seconds per feature that explain `seconds` from `rows` with the
+    least relative error (a feature whose best fit is negative is left out)."""
+    a = np.array([[row.get(name, 0.0) for name in names] for row in rows]) \
+        / np.array(seconds)[:, None]
+    b = np.ones(len(rows))
+    free = [j for j in range(len(names)) if a[:, j].any()]
+    while True:
+        scale = np.abs(a[:, free]).max(axis=0)
+        solution = np.linalg.lstsq(a[:, free] / scale, b, rcond=None)[0] / scale
+        if (solution >= 0).all() or len(free) == 1:
+            break
+        free.pop(int(np.argmin(solution)))
+    coefficients = dict.fromkeys(names, 0.0)
+    for j, value in zip(free, solution):
+        coefficients[names[j]] = max(float(value), 0.0)
+    return coefficients
 
 
-def _layer_parts(make_layer, make_input) -> tuple[PartTime, PartTime]:
-    """Forward and backward PartTime (call, per image) of a layer, from a batch of 1
-    and one of CALIBRATION_BATCH."""
-    f1, b1 = _layer_seconds(make_layer(), make_input(1))
-    fn, bn = _layer_seconds(make_layer(), make_input(CALIBRATION_BATCH))
-    return (PartTime(*_linear(f1, fn, CALIBRATION_BATCH)),
-            PartTime(*_linear(b1, bn, CALIBRATION_BATCH)))
+def _update_parts(rng) -> dict:
+    """Seconds per parameter array and per parameter of each update (UPDATES)."""
+    from .average import WeightAverage
+    from .optim import OPTIMIZERS
+
+    arrays, size = 8, 25_000
+    parts = {}
+    for name in UPDATES:
+        def action_for(params, name=name):
+            grads = [np.full_like(param, 1e-3) for param in params]
+            if name == "average":
+                average = WeightAverage(params, 0.99)
+                return lambda: average.update(params)
+            optimizer = OPTIMIZERS[name](learning_rate=1e-6)
+
+            def step():
+                for grad in grads:  # train_step checks that every gradient is finite
+                    np.isfinite(grad).all()
+                optimizer.step(params, grads)
+            return step
+        tiny = [np.zeros(4, np.float32) for _ in range(arrays)]
+        big = [rng.standard_normal(size, dtype=np.float32) for _ in range(arrays)]
+        small, large = _typical_seconds(action_for(tiny)), _typical_seconds(action_for(big))
+        per_parameter = max(large - small, 0.0) / (arrays * (size - 4))
+        parts[name] = per_parameter
+        parts[f"{name}_call"] = max(small / arrays - 4 * per_parameter, 0.0)
+    return parts
 
 
 def calibrate() -> Calibration:
-    """Time the engine's parts on small batches (well under a second in all) and
-    return this machine's Calibration. Run it with the BLAS threads training uses."""
+    """Time real training steps and forward passes of the REFERENCES, the updates and
+    augmentation (about a second), and fit this machine's Calibration. Run it with the
+    BLAS threads training uses (one: the calling thread does the BLAS work).
+
+    Timings are of this thread's CPU seconds, each the median of a few: the estimates
+    are of the work a run asks of this machine, whatever else it is doing at the
+    moment. Wall-clock timings swung 2x between two calibrations a minute apart under
+    load average 5-6 on 2 cores (others' bursts of work); the fastest wall-clock
+    steps were a third of the typical ones. A run on a busy machine takes longer than
+    its estimate, by about the machine's load over its cores."""
     from .augment import Augmentation, augment
-    from .average import WeightAverage
-    from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sigmoid, Tanh
-    from .losses import SoftmaxCrossEntropy
-    from .optim import OPTIMIZERS
 
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    n = CALIBRATION_BATCH
-    parts: dict[str, PartTime] = {}
+    largest = max(max(sizes) for _, sizes in REFERENCES) * (STEPS_TIMED + 1)
+    pixels = rng.integers(0, 256, (max(largest, 6 * STEPS_TIMED + 1, FORWARD_BATCH), 28, 28),
+                          np.uint8)
+    labels = rng.integers(0, 10, len(pixels))
+    update = _update_parts(rng)
+    sgd = Calibration({}, {}, update)
 
-    def images(shape):  # the engine's layout: (C, N, H, W)
-        return lambda count: rng.standard_normal((shape[0], count, *shape[1:]),
-                                                 dtype=np.float32)
+    train_rows, train_seconds, forward_rows, forward_seconds = [], [], [], []
+    for spec, sizes in REFERENCES:
+        spec = normalize_spec({"input": [1, 28, 28], **spec})
+        for batch_size in sizes:
+            step, forward = _trainer_seconds(spec, batch_size, pixels, labels)
+            train_rows.append(_batch_features(spec, batch_size, True))
+            train_seconds.append(max(step - _update_seconds(spec, sgd, "sgd"), 1e-7))
+            forward_rows.append(_batch_features(spec, FORWARD_BATCH, False))
+            forward_seconds.append(max(forward, 1e-7))
+    train = _fit(train_rows, train_seconds, TRAIN_FEATURES)
+    forward = _fit(forward_rows, forward_seconds, FORWARD_FEATURES)
 
-    def conv(channels, filters, needs_input_grad=True):
-        def make():
-            layer = Conv2D(channels, filters, 3, 1, 1)
-            layer.params["weight"][...] = rng.standard_normal(layer.params["weight"].shape)
-            layer.needs_input_grad = needs_input_grad
-            return layer
-        return make
-
-    # Convolutions in two shapes, one copy-heavy (one channel in, as a first layer),
-    # one arithmetic-heavy: their per-image seconds give the seconds per multiply-add
-    # and per value moved (see layer_work).
-    measured = []
-    for (c, h, w), filters in (((1, 28, 28), 8), ((8, 14, 14), 16)):
-        macs, moved = filters * h * w * c * 9, (c * 9 + filters) * h * (w + 2)
-        measured.append((macs, moved, _layer_parts(conv(c, filters), images((c, h, w)))))
-    for position, name in ((0, "conv"), (1, "conv_backward")):
-        (m1, v1, t1), (m2, v2, t2) = measured
-        per_mac, per_value = _solve_two(m1, v1, t1[position].per_unit,
-                                        m2, v2, t2[position].per_unit)
-        parts[name] = PartTime((t1[position].call + t2[position].call) / 2, per_mac, per_value)
-    batch = images((8, 14, 14))(n)
-    without_input = _layer_seconds(conv(8, 16, needs_input_grad=False)(), batch)[1]
-    with_input = _layer_seconds(conv(8, 16)(), batch)[1]
-    first_backward = min(max(without_input / max(with_input, 1e-12), 0.2), 1.0)
-
-    # Dense layers in two sizes: a small one's batch of 1 is the fixed cost; a large
-    # one's, less that, the weight gradient's cost per weight (written once a batch).
-    def dense(fan_in, units):
-        def make():
-            layer = Dense(fan_in, units)
-            layer.params["weight"][...] = rng.standard_normal((fan_in, units)) * 0.01
-            return layer
-        return make
-    vectors = lambda fan_in: lambda count: rng.standard_normal((count, fan_in), dtype=np.float32)
-    small = _layer_parts(dense(16, 10), vectors(16))
-    large = _layer_parts(dense(784, 128), vectors(784))
-    weights = 784 * 128
-    for position, name in ((0, "dense"), (1, "dense_backward")):
-        call = small[position].call
-        per_batch = max(large[position].call - call, 0.0) / weights
-        parts[name] = PartTime(call, large[position].per_unit / weights,
-                               per_batch_unit=per_batch)
-
-    shape = (8, 28, 28)
-    for name, makers in (("relu", (ReLU,)), ("curve", (Sigmoid, Tanh)),
-                         ("maxpool", (MaxPool2D,))):
-        times = [_layer_parts(make, images(shape)) for make in makers]
-        for position, suffix in ((0, ""), (1, "_backward")):
-            call = sum(t[position].call for t in times) / len(times)
-            unit = sum(t[position].per_unit for t in times) / len(times) / math.prod(shape)
-            parts[name + suffix] = PartTime(call, unit)
-    forward, backward = _layer_parts(Flatten, images((16, 7, 7)))
-    parts["flatten"], parts["flatten_backward"] = PartTime(forward.call), PartTime(backward.call)
-
-    loss = SoftmaxCrossEntropy()
-    labels = rng.integers(0, 10, n)
-    small = _best_seconds(lambda: loss(np.ones((1, 10), np.float32), labels[:1]))
-    large = _best_seconds(lambda: loss(np.ones((n, 10), np.float32), labels))
-    call, per_image = _linear(small, large, n)
-    parts["loss"] = PartTime(call, per_image / 10)
-
-    for name in ("adam", "sgd"):
-        parts[name] = _per_parameter(rng, lambda params, name=name:
-                                     _update_action(OPTIMIZERS[name](learning_rate=1e-6),
-                                                    params))
-    parts["average"] = _per_parameter(
-        rng, lambda params: (lambda average=WeightAverage(params, 0.99): average.update(params)))
-
-    pictures = rng.random((n, 1, 28, 28), dtype=np.float32)
-    settings = Augmentation(2.0, 0.1, 10.0)
-    small = _best_seconds(lambda: augment(pictures[:1], rng, settings))
-    large = _best_seconds(lambda: augment(pictures, rng, settings))
-    parts["augment"] = PartTime(*_linear(small, large, n))
-    stroked = _best_seconds(lambda: augment(pictures, rng, Augmentation(2.0, 0.1, 10.0, 0.5)))
-    parts["stroke"] = PartTime(0.0, max(stroked - large, 0.0) / n)
-
-    partial = Calibration({**parts, "step": PartTime(), "epoch": PartTime()}, first_backward)
-    parts["step"], parts["epoch"] = _trainer_parts(partial, rng)
-    fixed_scale, work_scale = _reference_scales(Calibration(parts, first_backward), rng)
-    return Calibration(parts, first_backward, fixed_scale, work_scale,
+    batch = rng.random((64, 1, 28, 28), dtype=np.float32)
+    plain = _typical_seconds(lambda: augment(batch, rng, Augmentation(2.0, 0.1, 10.0)))
+    stroked = _typical_seconds(lambda: augment(batch, rng, Augmentation(2.0, 0.1, 10.0, 0.5)))
+    return Calibration(train, forward, update, plain / 64, max(stroked - plain, 0.0) / 64,
                        time.perf_counter() - started)
 
 
-def _solve_two(a1, b1, s1, a2, b2, s2) -> tuple[float, float]:
-    """x, y >= 0 with a1 x + b1 y = s1 and a2 x + b2 y = s2 (as near as they allow)."""
-    det = a1 * b2 - a2 * b1
-    if det:
-        x, y = (s1 * b2 - s2 * b1) / det, (a1 * s2 - a2 * s1) / det
-        if x >= 0 and y >= 0:
-            return x, y
-    # Noise made one negative: the one-term fit that explains both best.
-    only_x = (a1 * s1 + a2 * s2) / (a1 * a1 + a2 * a2)
-    only_y = (b1 * s1 + b2 * s2) / (b1 * b1 + b2 * b2)
-    error_x = (a1 * only_x - s1) ** 2 + (a2 * only_x - s2) ** 2
-    error_y = (b1 * only_y - s1) ** 2 + (b2 * only_y - s2) ** 2
-    return (only_x, 0.0) if error_x <= error_y else (0.0, only_y)
-
-
-def _update_action(optimizer, params):
-    grads = [np.full_like(param, 1e-3) for param in params]
-
-    def action():
-        for grad in grads:  # train_step checks that every gradient is finite
-            np.isfinite(grad).all()
-        optimizer.step(params, grads)
-    return action
-
-
-def _per_parameter(rng, make_action) -> PartTime:
-    """(call per array, per parameter) of an update of 8 parameter arrays."""
-    arrays, size = 8, 25_000
-    tiny = [np.zeros(4, np.float32) for _ in range(arrays)]
-    big = [rng.standard_normal(size, dtype=np.float32) for _ in range(arrays)]
-    small, large = _best_seconds(make_action(tiny)), _best_seconds(make_action(big))
-    per_parameter = max(large - small, 0.0) / (arrays * (size - 4))
-    return PartTime(max(small / arrays - 4 * per_parameter, 0.0), per_parameter)
-
-
-# The reference epochs: a convolutional network like `default`'s on batches of 32 (the
-# per-image work decides), and `seed`'s on single images (the fixed costs decide).
-REFERENCE_EPOCHS = (
-    ({"input": [1, 28, 28],
-      "layers": [{"type": "conv", "filters": 8, "kernel": 3, "padding": 1}, {"type": "relu"},
-                 {"type": "maxpool", "size": 2},
-                 {"type": "conv", "filters": 16, "kernel": 3, "padding": 1}, {"type": "relu"},
-                 {"type": "maxpool", "size": 2}, {"type": "flatten"},
-                 {"type": "dense", "units": 64}, {"type": "relu"},
-                 {"type": "dense", "units": 10}]}, "adam", CALIBRATION_BATCH, 8),
-    ({"input": [1, 28, 28],
-      "layers": [{"type": "conv", "filters": 5, "kernel": 3}, {"type": "sigmoid"},
-                 {"type": "maxpool", "size": 2}, {"type": "flatten"},
-                 {"type": "dense", "units": 25}, {"type": "sigmoid"},
-                 {"type": "dense", "units": 10}, {"type": "sigmoid"}]}, "sgd", 1, 100),
-)
-
-
-def _trainer_epoch_seconds(spec, optimizer: str, batch_size: int, size: int, rng) -> float:
-    """The fastest of three real epochs of `size` random images (10 to test)."""
-    from .model import Model
-    from .train import Dataset, TrainConfig, Trainer
-
-    pixels = rng.integers(0, 256, (size, 28, 28), np.uint8)
-    labels = rng.integers(0, 10, size)
-    data = Dataset(pixels, labels, pixels[:10], labels[:10])
-    config = TrainConfig(epochs=1, batch_size=batch_size, optimizer=optimizer,
-                         learning_rate=1e-3, momentum=0.0)
-    seconds = []
-    for _ in range(3):
-        Trainer(Model(spec), config, data, lambda event: seconds.append(event["seconds"])
-                if event["type"] == "epoch" else None).run()
-    return min(seconds)
-
-
-def _reference_scales(calibration: Calibration, rng) -> tuple[float, float]:
-    """(fixed_scale, work_scale): what makes the estimates of the REFERENCE_EPOCHS
-    match their real epochs (each scale kept within 0.5..4)."""
-    fixed, work = calibration.split()
-    rows = []
-    for spec, optimizer, batch_size, steps in REFERENCE_EPOCHS:
-        size = steps * batch_size
-        options = dict(batch_size=batch_size, train_images=size, test_images=10,
-                       optimizer=optimizer)
-        rows.append((_parts_seconds(spec, fixed, **options),
-                     _parts_seconds(spec, work, **options),
-                     _trainer_epoch_seconds(spec, optimizer, batch_size, size, rng)))
-    (f1, w1, t1), (f2, w2, t2) = rows
-    x, y = _solve_two(f1, w1, t1, f2, w2, t2)
-    clamp = lambda value: min(max(value, 0.5), 4.0)  # noqa: E731
-    return clamp(x or 1.0), clamp(y or 1.0)
-
-
-TRAINER_RUNS = ((1, 200), (1, 50), (CALIBRATION_BATCH, 20 * CALIBRATION_BATCH))
-
-
-def _trainer_parts(partial: Calibration, rng) -> tuple[PartTime, PartTime]:
-    """The trainer's own seconds per step and image ("step") and per epoch ("epoch"):
-    real epochs of a tiny network (flatten, dense 10) on random images, less what
-    `partial` (every other part) says its layers, loss and update took."""
-    from .model import Model
-    from .train import Dataset, TrainConfig, Trainer
-
-    spec = {"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
-    pixels = rng.integers(0, 256, (max(size for _, size in TRAINER_RUNS), 28, 28), np.uint8)
-    labels = rng.integers(0, 10, len(pixels))
-    residuals = []
-    for batch_size, size in TRAINER_RUNS:
-        config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd",
-                             learning_rate=1e-3, momentum=0.0)
-        data = Dataset(pixels[:size], labels[:size], pixels[:10], labels[:10])
-        seconds = []
-
-        def one_epoch():
-            trainer = Trainer(Model(spec), config, data,
-                              lambda event: seconds.append(event["seconds"])
-                              if event["type"] == "epoch" else None)
-            trainer.run()
-        _best_seconds(one_epoch, repeats=3)
-        estimate = _parts_seconds(spec, partial, batch_size=batch_size, train_images=size,
-                                 test_images=10, optimizer="sgd")
-        residuals.append(min(seconds[1:]) - estimate)
-    (b1, n1), (_, n2), (b3, n3) = TRAINER_RUNS
-    r1, r2, r3 = residuals
-    per_step = max((r1 - r2) / (n1 - n2), 0.0)  # call + one image, at batch size 1
-    epoch = max(r2 - n2 * per_step, 0.0)
-    steps3 = n3 // b3
-    per_image = max((r3 - epoch - steps3 * per_step) / (n3 - steps3), 0.0)
-    return PartTime(max(per_step - per_image, 0.0), per_image), PartTime(epoch)
-
-
-# Figures calibrate() measured on a 2-core AVX-512 machine (1 BLAS thread, under load
-# average 5): estimates that do not depend on the machine (tests), and the fallback
-# when a measurement fails.
+# The median of five calibrate()s on a 2-core AVX-512 machine (1 BLAS thread, under
+# load average 8): estimates that do not depend on the machine (tests), and the
+# fallback when a measurement fails.
 REFERENCE_CALIBRATION = Calibration.from_dict({
-    "parts": {
-        "conv": [1.965e-05, 2.979e-12, 6.723e-10, 0.0],
-        "conv_backward": [1.565e-05, 8.758e-11, 1.462e-09, 0.0],
-        "dense": [2.397e-06, 2.754e-11, 0.0, 2.129e-11],
-        "dense_backward": [4.299e-06, 1.894e-11, 0.0, 1.673e-09],
-        "relu": [2.608e-06, 4.256e-10, 0.0, 0.0],
-        "relu_backward": [3.743e-06, 8.606e-10, 0.0, 0.0],
-        "curve": [7.687e-06, 8.177e-10, 0.0, 0.0],
-        "curve_backward": [2.246e-06, 1.21e-09, 0.0, 0.0],
-        "maxpool": [5.644e-06, 7.197e-10, 0.0, 0.0],
-        "maxpool_backward": [2.392e-05, 1.974e-09, 0.0, 0.0],
-        "flatten": [8.85e-07, 0.0, 0.0, 0.0],
-        "flatten_backward": [1.053e-06, 0.0, 0.0, 0.0],
-        "loss": [3.796e-05, 1.831e-08, 0.0, 0.0],
-        "adam": [8.324e-06, 2.401e-09, 0.0, 0.0],
-        "sgd": [2.652e-06, 4.003e-10, 0.0, 0.0],
-        "average": [1.559e-06, 6.601e-10, 0.0, 0.0],
-        "augment": [0.0001557, 2.35e-05, 0.0, 0.0],
-        "stroke": [0.0, 1.87e-06, 0.0, 0.0],
-        "step": [0.0001215, 3.874e-06, 0.0, 0.0],
-        "epoch": [0.0, 0.0, 0.0, 0.0]},
-    "first_backward": 0.313, "fixed_scale": 1.133, "work_scale": 2.603})
-
-
+    "train": {"step": 8.75e-05, "call": 1.61e-05, "conv_call": 0.0, "image": 1.034e-06,
+        "conv_mac": 4.051e-11, "conv_value": 1.135e-09, "dense_mac": 3.484e-11,
+        "value": 1.133e-09, "curve_value": 1.375e-09},
+    "forward": {"call": 1.176e-05, "conv_call": 1.213e-05, "image": 2.339e-06,
+        "conv_mac": 1.525e-10, "conv_value": 2.776e-10, "dense_mac": 2.064e-11,
+        "value": 2.287e-09, "curve_value": 1.751e-09},
+    "update": {"adam": 3.164e-09, "adam_call": 1.622e-05, "sgd": 6.923e-10,
+        "sgd_call": 5.145e-06, "average": 1.014e-09, "average_call": 2.972e-06},
+    "augment": 3.034e-05, "stroke": 9.839e-06})
 CALIBRATION_ENV = "CNN_LIVE_CALIBRATION"
 
 

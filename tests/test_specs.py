@@ -137,7 +137,7 @@ OVER = {  # limit: (spec, settings, layer, variable)
     "multiply-adds": (flat({"type": "conv", "filters": 64, "padding": 1},
                            {"type": "conv", "filters": 512, "padding": 1}), {}, 1,
                       "CNN_LIVE_MAX_MULTIPLY_ADDS"),
-    "estimated time": (PRESETS["default"].spec, {"epochs": 1000}, None,
+    "estimated time": (PRESETS["default"].spec, {"epochs": 1000, "batch_size": 1}, None,
                        "CNN_LIVE_MAX_RUN_MINUTES"),
 }
 
