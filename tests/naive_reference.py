@@ -119,6 +119,32 @@ def dense_backward(x, weight, grad_out):
     return grad_x, grad_w, grad_b
 
 
+def flatten_forward(x):
+    """out[n, (c * H + i) * W + j] = x[n, c, i, j]: channel by channel, row by row."""
+    (x,) = _as64(x)
+    n, c, h, w = x.shape
+    out = np.zeros((n, c * h * w))
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    out[b, (ch * h + i) * w + j] = x[b, ch, i, j]
+    return out
+
+
+def flatten_backward(shape, grad_out):
+    """Each gradient back to the pixel it came from."""
+    (grad_out,) = _as64(grad_out)
+    n, c, h, w = shape
+    grad_x = np.zeros(shape)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    grad_x[b, ch, i, j] = grad_out[b, (ch * h + i) * w + j]
+    return grad_x
+
+
 # -- activations: forward(x) and backward(x, grad_out) ------------------------------
 
 def sigmoid_forward(x):

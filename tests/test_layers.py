@@ -260,6 +260,15 @@ def test_flatten_orders_features_like_a_reshape_of_nchw_and_backward_inverts_it(
     np.testing.assert_array_equal(from_net(grad), grad_flat.reshape(n, c, h, w))
 
 
+def test_flatten_forward_and_backward_match_the_naive_reference():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    layer = Flatten()
+    assert_close(layer.forward(to_net(x)), ref.flatten_forward(x))
+    grad = rng.standard_normal((2, 60)).astype(np.float32)
+    assert_close(from_net(layer.backward(grad)), ref.flatten_backward(x.shape, grad))
+
+
 LOSS_CASES = {
     "softmax_cross_entropy": (SoftmaxCrossEntropy, ref.softmax_cross_entropy),
     "squared_error": (SquaredError, ref.squared_error),
@@ -627,6 +636,19 @@ def test_conv_pool_fused_gives_the_same_output_and_gradients_as_the_two_layers(
     np.testing.assert_allclose(fused.backward(grad), expected_input_grad, rtol=1e-10, atol=1e-12)
     for name, value in expected_grads.items():
         np.testing.assert_allclose(conv.grads[name], value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, padding, size", [(3, 1, (6, 6)), (2, 0, (7, 5))],
+                         ids=["k3-p1", "k2-p0-odd-image"])
+def test_conv_pool_gradients_match_finite_differences(kernel, padding, size):
+    # The path a model takes from FUSE_FROM_BATCH images a batch, checked on its own
+    # (the model-level finite differences run smaller batches, unfused).
+    from cnn.layers import ConvPool
+    rng = np.random.default_rng(12)
+    conv = make_conv(2, 3, kernel, 1, padding, rng, np.float64)
+    x = rng.uniform(-1, 1, (2, 2, *size))  # continuous: no two outputs of a window tie
+    errors = check_layer_gradients(ConvPool(conv), to_net(x))
+    assert set(errors) == {"input", "weight", "bias"}
 
 
 def test_conv_pool_is_not_used_where_it_does_not_fit():
