@@ -5,6 +5,7 @@
 // Digits are drawn like the drawing pad's: ink of the theme's colour, with the pixel
 // value as its alpha, on a transparent canvas whose CSS background is the paper.
 
+import { PAGE_EVENTS } from './events.js';
 import { api, ApiError } from './api.js';
 import { SIDE, decodePixels, inkColour, paintDigit } from './digits.js';
 
@@ -122,7 +123,7 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
   }
 
   for (const [, input] of inputs) if (input) input.addEventListener('input', schedule);
-  form.addEventListener('cnn-live-filled', schedule);
+  form.addEventListener(PAGE_EVENTS.formFilled, schedule);
   // Blank tiles until the first answer: the page below does not move when it comes.
   build(Array.from({ length: COUNT }, () => ({ label: 'digit', before: null, after: null })));
   stampEl.textContent = describeSettings(query());

@@ -14,7 +14,11 @@
 // on the loss chart: a dashed vertical line where it took effect, labelled "lr a → b".
 
 import uPlot from '../vendor/uplot/uPlot.esm.js';
-import { cssVar, formatNumber, formatPercent, frameTask, parseColour } from './format.js';
+import { cssVar, formatNumber, formatPercent, pacedTask, parseColour } from './format.js';
+import { watchShown } from './visibility.js';
+import {
+  align, decimate, epochColumn, lowerBound, newSeries, stepX, updateSmoothed,
+} from './chart-series.js';
 
 const SYNC_KEY = 'cnn-live-epochs';
 
@@ -44,20 +48,21 @@ function axis(c, label, values, horizontal = false) {
   };
 }
 
-const epochValue = (u, v) => (v == null ? '–' : `${Number(v.toFixed(3))}`);
-const lossValue = (u, v) => formatNumber(v);
-const accuracyValue = (u, v) => formatPercent(v);
+// Values in the legend while the cursor reads the chart; nothing (not a dash) elsewhere.
+const epochValue = (u, v) => (v == null ? '' : `${Number(v.toFixed(3))}`);
+const lossValue = (u, v) => (v == null ? '' : formatNumber(v));
+const accuracyValue = (u, v) => (v == null ? '' : formatPercent(v));
+
+// The legend lists the lines by name; their values (and the cursor's epoch) only while
+// the cursor is on the chart (uPlot's "u-live" legend), never placeholders.
+function legendFollowsCursor(u) {
+  const legend = u.root.querySelector('.u-legend');
+  if (legend) legend.classList.toggle('u-live', u.cursor.idx != null);
+}
 
 /** Height for a chart of the given width: wide but never tiny or huge. */
 function chartHeight(width) {
   return Math.round(Math.min(320, Math.max(210, width * 0.6)));
-}
-
-/** Where a batch or a live change sits on the x axis (epochs), or NaN. */
-function stepX(event) {
-  const steps = event.steps > 0 ? event.steps : 1;
-  return Number.isFinite(event.global_step) ? event.global_step / steps
-    : (event.epoch - 1) + event.step / steps;
 }
 
 /** "lr 0.003 → 0.001", and the momentum's change if it changed. */
@@ -104,60 +109,10 @@ function drawMarkers(u, markers, colour, font) {
   ctx.restore();
 }
 
-/** Binary search: index of the first element of sorted `xs` that is >= x. */
-function lowerBound(xs, x) {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 /** `colour` (#rrggbb or rgb()) at opacity `alpha`. */
 function faded(colour, alpha) {
   const rgb = parseColour(colour, null);
   return rgb ? `rgba(${rgb.join(',')},${alpha})` : colour;
-}
-
-/** Series of different x, aligned on the union of their x values (what uPlot draws):
- *  [{xs: sorted numbers, ys}] -> [xs, ys0, ys1, ...], null where a series has no point. */
-export function align(list) {
-  let total = 0;
-  for (const s of list) total += s.xs.length;
-  const all = new Float64Array(total);
-  let k = 0;
-  for (const s of list) for (const x of s.xs) all[k++] = x;
-  all.sort();
-  const xs = [];
-  for (let i = 0; i < all.length; i++) if (i === 0 || all[i] !== all[i - 1]) xs.push(all[i]);
-  const data = [xs];
-  for (const s of list) {
-    const ys = new Array(xs.length).fill(null);
-    let j = 0;
-    for (let i = 0; i < s.xs.length; i++) {
-      while (xs[j] < s.xs[i]) j++;
-      ys[j] = s.ys[i];
-    }
-    data.push(ys);
-  }
-  return data;
-}
-
-/** One run's data on the charts. */
-function newSeries() {
-  return {
-    planned: 0,
-    batchX: [],
-    batchLoss: [],
-    smoothed: [],
-    smoothedValid: 0,       // smoothed[0..smoothedValid) are up to date
-    smoothState: { ema: 0, weight: 0 },
-    epochs: new Map(),      // epoch number -> epoch record
-    markers: [],            // live changes, sorted by x: [{x, label, learning_rate, momentum}]
-  };
 }
 
 /**
@@ -218,6 +173,10 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     };
   }
 
+  function frameHooks(extra = {}) {
+    return { setLegend: [legendFollowsCursor], ...extra };
+  }
+
   // ----- which lines: per drawn run -----
   // Each entry: {id, kind, label, options}; kinds: raw, smooth, trainLoss, testLoss
   // (loss chart), testAcc, trainAcc (accuracy chart).
@@ -269,10 +228,10 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     const c = colours();
     return {
       ...frameOptions(width),
-      hooks: { draw: [(u) => {
+      hooks: frameHooks({ draw: [(u) => {
         const s = selectedSeries();
         if (s) drawMarkers(u, s.markers, c.marker, c.font);
-      }] },
+      }] }),
       scales: {
         x: xScale(),
         y: logScale ? {
@@ -290,7 +249,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
           },
         },
       },
-      axes: [axis(c, 'epoch', null, true), axis(c, 'loss', (u, splits) => splits.map((v) => formatNumber(v, 3)))],
+      axes: [axis(c, 'epoch', null, true), axis(c, 'loss', (u, splits) => splits.map((v) => (v == null ? '' : formatNumber(v, 3))))],
       series: uSeries(lossLines(), lossValue),
     };
   }
@@ -299,6 +258,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     const c = colours();
     return {
       ...frameOptions(width),
+      hooks: frameHooks(),
       scales: {
         x: xScale(),
         y: {
@@ -312,50 +272,22 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       },
       axes: [
         axis(c, 'epoch', null, true),
-        axis(c, 'accuracy', (u, splits) => splits.map((v) => `${Number((v * 100).toFixed(1))}%`)),
+        axis(c, 'accuracy', (u, splits) => splits.map((v) => (v == null ? '' : `${Number((v * 100).toFixed(1))}%`))),
       ],
       series: uSeries(accuracyLines(), accuracyValue),
     };
   }
 
-  // ----- smoothing: exponential moving average, bias-corrected like TensorBoard's -----
-  function updateSmoothed(s) {
-    if (s.smoothedValid > s.batchLoss.length) s.smoothedValid = 0;
-    if (s.smoothed.length !== s.batchLoss.length) s.smoothed.length = s.batchLoss.length;
-    let ema = 0;
-    let weight = 0;
-    // Restart from the last good point's state.
-    if (s.smoothedValid > 0) {
-      ema = s.smoothState.ema;
-      weight = s.smoothState.weight;
-    }
-    for (let i = s.smoothedValid; i < s.batchLoss.length; i++) {
-      const v = s.batchLoss[i];
-      if (Number.isFinite(v)) {
-        ema = smoothing * ema + (1 - smoothing) * v;
-        weight = smoothing * weight + (1 - smoothing);
-        s.smoothed[i] = weight > 0 ? ema / weight : v;
-      } else {
-        s.smoothed[i] = null;
-      }
-    }
-    s.smoothState = { ema, weight };
-    s.smoothedValid = s.batchLoss.length;
-  }
-
-  function epochColumn(s, key) {
-    const xs = [...s.epochs.keys()].sort((a, b) => a - b);
-    return { xs, ys: xs.map((x) => s.epochs.get(x)?.[key] ?? null) };
-  }
-
   // ----- building the aligned data uPlot wants -----
   function lossData() {
+    // Two points per pixel of the chart's width at most (its width, as last measured).
+    const maxPoints = 2 * (widths.get(lossEl) || lossEl.clientWidth || 400);
     const columns = lossLines().map((line) => {
       const s = series(line.id);
-      if (line.kind === 'raw') return { xs: s.batchX, ys: s.batchLoss };
+      if (line.kind === 'raw') return decimate(s.batchX, s.batchLoss, maxPoints, true);
       if (line.kind === 'smooth') {
-        updateSmoothed(s);
-        return { xs: s.batchX, ys: s.smoothed };
+        updateSmoothed(s, smoothing);
+        return decimate(s.batchX, s.smoothed, maxPoints);
       }
       return epochColumn(s, line.kind === 'trainLoss' ? 'train_loss' : 'test_loss');
     });
@@ -409,29 +341,58 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   let accuracyDirty = true;
   let rebuild = true;
 
-  const draw = frameTask(() => {
+  // Charts nobody sees (scrolled away, or in a hidden section on a phone) are not
+  // drawn: their data wait, and they are brought up to date when they show.
+  const lossShown = watchShown(lossEl, () => draw());
+  const accuracyShown = watchShown(accuracyEl, () => draw());
+
+  // At most 5 redraws a second (each rebuilds the aligned data of every drawn run); a
+  // late page's replayed history in one pass (pacedTask).
+  const draw = pacedTask(() => {
+    const showLoss = lossShown();
+    const showAccuracy = accuracyShown();
+    let drewLoss = false;
     if (rebuild || !lossChart || builtKey !== viewKey()) {
+      if (lossChart && !showLoss && !showAccuracy) {
+        reportLoss();
+        return;   // rebuilt when one of them shows
+      }
       build();
+      rebuild = false;
+      lossDirty = false;
+      accuracyDirty = false;
+      drewLoss = true;
     } else {
-      if (lossDirty) lossChart.setData(lossData());
-      if (accuracyDirty) accuracyChart.setData(accuracyData());
+      if (lossDirty && showLoss) {
+        lossChart.setData(lossData());
+        lossDirty = false;
+        drewLoss = true;
+      }
+      if (accuracyDirty && showAccuracy) {
+        accuracyChart.setData(accuracyData());
+        accuracyDirty = false;
+      }
     }
-    rebuild = false;
-    lossDirty = false;
-    accuracyDirty = false;
+    // What the charts show now (the tests' hooks): the loss chart's points as drawn.
     const s = selectedSeries();
     drawn = {
-      loss: s ? s.batchX.length : 0,
+      loss: drewLoss ? (s ? s.batchX.length : 0) : drawn.loss,
       epochs: s ? s.epochs.size : 0,
-      markers: s ? s.markers.map((m) => ({ ...m })) : [],
+      markers: drewLoss ? (s ? s.markers.map((m) => ({ ...m })) : []) : drawn.markers,
       runs: looks.map((look) => ({ ...look, lossPoints: series(look.id).batchX.length,
         epochPoints: series(look.id).epochs.size, selected: look.id === selected })),
     };
-    if (onLossSmoothed) {
-      const last = s && s.smoothed.length ? s.smoothed[s.smoothed.length - 1] : null;
-      onLossSmoothed(last);
-    }
+    reportLoss();
   });
+
+  /** The selected run's smoothed batch loss, for the figures above the charts (kept
+   *  up to date even while the chart is not drawn: the smoothing is incremental). */
+  function reportLoss() {
+    if (!onLossSmoothed) return;
+    const s = selectedSeries();
+    if (s) updateSmoothed(s, smoothing);
+    onLossSmoothed(s && s.smoothed.length ? s.smoothed[s.smoothed.length - 1] : null);
+  }
 
   // Charts follow their container's width.
   const widths = new Map();

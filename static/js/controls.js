@@ -5,8 +5,10 @@
 // (steer.js). Start is always possible: past the runs that train at once, a new run
 // waits in the queue. The comparison buttons start several runs in one request.
 
+import { PAGE_EVENTS } from './events.js';
+import { isUnavailable, setUnavailable } from './buttons.js';
 import { api, ApiError } from './api.js';
-import { formatDuration, formatInteger, formatNumber, formatPercent } from './format.js';
+import { formatDuration, formatInteger, frameTask } from './format.js';
 
 const STATES = ['idle', 'queued', 'running', 'paused', 'stopping', 'finished', 'failed', 'interrupted'];
 // The learning-rate sweep: the form's rate times these, to one significant digit
@@ -20,30 +22,18 @@ export function sweepRates(rate) {
   return [...new Set(rates)];
 }
 
-const byId = (id) => document.getElementById(id);
-
-// The run form's number fields: [body key, element id, label for messages].
+// The run form's number fields: [body key, which is the input's name, label for messages].
 const NUMBER_FIELDS = [
-  ['epochs', 'epochs', 'Epochs'],
-  ['batch_size', 'batch-size', 'Batch size'],
-  ['learning_rate', 'learning-rate', 'Learning rate'],
-  ['seed', 'seed', 'Seed'],
-  ['augment_shift', 'augment-shift', 'Shift'],
-  ['augment_scale', 'augment-scale', 'Scale'],
-  ['augment_rotation', 'augment-rotation', 'Rotation'],
-  ['augment_stroke', 'augment-stroke', 'Stroke'],
+  ['epochs', 'Epochs'],
+  ['batch_size', 'Batch size'],
+  ['learning_rate', 'Learning rate'],
+  ['seed', 'Seed'],
+  ['augment_shift', 'Shift'],
+  ['augment_scale', 'Scale'],
+  ['augment_rotation', 'Rotation'],
+  ['augment_stroke', 'Stroke'],
 ];
 
-/** A button that cannot act now: aria-disabled, not disabled, so that it keeps the
- *  focus (a disabled button drops it on the page, where Space then scrolls); its
- *  handlers ignore presses while it says so (`isUnavailable`). */
-export function setUnavailable(button, unavailable) {
-  if (!button) return;
-  if (unavailable) button.setAttribute('aria-disabled', 'true');
-  else button.removeAttribute('aria-disabled');
-}
-
-export const isUnavailable = (button) => button?.getAttribute('aria-disabled') === 'true';
 
 function describeFixed(c) {
   if (!c) return '';
@@ -56,47 +46,26 @@ function describeFixed(c) {
   return parts.join(' · ');
 }
 
-export function createControls({ onStarted, onAnswer } = {}) {
-  const el = {
-    form: byId('run-form'),
-    preset: byId('preset'),
-    optimizer: byId('optimizer'),
-    start: byId('start'),
-    pause: byId('pause'),
-    stop: byId('stop'),
-    state: byId('state'),
-    progress: byId('progress'),
-    progressText: byId('progress-text'),
-    formError: byId('form-error'),
-    presetDescription: byId('preset-description'),
-    presetFixed: byId('preset-fixed'),
-    dataMissing: byId('data-missing'),
-    dataMissingMessage: byId('data-missing-message'),
-    error: byId('error'),
-    errorMessage: byId('error-message'),
-    storageError: byId('storage-error'),
-    statTest: byId('stat-test-accuracy'),
-    statTestNote: byId('stat-test-note'),
-    statLoss: byId('stat-loss'),
-    statSpeed: byId('stat-speed'),
-    statLr: byId('stat-lr'),
-    statElapsed: byId('stat-elapsed'),
-    compareFc: byId('compare-fc'),
-    compareLr: byId('compare-lr'),
-    compareHelp: byId('compare-help'),
-  };
+/**
+ * @param {object} options
+ * @param {object} options.elements  main.js hands them in: form, preset, optimizer, start,
+ *   pause, stop, state, progress, progressText, formError, presetDescription, presetFixed,
+ *   dataMissing, dataMissingMessage, error, errorMessage, storageError, compareFc,
+ *   compareLr, compareHelp
+ * @param {ReturnType<import('./stats.js').createStats>} options.stats  the latest figures
+ */
+export function createControls({ elements: el, stats, onStarted, onAnswer }) {
 
   const presets = new Map();  // name -> {name, description, spec, config}
   let status = null;          // the latest status
   let runId = null;           // the run the progress belongs to
-  let progress = null;        // {epoch, epochs, step, steps, progress, eta, ips}
+  let progress = null;        // {epoch, epochs, step, steps, progress, eta}
   let outcome = null;         // the latest "done" event of this run
-  let bestTest = null;
-  let speed = null;           // images per second, a moving average over batch events
   let busy = false;
   let streamStatuses = 0;     // status events from the stream so far
   const listeners = [];       // called with every status applied
-  const numberInputs = NUMBER_FIELDS.map(([key, id, label]) => [key, byId(id), label])
+  const field = (name) => el.form.elements.namedItem(name);
+  const numberInputs = NUMBER_FIELDS.map(([key, label]) => [key, field(key), label])
     .filter(([, input]) => input);
 
   // ----- presets -----
@@ -136,7 +105,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
     }
     if (config.optimizer) el.optimizer.value = config.optimizer;
     // Tell the augmentation preview (augment.js) that its fields changed.
-    el.form.dispatchEvent(new CustomEvent('cnn-live-filled'));
+    el.form.dispatchEvent(new CustomEvent(PAGE_EVENTS.formFilled));
   }
 
   function showPreset(name, { fill = true, config = null } = {}) {
@@ -268,12 +237,12 @@ export function createControls({ onStarted, onAnswer } = {}) {
 
   // ----- comparisons: several runs in one request -----
   function formEpochs() {
-    const value = Number(byId('epochs')?.value);
+    const value = Number(field('epochs')?.value);
     return Number.isInteger(value) && value > 0 ? value : null;
   }
 
   function formRate() {
-    const value = Number(byId('learning-rate')?.value);
+    const value = Number(field('learning_rate')?.value);
     return Number.isFinite(value) && value > 0 ? value : presets.get(el.preset.value)?.config?.learning_rate;
   }
 
@@ -316,7 +285,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
   el.compareLr?.addEventListener('click', () => startComparison('lr', el.compareLr));
   el.form.addEventListener('input', describeComparisons);
   el.form.addEventListener('change', describeComparisons);
-  el.form.addEventListener('cnn-live-filled', describeComparisons);
+  el.form.addEventListener(PAGE_EVENTS.formFilled, describeComparisons);
 
   // ----- state, buttons, progress -----
   function renderButtons() {
@@ -376,6 +345,9 @@ export function createControls({ onStarted, onAnswer } = {}) {
     el.progressText.textContent = text;
   }
 
+  // A replayed history brings thousands of batches at once: the text follows once a frame.
+  const renderProgressSoon = frameTask(renderProgress);
+
   function renderBanners() {
     const data = status?.data;
     if (data && data.available === false) {
@@ -409,20 +381,9 @@ export function createControls({ onStarted, onAnswer } = {}) {
       runId = id;
       progress = {};
       outcome = null;
-      bestTest = null;
-      speed = null;
-      resetStats();
+      stats.reset();
       showStorageError('');
     }
-  }
-
-  function resetStats() {
-    el.statTest.textContent = '–';
-    el.statTestNote.textContent = 'after each epoch';
-    el.statLoss.textContent = '–';
-    el.statSpeed.textContent = '–';
-    el.statLr.textContent = '–';
-    el.statElapsed.textContent = 'elapsed –';
   }
 
   function applyStatus(s) {
@@ -438,7 +399,7 @@ export function createControls({ onStarted, onAnswer } = {}) {
         epoch: s.epoch, epochs: s.epochs, step: s.step, steps: s.steps,
         progress: s.progress, eta: s.eta_seconds,
       };
-      if (Number.isFinite(s.elapsed_seconds)) el.statElapsed.textContent = `elapsed ${formatDuration(s.elapsed_seconds)}`;
+      stats.elapsed(s.elapsed_seconds);
     }
     if (s.state === 'failed') showError(s.message);
     else hideError();
@@ -502,26 +463,15 @@ export function createControls({ onStarted, onAnswer } = {}) {
       progress = {
         ...progress,
         epoch: b.epoch, step: b.step, steps: b.steps, progress: b.progress,
-        eta: b.eta_seconds, ips: speed ?? b.images_per_second,
+        eta: b.eta_seconds,
       };
-      if (Number.isFinite(b.images_per_second)) {
-        // Per-batch speed jitters: show a moving average.
-        speed = speed == null ? b.images_per_second : 0.8 * speed + 0.2 * b.images_per_second;
-        el.statSpeed.textContent = formatInteger(speed);
-      }
-      if (Number.isFinite(b.learning_rate)) el.statLr.textContent = formatNumber(b.learning_rate, 3);
-      renderProgress();
+      stats.batch(b);
+      renderProgressSoon();
     },
     applyEpoch(e) {
       adoptRun(e.run_id);
       if (Number.isFinite(e.epochs)) progress = { ...progress, epochs: e.epochs };
-      if (Number.isFinite(e.test_accuracy)) {
-        bestTest = bestTest == null ? e.test_accuracy : Math.max(bestTest, e.test_accuracy);
-        el.statTest.textContent = formatPercent(e.test_accuracy);
-        el.statTestNote.textContent = `epoch ${e.epoch} · best ${formatPercent(bestTest)}`;
-        el.statTest.title = Number.isFinite(e.test_correct) && Number.isFinite(e.test_total)
-          ? `${formatInteger(e.test_correct)} of ${formatInteger(e.test_total)} test images` : '';
-      }
+      stats.epoch(e);
       renderProgress();
     },
     applyDone(d) {
@@ -531,9 +481,5 @@ export function createControls({ onStarted, onAnswer } = {}) {
     },
     showError,
     showStorageError,
-    /** The smoothed batch loss, as the loss chart last drew it. */
-    showLoss(value) {
-      el.statLoss.textContent = formatNumber(value);
-    },
   };
 }

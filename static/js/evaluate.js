@@ -12,9 +12,11 @@
 // a page that connects mid-run and is replayed the history ends up showing the same
 // as one that watched from the start.
 
+import { shownTask } from './visibility.js';
+import { cellColours } from './contrast.js';
 import { api, ApiError } from './api.js';
 import { digitFigure, inkColour, repaintDigits } from './digits.js';
-import { cssVar, formatInteger, formatPercent, frameTask, parseColour } from './format.js';
+import { cssVar, formatInteger, formatPercent, parseColour } from './format.js';
 
 const CELL_LIMIT = 48;   // images asked for per clicked cell (the server allows 200)
 
@@ -40,39 +42,6 @@ export function cellShades(matrix) {
       return maxWrong ? Math.sqrt(v / maxWrong) : 0;
     });
   });
-}
-
-// ----- cell colours: a shade of green (right) or red (a mistake) over the empty cell's
-// colour, with the text colour (dark or light) that reads best on it. Text must keep
-// 4.5:1 (WCAG AA): a shade where neither text colour does is darkened until one does.
-function luminance([r, g, b]) {
-  const lin = (c) => {
-    const v = c / 255;
-    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-  };
-  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-}
-
-export function contrast(a, b) {
-  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
-  return (hi + 0.05) / (lo + 0.05);
-}
-
-const mix = (a, b, t) => a.map((v, i) => Math.round(v * t + b[i] * (1 - t)));
-
-/** The background and text colours of a cell of shade `heat` (0..1) in colour `full`
- *  over `empty`, text `dark` or `light`, whichever reads better (at least 4.5:1). */
-export function cellColours(heat, full, empty, dark, light) {
-  let t = Math.max(0, Math.min(1, heat));
-  for (;;) {
-    const bg = mix(full, empty, t);
-    const onDark = contrast(bg, dark);
-    const onLight = contrast(bg, light);
-    if (Math.max(onDark, onLight) >= 4.5 || t >= 1) {
-      return { background: `rgb(${bg.join(',')})`, color: onDark >= onLight ? 'dark' : 'light' };
-    }
-    t = Math.min(1, t + 0.05);
-  }
 }
 
 function palette() {
@@ -366,7 +335,8 @@ export function createEvaluate({
     version += 1;
   }
 
-  const request = frameTask(draw);
+  // Drawn only while its section shows (a phone shows one at a time).
+  const request = shownTask(matrixEl, draw);
 
   return {
     /** A new run: nothing to show until its first evaluation (`text` says why). */

@@ -6,6 +6,7 @@
 // the PNG is that canvas on the theme's card colour, with the chart's title above and
 // a legend of the shown series below.
 
+import { isUnavailable, setUnavailable } from './buttons.js';
 import { api } from './api.js';
 import { cssVar } from './format.js';
 
@@ -118,14 +119,14 @@ export function createChartDownloads({ buttons, charts }) {
     const name = button.dataset.chart;
     button.addEventListener('click', async () => {
       const u = charts.chart(name);
-      if (!u) return;
-      button.disabled = true;
+      if (!u || isUnavailable(button)) return;
+      setUnavailable(button, true);
       try {
         await downloadChart(u, { name, title: titles[name] || name, runId: charts.runId() });
       } catch (error) {
         console.warn(`cnn-live: could not export the ${name} chart`, error);
       } finally {
-        button.disabled = false;
+        setUnavailable(button, false);
       }
     });
   }

@@ -10,7 +10,8 @@
 // channels), and `levels`, base64 of F' x C' x K x K bytes 0..255 over `low`..`high`.
 // A wide layer's heading says so: "showing 32 of 128 filters".
 
-import { cssVar, formatNumber, frameTask, parseColour } from './format.js';
+import { shownTask } from './visibility.js';
+import { cssVar, formatNumber, parseColour } from './format.js';
 
 const TILE = 72;          // a filter tile's target size in CSS pixels
 const GAP = 2;            // pixels between one channel's kernel and the next
@@ -216,7 +217,8 @@ export function createFilters({ container, stampEl }) {
     version += 1;
   }
 
-  const request = frameTask(draw);
+  // Drawn only while its section shows (a phone shows one at a time).
+  const request = shownTask(container, draw);
 
   return {
     /** A new run: clear the tiles; `spec` (if known) says whether there will be any;

@@ -1,6 +1,9 @@
 // Small, pure formatting helpers shared by the other modules.
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+// Made once: toLocaleTimeString builds a formatter at every call (about 1 ms each on a
+// slow phone; the runs list asks for one per row update).
+const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
 /** Seconds as "m:ss", or "h:mm:ss" from an hour on; "–" when unknown. */
 export function formatDuration(seconds) {
@@ -40,7 +43,7 @@ export function formatClock(value) {
   if (typeof value === 'number') date = new Date(value < 1e12 ? value * 1000 : value);
   else date = new Date(value);
   if (Number.isNaN(date.getTime())) return '';
-  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return clock.format(date);
 }
 
 /** Run `task` at most once per animation frame, however often it is requested.
@@ -81,4 +84,48 @@ export function parseColour(text, fallback) {
   m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/i.exec(value);
   if (m) return [Number(m[1]), Number(m[2]), Number(m[3])];
   return fallback;
+}
+
+/** Run `task` at most once per `interval` ms, on an animation frame, however often it
+ *  is requested; and never more than `share` of the time: a task that took 50 ms waits
+ *  at least 50 / share ms before it runs again (a slow phone keeps its main thread).
+ *  While requests keep coming closer than `quiet` ms apart (a late page replayed a
+ *  run's history in a burst of events), the run waits for the burst to end, up to
+ *  `maxWait` ms, so that the history is painted in one pass. A timer backs the frame
+ *  up, so that a hidden tab still catches up now and then. */
+export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxWait = 1500 } = {}) {
+  let timer = 0;
+  let frame = 0;
+  let last = -Infinity;     // when the task last ran
+  let wait = interval;      // how long after it the next run may come
+  let asked = 0;            // when it was last requested
+  let firstAsked = 0;       // when the pending run was first requested
+  const run = () => {
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    frame = 0;
+    timer = 0;
+    const start = performance.now();
+    last = start;
+    task();
+    // Measured after the microtasks the task queued (uPlot draws in one).
+    queueMicrotask(() => { wait = Math.max(interval, (performance.now() - start) / share); });
+  };
+  const check = () => {
+    timer = 0;
+    const now = performance.now();
+    if (now - asked < quiet && now - firstAsked < maxWait) {
+      timer = setTimeout(check, quiet);
+      return;
+    }
+    frame = requestAnimationFrame(run);
+    timer = setTimeout(run, 250);
+  };
+  return function request() {
+    const now = performance.now();
+    asked = now;
+    if (timer || frame) return;
+    firstAsked = now;
+    timer = setTimeout(check, Math.max(quiet, last + wait - now));
+  };
 }

@@ -5,7 +5,8 @@
 //
 // Like the evaluation, each event is the whole picture: only the newest one is drawn.
 
-import { cssVar, formatInteger, formatNumber, frameTask } from './format.js';
+import { shownTask } from './visibility.js';
+import { cssVar, formatInteger, formatNumber } from './format.js';
 
 const WIDTH = 260;    // CSS pixels of a chart's drawing; the canvas scales down to fit
 const HEIGHT = 84;
@@ -206,7 +207,8 @@ export function createHistograms({ container, stampEl }) {
     }
   }
 
-  const request = frameTask(() => {
+  // Drawn only while its section shows (a phone shows one at a time).
+  const request = shownTask(container, () => {
     const event = pending;
     pending = null;
     if (!event || !Array.isArray(event.layers)) return;

@@ -6,23 +6,14 @@
 import { createEvaluate } from './evaluate.js';
 import { createHistograms } from './histograms.js';
 
-const byId = (id) => document.getElementById(id);
-
-export function createInsight() {
-  const evaluate = createEvaluate({
-    matrixEl: byId('confusion'),
-    stampEl: byId('evaluate-stamp'),
-    summaryEl: byId('confusion-summary'),
-    detailEl: byId('confusion-detail'),
-    detailTitleEl: byId('confusion-detail-title'),
-    detailGridEl: byId('confusion-images'),
-    galleryEl: byId('mistakes'),
-    galleryCountEl: byId('mistakes-count'),
-  });
-  const histograms = createHistograms({
-    container: byId('histograms'),
-    stampEl: byId('histograms-stamp'),
-  });
+/**
+ * @param {object} options
+ * @param {object} options.evaluateElements  createEvaluate's elements (evaluate.js)
+ * @param {object} options.histogramElements  createHistograms' elements (histograms.js)
+ */
+export function createInsight({ evaluateElements, histogramElements }) {
+  const evaluate = createEvaluate(evaluateElements);
+  const histograms = createHistograms(histogramElements);
   let runId = null;
 
   /** Show run `newRunId`'s panels, empty until its events come (`text`: why not yet). */

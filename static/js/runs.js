@@ -10,6 +10,7 @@
 // a room of browsers gets a status every second, and many batches in between, which
 // never touch this list.
 
+import { isUnavailable, setUnavailable } from './buttons.js';
 import { api, ApiError } from './api.js';
 import { downloadMetrics } from './export.js';
 import { formatClock, formatPercent } from './format.js';
@@ -249,7 +250,7 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
   async function act(b) {
     const { runId, action } = b.dataset;
     const path = `/api/runs/${encodeURIComponent(runId)}`;
-    b.disabled = true;
+    setUnavailable(b, true);
     const seen = onAnswer ? onAnswer.seen() : 0;
     try {
       if (action === 'cancel') {
@@ -263,7 +264,7 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
       const job = jobs.get(runId);
       showError(`Could not ${action} ${job ? runName(job) : 'the run'}: ${errorText(error)}`);
     } finally {
-      b.disabled = false;
+      setUnavailable(b, false);
     }
   }
 
@@ -272,20 +273,20 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
     if (!target) return;
     const actionButton = target.closest('button.run-action');
     if (actionButton) {
-      if (!actionButton.disabled) act(actionButton);
+      if (!isUnavailable(actionButton)) act(actionButton);
       return;
     }
     const download = target.closest('button.run-download');
     if (download) {
-      if (download.disabled) return;
-      download.disabled = true;
+      if (isUnavailable(download)) return;
+      setUnavailable(download, true);
       try {
         await downloadMetrics(download.dataset.runId, download.dataset.format);
         showError('');
       } catch (error) {
         showError(`Could not download the ${download.dataset.format.toUpperCase()}: ${errorText(error)}`);
       } finally {
-        download.disabled = false;
+        setUnavailable(download, false);
       }
       return;
     }

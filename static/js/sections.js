@@ -5,6 +5,8 @@
 // scrolls to it. Panels ask `isShown` (visibility.js) before drawing, so a hidden
 // section costs nothing until it is chosen.
 
+import { PAGE_EVENTS } from './events.js';
+
 const PHONE = '(max-width: 759.98px)';
 
 /**
@@ -42,7 +44,11 @@ export function createSections({ layout, links, onChange }) {
       // The chosen section starts the page on a phone: its top in view.
       window.scrollTo(0, 0);
     }
-    if (changed && onChange) onChange(name);
+    if (changed) {
+      // Panels that waited while their section was hidden draw now.
+      document.dispatchEvent(new CustomEvent(PAGE_EVENTS.sectionShown, { detail: { section: name } }));
+      if (onChange) onChange(name);
+    }
   }
 
   window.addEventListener('hashchange', () => {
@@ -53,7 +59,10 @@ export function createSections({ layout, links, onChange }) {
     const target = id && document.getElementById(id);
     if (target && phone.matches && !target.matches('[data-section]')) target.scrollIntoView();
   });
-  phone.addEventListener('change', () => { if (onChange) onChange(current); });
+  phone.addEventListener('change', () => {
+    document.dispatchEvent(new CustomEvent(PAGE_EVENTS.sectionShown, { detail: { section: current } }));
+    if (onChange) onChange(current);
+  });
 
   show(sectionOf(location.hash) || 'train');
   return {

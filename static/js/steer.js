@@ -6,6 +6,7 @@
 // from each change) until the user edits one; Apply sends only the edited ones. The
 // server checks the values: its 4xx message is shown next to the control.
 
+import { isUnavailable, setUnavailable } from './buttons.js';
 import { api, ApiError } from './api.js';
 import { formatNumber } from './format.js';
 
@@ -65,8 +66,8 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
         field.input.value = Number.isFinite(value) ? String(Number(value.toPrecision(6))) : '';
       }
     }
-    applyButton.disabled = busy || !steerable;
-    stepButton.disabled = busy || !runId || !STEPPABLE.has(state);
+    setUnavailable(applyButton, busy || !steerable);
+    setUnavailable(stepButton, busy || !runId || !STEPPABLE.has(state));
     stepButton.title = state === 'running' ? 'Pause the run first, or let it finish' : '';
     nowEl.textContent = describeCurrent(steerable);
   }
@@ -113,7 +114,7 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (busy) return;
+    if (busy || isUnavailable(applyButton)) return;
     const body = {};
     try {
       for (const field of fields) {
@@ -137,7 +138,7 @@ export function createSteer({ controls, form, lrInput, momentumInput, momentumLa
   });
 
   stepButton.addEventListener('click', () => {
-    if (!busy) send(runPath('step'), undefined, stepErrorEl);
+    if (!busy && !isUnavailable(stepButton)) send(runPath('step'), undefined, stepErrorEl);
   });
 
   controls.subscribe((status) => {

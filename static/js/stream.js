@@ -6,10 +6,10 @@
 // own asks for the same with `?after=ID`. (Without either, the server starts with the
 // active runs' history, each beginning with its "run" event; the handlers are idempotent.)
 
-export const EVENT_NAMES = ['run', 'status', 'batch', 'epoch', 'filters', 'evaluation', 'histograms',
-  'hyperparameters', 'done', 'error', 'storage_error', 'cancelled'];
+import { STREAM_EVENTS } from './events.js';
 
 const RETRY_MIN_MS = 1000;
+const SLICE_MS = 12;
 const RETRY_MAX_MS = 15000;
 
 /**
@@ -28,17 +28,51 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
 
   const setConnection = (state) => onConnection(state);
 
+  // Events are applied in slices of at most SLICE_MS, in order: a late page is sent a
+  // run's history in a few large writes, and applying thousands of events in the task
+  // that received them blocked a slow phone for over half a second (issue 13).
+  const queue = [];
+  let head = 0;
+  let draining = false;
+  const channel = new MessageChannel();
+  channel.port1.onmessage = drain;
+
   function dispatch(name, event) {
     if (event.lastEventId) lastEventId = event.lastEventId;
+    queue.push([name, event.data, event.lastEventId || lastEventId]);
+    if (!draining) {
+      draining = true;
+      channel.port2.postMessage(null);
+    }
+  }
+
+  function drain() {
+    const until = performance.now() + SLICE_MS;
+    while (head < queue.length && performance.now() < until) {
+      const [name, text, id] = queue[head];
+      queue[head] = null;
+      head += 1;
+      apply(name, text, id);
+    }
+    if (head < queue.length) {
+      channel.port2.postMessage(null);   // the rest in the next task
+      return;
+    }
+    queue.length = 0;
+    head = 0;
+    draining = false;
+  }
+
+  function apply(name, text, id) {
     let data;
     try {
-      data = JSON.parse(event.data);
+      data = JSON.parse(text);
     } catch (error) {
       console.warn(`cnn-live: ignored a "${name}" event whose data is not JSON`, error);
       return;
     }
     try {
-      onEvent(name, data, lastEventId);
+      onEvent(name, data, id);
     } catch (error) {
       // One bad event must not stop the stream; report it and go on.
       console.warn(`cnn-live: could not apply a "${name}" event`, error);
@@ -71,7 +105,7 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
       setConnection('connected');
     });
 
-    for (const name of EVENT_NAMES) {
+    for (const name of STREAM_EVENTS) {
       if (name === 'error') continue;
       es.addEventListener(name, (event) => {
         if (es === source) dispatch(name, event);

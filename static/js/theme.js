@@ -4,9 +4,11 @@
 // the CSS variables every colour comes from. Canvases (charts, filters, drawings) are
 // painted with those colours, so they must be redrawn: onThemeChange tells when.
 
+import { PAGE_EVENTS } from './events.js';
+
 const STORAGE_KEY = 'cnn-live-theme';   // the same key as theme-boot.js
 const CHOICES = ['light', 'dark', 'system'];
-const EVENT = 'cnn-live-theme';
+const EVENT = PAGE_EVENTS.themeChanged;
 const systemDark = window.matchMedia('(prefers-color-scheme: dark)');
 
 function savedChoice() {

@@ -1,0 +1,14 @@
+// Buttons that cannot act now (a request pending, a run in the wrong state) say so with
+// aria-disabled rather than `disabled`: a disabled button drops the keyboard's focus on
+// the page (where Space then scrolls instead of pressing the button again), an
+// aria-disabled one keeps it. Their handlers ignore presses while they say so.
+
+/** Mark `button` unavailable (or available again). */
+export function setUnavailable(button, unavailable) {
+  if (!button) return;
+  if (unavailable) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+/** Whether `button` says it cannot act now. */
+export const isUnavailable = (button) => button?.getAttribute('aria-disabled') === 'true';

@@ -1,0 +1,15 @@
+// Every event name of the page, defined once.
+
+/** The server's stream (GET /api/events): one handler each in main.js. */
+export const STREAM_EVENTS = Object.freeze(['run', 'status', 'batch', 'epoch', 'filters', 'evaluation',
+  'histograms', 'hyperparameters', 'done', 'error', 'storage_error', 'cancelled']);
+
+/** Events between the page's own modules (DOM CustomEvents). */
+export const PAGE_EVENTS = Object.freeze({
+  // The run form's fields were filled in by code (a preset, a run's settings): on the form.
+  formFilled: 'cnn-live-filled',
+  // A section was shown (a phone shows one at a time): on the document.
+  sectionShown: 'cnn-live-section-shown',
+  // The theme changed (the toggle, or the system's setting): on the document.
+  themeChanged: 'cnn-live-theme',
+});
