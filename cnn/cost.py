@@ -264,6 +264,7 @@ def _minutes(seconds: float) -> str:
 TRAIN_FEATURES = ("step", "call", "conv_call", "image", "conv_mac", "conv_value", "dense_mac",
                   "value", "curve_value")
 FORWARD_FEATURES = TRAIN_FEATURES[1:]  # an evaluation chunk: no step of the trainer's
+PER_CALL = ("call", "conv_call")  # counted once a batch; the others once an image
 
 
 @dataclass(frozen=True)
@@ -385,7 +386,7 @@ def _batch_features(spec: dict, images: int, training: bool) -> dict:
     total = {"step": 1.0 if training else 0.0, "call": 0.0, "image": float(images)}
     for _, row in _layer_features(spec, images, training):
         for name, value in row.items():
-            total[name] = total.get(name, 0.0) + (value if name == "call" else value * images)
+            total[name] = total.get(name, 0.0) + (value if name in PER_CALL else value * images)
     return total
 
 
@@ -421,7 +422,8 @@ def costliest_layer(spec: dict, calibration: Calibration, batch_size: int) -> tu
     spec = normalize_spec(spec)
     seconds: dict[int, float] = {}
     for index, row in _layer_features(spec, batch_size, True):
-        work = {name: value * (1 if name == "call" else batch_size) for name, value in row.items()}
+        work = {name: value * (1 if name in PER_CALL else batch_size)
+                for name, value in row.items()}
         seconds[index] = seconds.get(index, 0.0) + _seconds(work, calibration.train)
     index = max(seconds, key=seconds.__getitem__)
     return index, spec["layers"][index]["type"]
@@ -507,6 +509,7 @@ REFERENCES = (
                  {"type": "conv", "filters": 16, "kernel": 3}, {"type": "relu"}, *_FLAT]},
      (1, 64)),
 )
+AUGMENTED = REFERENCES[3][0], (64,)  # augmentation's cost in a step: conv-first's
 FORWARD_BATCH = 256   # test images of a timed evaluation (MNIST's are evaluated 1000 at once)
 STEPS_TIMED = 6       # training steps timed per reference and batch size (after one)
 
@@ -523,7 +526,8 @@ def _typical_seconds(action, repeats: int = 5) -> float:
     return statistics.median(timings)
 
 
-def _trainer_seconds(spec: dict, batch_size: int, pixels, labels) -> tuple[float, float]:
+def _trainer_seconds(spec: dict, batch_size: int, pixels, labels,
+                     **settings) -> tuple[float, float]:
     """CPU seconds of a training step of the real Trainer (SGD without momentum, no
     augmentation), all its work between steps included (the median of the times
     between its batch events, after the first step, which allocates work arrays),
@@ -539,7 +543,7 @@ def _trainer_seconds(spec: dict, batch_size: int, pixels, labels) -> tuple[float
     data = Dataset(pixels[:size], labels[:size], pixels[:FORWARD_BATCH],
                    labels[:FORWARD_BATCH])
     config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd",
-                         learning_rate=1e-3, momentum=0.0, shuffle=False)
+                         learning_rate=1e-3, momentum=0.0, shuffle=False, **settings)
     marks, evaluated = [], []
 
     def record(event):
@@ -633,10 +637,18 @@ def calibrate() -> Calibration:
     train = _fit(train_rows, train_seconds, TRAIN_FEATURES)
     forward = _fit(forward_rows, forward_seconds, FORWARD_FEATURES)
 
+    # Augmentation in a training step costs more than alone (1.5-2x: the step after it
+    # finds less of its data in the cache): the difference it makes to the steps of a
+    # reference network, or its time alone if noise made that smaller.
     batch = rng.random((64, 1, 28, 28), dtype=np.float32)
     plain = _typical_seconds(lambda: augment(batch, rng, Augmentation(2.0, 0.1, 10.0)))
     stroked = _typical_seconds(lambda: augment(batch, rng, Augmentation(2.0, 0.1, 10.0, 0.5)))
-    return Calibration(train, forward, update, plain / 64, max(stroked - plain, 0.0) / 64,
+    spec, (batch_size, *_) = normalize_spec({"input": [1, 28, 28], **AUGMENTED[0]}), AUGMENTED[1]
+    steps = [_trainer_seconds(spec, batch_size, pixels, labels, **settings)[0]
+             for settings in ({}, {"augment_shift": 2.0, "augment_scale": 0.1,
+                                   "augment_rotation": 10.0})]
+    per_image = max(plain, steps[1] - steps[0]) / 64
+    return Calibration(train, forward, update, per_image, max(stroked - plain, 0.0) / 64,
                        time.perf_counter() - started)
 
 
@@ -644,15 +656,15 @@ def calibrate() -> Calibration:
 # load average 8): estimates that do not depend on the machine (tests), and the
 # fallback when a measurement fails.
 REFERENCE_CALIBRATION = Calibration.from_dict({
-    "train": {"step": 8.75e-05, "call": 1.61e-05, "conv_call": 0.0, "image": 1.034e-06,
-        "conv_mac": 4.051e-11, "conv_value": 1.135e-09, "dense_mac": 3.484e-11,
-        "value": 1.133e-09, "curve_value": 1.375e-09},
-    "forward": {"call": 1.176e-05, "conv_call": 1.213e-05, "image": 2.339e-06,
-        "conv_mac": 1.525e-10, "conv_value": 2.776e-10, "dense_mac": 2.064e-11,
-        "value": 2.287e-09, "curve_value": 1.751e-09},
-    "update": {"adam": 3.164e-09, "adam_call": 1.622e-05, "sgd": 6.923e-10,
-        "sgd_call": 5.145e-06, "average": 1.014e-09, "average_call": 2.972e-06},
-    "augment": 3.034e-05, "stroke": 9.839e-06})
+    "train": {"step": 4.658e-05, "call": 4.009e-06, "conv_call": 2.766e-05,
+        "image": 6.055e-07, "conv_mac": 3.861e-12, "conv_value": 1.062e-09,
+        "dense_mac": 2.589e-11, "value": 6.402e-10, "curve_value": 7.556e-10},
+    "forward": {"call": 0.0, "conv_call": 0.001304, "image": 1.505e-06,
+        "conv_mac": 1.414e-10, "conv_value": 1.278e-10, "dense_mac": 1.887e-11,
+        "value": 2.688e-09, "curve_value": 2.194e-09},
+    "update": {"adam": 2.474e-09, "adam_call": 8.318e-06, "sgd": 3.988e-10,
+        "sgd_call": 2.813e-06, "average": 6.732e-10, "average_call": 1.667e-06},
+    "augment": 2.237e-05, "stroke": 5.653e-06})
 CALIBRATION_ENV = "CNN_LIVE_CALIBRATION"
 
 
