@@ -252,14 +252,14 @@ def _minutes(seconds: float) -> str:
 # (the layer calls, the images, the convolutions' multiply-adds and unfolded values,
 # the dense layers' multiply-adds, the values that activations and pools touch), each
 # times a number of seconds that calibrate() fits, once per machine, to real training
-# steps and forward passes of a few small reference networks (about a second). The
-# optimiser's update, the weights' average and augmentation are timed on their own.
+# steps and evaluations of a few small reference networks (about a second). The
+# optimiser's update and the weights' average are timed on their own, augmentation by
+# what it adds to a reference network's steps.
 #
 # Why real steps rather than each layer timed alone (the first version): a layer alone
 # finds its data in the cache and runs a path the network does not (the engine fuses a
 # stride-1 conv with its 2x2 pool from 16 images a batch, and runs an activation after
-# a pool); summed, its parts were 0.4-2x the real epochs, and timings of microseconds
-# each swung 10-500x under load average 7, where a step of milliseconds holds.
+# a pool); summed, its parts came to 0.2-2x the real epochs of bench/bench_spec.py.
 
 TRAIN_FEATURES = ("step", "call", "conv_call", "image", "conv_mac", "conv_value", "dense_mac",
                   "value", "curve_value")
