@@ -75,6 +75,11 @@ def cluster(mnist_dir):
     """A head and a second node, 1 CPU each; `ray stop --force` whatever happens."""
     from ray.cluster_utils import Cluster
 
+    from ray._common.utils import get_default_ray_temp_dir
+
+    # The head's address goes to <system temp>/ray/ray_current_cluster whatever the
+    # nodes' temp_dir, and Cluster fails on a machine where that folder is not there yet.
+    os.makedirs(get_default_ray_temp_dir(), exist_ok=True)
     # Short temp dirs: Ray's socket paths under them must stay within 107 bytes.
     head_dir, node_dir = tempfile.mkdtemp(prefix="rh"), tempfile.mkdtemp(prefix="rn")
     cache = tempfile.mkdtemp(prefix="ray-cache")
