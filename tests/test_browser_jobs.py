@@ -176,6 +176,8 @@ def test_cnn_against_fully_connected_in_one_click_draws_both_live_in_their_own_c
 
     # Unticking a finished run takes it off the charts.
     row(page, fc["id"]).locator("input.run-toggle").uncheck()
+    # (The charts are drawn while they can be seen: back up to them from the runs list.)
+    page.locator("#loss-chart").scroll_into_view_if_needed()
     page.wait_for_function("(id) => !window.cnnLive.drawnRuns().some((run) => run.id === id)",
                            arg=fc["id"], timeout=5_000)
     save_screenshot(page, "jobs-comparison.png", full_page=True)

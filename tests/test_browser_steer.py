@@ -226,6 +226,7 @@ def test_step_one_epoch_from_a_paused_run_trains_to_the_epoch_end_and_pauses_aga
     done = len(api.get("/api/runs").json()[0]["epochs"])
     wait_hook(page, "epochPoints", "===", done)
 
+    unfold(page, "#steer")
     for expected in (done + 1, done + 2):  # from mid-epoch, then from an epoch's start
         page.click("#step-epoch")
         wait_hook(page, "epochPoints", "===", expected, timeout=20)
@@ -249,6 +250,7 @@ def test_step_one_epoch_from_a_finished_run_trains_exactly_one_more(server, page
     wait_hook(page, "epochPoints", "===", 2)
     expect(page.locator("#step-epoch")).to_be_enabled()
 
+    unfold(page, "#steer")
     page.click("#step-epoch")
     wait_hook(page, "epochPoints", "===", 3, timeout=20)
     expect(page.locator("#state")).to_have_text("finished", timeout=10_000)

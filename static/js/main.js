@@ -39,6 +39,10 @@ import { cssVar } from './format.js';
 import { createSections } from './sections.js';
 
 const byId = (id) => document.getElementById(id);
+// Setting the panels up is a few hundred ms on a slow phone: in four tasks, not one
+// long one (the page answers input between them; nothing calls a panel before it exists,
+// since the stream opens last).
+const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
 
 // Heavy data (a run's latest filters, evaluation and histograms, ~100 KB) is kept for
 // this many runs at most, besides the active, ticked and selected ones.
@@ -121,6 +125,7 @@ const controls = createControls({
 });
 
 let legend = new Map();   // run id -> its name in the charts' legend
+await nextTask();
 const charts = createCharts({
   lossEl: byId('loss-chart'),
   accuracyEl: byId('accuracy-chart'),
@@ -137,6 +142,7 @@ const charts = createCharts({
   },
 });
 
+await nextTask();
 const filters = createFilters({ container: byId('filters'), stampEl: byId('filters-stamp') });
 
 // The evaluation (confusion matrix, mistakes) and the weight histograms of each epoch.
@@ -176,6 +182,7 @@ const draw = createDraw({
   nameOf,
 });
 
+await nextTask();
 const runsView = createRuns({
   listEl: byId('runs'),
   errorEl: byId('runs-error'),

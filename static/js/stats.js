@@ -1,10 +1,10 @@
 // The latest figures above the charts: test accuracy (with the best so far), the
 // smoothed batch loss, the throughput (the page's one figure of images per second) and
 // the learning rate with the time elapsed. controls.js says what to show and when a
-// new run starts; batch figures are written at most once a frame (a replayed history
+// new run starts; batch figures are written twice a second at most (a replayed history
 // brings thousands at once).
 
-import { formatDuration, formatInteger, formatNumber, formatPercent, frameTask } from './format.js';
+import { formatDuration, formatInteger, formatNumber, formatPercent, pacedTask } from './format.js';
 
 /**
  * @param {object} el  the figures' elements: testEl, testNoteEl, lossEl, speedEl, lrEl, elapsedEl
@@ -14,10 +14,11 @@ export function createStats(el) {
   let speed = null;       // images per second, a moving average over batch events
   let learningRate = null;
 
-  const writeBatch = frameTask(() => {
+  // Twice a second at most (batches come about 10 times a second).
+  const writeBatch = pacedTask(() => {
     el.speedEl.textContent = formatInteger(speed);
     el.lrEl.textContent = formatNumber(learningRate, 3);
-  });
+  }, { interval: 500 });
 
   function reset() {
     bestTest = null;
