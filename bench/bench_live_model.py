@@ -17,11 +17,11 @@ then the medians over the seeds. Images are the measure (they do not depend on t
 machine); seconds depend on its vector extensions, printed first.
 
 --epoch-time instead times whole first epochs of `default` as it is, without the
-schedule of its start (lr_warmup, lr_boost, augment_start...: cnn/presets.py) and
+schedule of its start (lr_boost, augment_start...: cnn/presets.py) and
 without the average, alternating, and prints the ratios. --full trains the full
 `default` run (8 epochs) and prints its test accuracy each epoch (raw and averaged).
---set changes the preset's settings in every mode (e.g. lr_warmup=0 to see what the
-warm-up is worth).
+--set changes the preset's settings in every mode (e.g. lr_boost=1.0 lr_boost_batches=0
+to see what the boost is worth).
 
 Usage: python bench/bench_live_model.py [--seeds 0 1 2] [--images 120000]
        [--every 2000] [--count 1000] [--set average_decay=0.999 ...]
@@ -201,8 +201,8 @@ def _percent(value) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-# The preset's settings that schedule the start of a run, turned off.
-NO_SCHEDULE = {"lr_warmup": 0, "lr_boost": 1.0, "lr_boost_batches": 0, "augment_start": 1.0,
+# The settings that schedule the start of a run (cnn/presets.py), turned off.
+NO_SCHEDULE = {"lr_boost": 1.0, "lr_boost_batches": 0, "augment_start": 1.0,
                "augment_warmup": 0}
 
 
