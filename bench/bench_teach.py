@@ -70,7 +70,8 @@ def one_seed(mnist, seed: int, args) -> dict:
     before_person = score(model, images[held], labels[held])
     before_mnist = score(model, check.test_images, check.test_labels)
     teaching = Teaching(replay=args.replay, share=args.share,
-                        learning_rate=args.learning_rate, passes=args.passes, seed=seed)
+                        learning_rate=args.learning_rate, passes=args.passes,
+                        optimizer=args.optimizer, seed=seed)
     started = time.perf_counter()
     fine_tune(model, images[teach], labels[teach], check, PRESETS["default"].config, teaching)
     seconds = time.perf_counter() - started
@@ -95,12 +96,15 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=Teaching.share)
     parser.add_argument("--learning-rate", type=float, default=Teaching.learning_rate)
     parser.add_argument("--passes", type=int, default=Teaching.passes)
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
+                        help="default: the `default` preset's (Adam)")
     args = parser.parse_args()
     machine.describe()
     mnist = load_mnist(args.data_dir, download=False)
     print(f"person: slant {args.slant}, pen {args.pen} px; {args.teach} drawings taught, "
           f"{args.held_out} held out; teaching: replay {args.replay} MNIST images, "
-          f"drawings' share {args.share}, learning rate {args.learning_rate}")
+          f"drawings' share {args.share}, learning rate {args.learning_rate}, "
+          f"{args.passes} pass(es), optimizer {args.optimizer or 'adam (as the preset)'}")
     results = []
     for seed in args.seeds:
         result = one_seed(mnist, seed, args)

@@ -56,6 +56,7 @@ class Teaching:
     share: float = 0.5
     passes: int = 1
     learning_rate: float = 0.0005
+    optimizer: str | None = None  # None: the base run's
     batch_size: int = 64
     seed: int = 0
 
@@ -63,6 +64,7 @@ class Teaching:
         """The base run's settings (its optimizer, its augmentation) for one pass, with
         this teaching's rate; no warm-up, boost or average: a short nudge."""
         return base.replace(epochs=self.passes, learning_rate=self.learning_rate,
+                            optimizer=self.optimizer or base.optimizer,
                             batch_size=self.batch_size, seed=self.seed, lr_decay=1.0,
                             train_size=self.replay, test_size=None,
                             include_drawings=self.share, lr_boost=1.0,
