@@ -144,6 +144,20 @@ def test_axe_finds_nothing_idle_mid_run_after_an_epoch_and_with_a_drawing_answer
         expect(page.locator("#confusion-detail")).to_be_visible()
         audit(page, axe_source, f"{scheme}, after an epoch")
         save_screenshot(page, f"accessibility-after-epoch-{scheme}.png", full_page=True)
+
+        # On a 360 px phone the matrix fits, or scrolls sideways and says so.
+        page.evaluate("() => { location.hash = 'evaluate'; }")
+        page.set_viewport_size({"width": 360, "height": 780})
+        expect(page.locator("#confusion button").first).to_be_visible()
+        page.wait_for_timeout(200)  # the hint follows the matrix's size
+        fits = page.evaluate("""() => {
+            const m = document.getElementById('confusion');
+            return m.scrollWidth <= m.clientWidth + 1; }""")
+        if not fits:
+            expect(page.locator(".confusion-hint")).to_be_visible()
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 361
+        audit(page, axe_source, f"{scheme}, the matrix on a 360 px phone")
+        save_screenshot(page, f"accessibility-matrix-360-{scheme}.png", full_page=True)
     finally:
         api.post("/api/runs/current/stop", json={})
         context.close()
