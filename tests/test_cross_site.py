@@ -36,6 +36,7 @@ from cnn.model import Model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from http_folder import serve_folder  # noqa: E402
+from test_browser import unfold  # noqa: E402
 from server_helpers import (LONG_RUN, LiveServer, make_app, start_run, wait_for,  # noqa: E402
                             wait_for_run_end)
 
@@ -460,6 +461,7 @@ def test_the_servers_own_page_still_starts_pauses_resumes_steps_and_stops(target
     expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"),
                                                       timeout=10_000)
     page.select_option("#preset", "seed")
+    unfold(page, "#advanced")  # the settings beyond the preset are folded away
     page.fill("#epochs", "200")
     page.click("#start")
     give_token_if_asked(page, target.token)
@@ -470,6 +472,7 @@ def test_the_servers_own_page_still_starts_pauses_resumes_steps_and_stops(target
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     page.wait_for_timeout(300)  # an epoch that ended as the pause came is recorded
     epochs = len(target.api.get("/api/runs").json()[0]["epochs"])
+    unfold(page, "#steer")
     page.click("#step-epoch")
     wait_for(lambda: len(target.api.get("/api/runs").json()[0]["epochs"]) > epochs, 30,
              what="the stepped epoch")
