@@ -219,6 +219,19 @@ def test_a_phone_offers_draw_and_train_on_its_first_screen_and_each_section_has_
         assert page.url.endswith("#draw")
         expect(page.locator("#draw-canvas")).to_be_in_viewport(ratio=1)
         expect(page.locator("#start")).to_be_hidden()
+        # The pad and its answer on one screen: a finger's drawing is answered in view.
+        box = page.locator("#draw-canvas").bounding_box()
+        cdp = context.new_cdp_session(page)
+        x = box["x"] + box["width"] / 2
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [
+            {"x": x, "y": box["y"] + 0.15 * box["height"], "id": 1}]})
+        for i in range(1, 11):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x, "y": box["y"] + (0.15 + 0.07 * i) * box["height"], "id": 1}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        expect(page.locator("#prediction")).to_have_text(re.compile(r"^[0-9]$"), timeout=10_000)
+        expect(page.locator("#prediction")).to_be_in_viewport(ratio=1)
+        save_screenshot(page, "first-screen-phone-draw.png")
 
         # A teacher's link to a section opens on it.
         for fragment, shown in (("evaluate", "#confusion"), ("runs", "#runs"), ("draw", "#draw-canvas"),

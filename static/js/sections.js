@@ -41,8 +41,11 @@ export function createSections({ layout, links, onChange }) {
       else link.removeAttribute('aria-current');
     }
     if (focus && phone.matches) {
-      // The chosen section starts the page on a phone: its top in view.
-      window.scrollTo(0, 0);
+      // On a phone the chosen section fills the screen from its top (the drawing pad and
+      // its answer both in view); Train, the first screen, from the page's top, the nav
+      // in view.
+      if (name === 'train') window.scrollTo(0, 0);
+      else sections.get(name).scrollIntoView({ block: 'start' });
     }
     if (changed) {
       // Panels that waited while their section was hidden draw now.
