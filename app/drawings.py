@@ -8,29 +8,25 @@ drawing saved before, and the one in flight whole or not at all. A drawing keeps
 sent (to look at again, or to prepare differently one day), its label, and the answer
 and probability the server gave when it was saved.
 
+Files to exchange them (.npz, IDX) are cnn/drawings_file.py's.
+
 The held-out split is fixed by id: every fifth drawing (id divisible by 5) is only ever
 measured, never taught, so "your drawings" accuracy stays honest after teaching.
 """
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnn.data import DataError, idx_bytes, parse_idx
+from cnn.drawings_file import HELD_OUT_EVERY, SIDE
 
-SIDE = 28
-HELD_OUT_EVERY = 5  # ids divisible by this are held out from teaching
 MIN_DRAWINGS = 10  # fewer, and runs are not measured on them (a figure of noise)
-IDX_IMAGES = "drawings-images-idx3-ubyte"
-IDX_LABELS = "drawings-labels-idx1-ubyte"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drawings (
@@ -259,73 +255,3 @@ def _image_blob(image: np.ndarray) -> bytes:
     if image.shape != (SIDE, SIDE) or image.dtype != np.uint8:
         raise DrawingError(f"an image is 28x28 bytes, not {image.shape} {image.dtype}")
     return np.ascontiguousarray(image).tobytes()
-
-
-# -- exchange: .npz and MNIST-style IDX files (in a zip) ---------------------------------
-
-def export_npz(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    np.savez_compressed(out, images=images, labels=labels.astype(np.uint8), ids=ids)
-    return out.getvalue()
-
-
-def export_idx_zip(images: np.ndarray, labels: np.ndarray) -> bytes:
-    """The two files MNIST comes as (images idx3, labels idx1), zipped together."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(IDX_IMAGES, idx_bytes(images))
-        archive.writestr(IDX_LABELS, idx_bytes(labels.astype(np.uint8)))
-    return out.getvalue()
-
-
-def read_import(content: bytes, max_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """An exported file (either kind) -> (images (N, 28, 28) uint8, labels (N,)), or
-    DrawingError. Both kinds are zip files: their members' sizes are checked against
-    `max_count` drawings before anything is decompressed."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
-        members = {info.filename: info for info in archive.infolist()}
-    except (zipfile.BadZipFile, ValueError, OSError):
-        raise DrawingError("an import is a .npz file or a zip of MNIST-style IDX files "
-                           f"({IDX_IMAGES}, {IDX_LABELS}), as the export gives") from None
-    largest = max_count * SIDE * SIDE + 4096  # every drawing's pixels, and headers
-    for info in members.values():
-        if info.file_size > largest:
-            raise StoreFull(f"{info.filename} would unpack to {info.file_size:,} bytes, more "
-                            f"than {max_count:,} drawings need")
-    names = set(members)
-    if {"images.npy", "labels.npy"} <= names:
-        images, labels = _npz_arrays(content)
-    elif {IDX_IMAGES, IDX_LABELS} <= names:
-        try:
-            images = parse_idx(archive.read(IDX_IMAGES), IDX_IMAGES)
-            labels = parse_idx(archive.read(IDX_LABELS), IDX_LABELS)
-        except (DataError, zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise DrawingError(f"the IDX files cannot be read: {exc}") from None
-    else:
-        raise DrawingError(f"the zip holds {sorted(names)[:4]}, not images.npy + labels.npy "
-                           f"(.npz) nor {IDX_IMAGES} + {IDX_LABELS}")
-    return _checked_arrays(images, labels)
-
-
-def _npz_arrays(content: bytes) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(content), allow_pickle=False) as data:
-            return data["images"], data["labels"]
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise DrawingError(f"the .npz cannot be read: {exc}") from None
-
-
-def _checked_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE) or images.dtype != np.uint8:
-        raise DrawingError(f"images must be N x 28 x 28 bytes, not {images.shape} "
-                           f"{images.dtype}")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "ui":
-        raise DrawingError(f"labels must be {len(images)} whole numbers, one an image, not "
-                           f"{labels.shape} {labels.dtype}")
-    if len(labels) == 0:
-        raise DrawingError("the file holds no drawings")
-    if labels.min() < 0 or labels.max() > 9:
-        raise DrawingError(f"labels are digits 0..9; this file has {int(labels.min())}.."
-                           f"{int(labels.max())}")
-    return images, labels.astype(np.int64)

@@ -27,9 +27,11 @@ import numpy as np
 from . import data
 from .cost import (CALIBRATION_ENV, Calibration, ModelLimits, calibrate, fixed_calibration,
                    spec_report)
+from .drawings_file import HELD_OUT_EVERY, DrawingsFileError, read_drawings_file
 from .model import Model, ModelFileError, SpecError, TrainingDiverged, normalize_spec
 from .optim import OPTIMIZERS
 from .presets import PRESETS, Preset
+from .teach import score
 from .train import ConfigError, TrainConfig, Trainer, make_dataset
 
 PROG = "cnn-live"
@@ -213,7 +215,10 @@ def _smooth(previous: float | None, value: float, weight: float = 0.05) -> float
 # Options of `train` that override the preset's TrainConfig field of the same name.
 CONFIG_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed",
                   "train_size", "test_size", "augment_shift", "augment_scale",
-                  "augment_rotation", "augment_stroke")
+                  "augment_rotation", "augment_stroke", "include_drawings")
+MIN_DRAWINGS = 10  # as the server: fewer teach and measure nothing worth a figure
+DEFAULT_DRAWINGS_SHARE = 0.2
+MAX_DRAWINGS_FILE = 1_000_000
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -225,6 +230,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "--preset NAME` writes one), held to the server's limits")
     add_config_arguments(parser)
     add_data_arguments(parser)
+    parser.add_argument("--drawings", type=Path, metavar="FILE",
+                        help="people's labelled drawings, as the server exports them (.npz, "
+                             "or a zip of IDX files): four fifths mixed into the training "
+                             "images (--include-drawings, default "
+                             f"{DEFAULT_DRAWINGS_SHARE}), every fifth held out and measured")
     parser.add_argument("--save", type=Path, metavar="PATH",
                         help="write the trained model (.npz) here, also when interrupted")
     parser.add_argument("--json", action="store_true",
@@ -245,6 +255,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on the first N training images")
     parser.add_argument("--test-size", type=positive_int, metavar="N",
                         help="test on the first N test images")
+    parser.add_argument("--include-drawings", type=finite_number, metavar="SHARE",
+                        help="the share of the training images that are --drawings, 0..0.9")
     augmentation = parser.add_argument_group(
         "augmentation", "random distortions of each training image (0 turns one off)")
     for name, unit in (("shift", "pixels, 0..8"), ("scale", "relative, 0..0.5"),
@@ -270,9 +282,16 @@ def run_train(args: argparse.Namespace) -> int:
     if args.spec is not None:
         spec = read_spec(args.spec)
         check_spec(spec, config, args.spec)
+    drawings = None
+    if getattr(args, "drawings", None) is not None:
+        drawings = read_drawings(args.drawings)
+        if not config.include_drawings:
+            config = config.replace(include_drawings=DEFAULT_DRAWINGS_SHARE)
+    elif config.include_drawings:
+        raise CliError("argument --include-drawings: needs --drawings FILE")
     mnist = load_data(args.data_dir, download=not args.no_download)
     model = Model(spec, seed=config.seed)
-    dataset = make_dataset(mnist, config)
+    dataset = make_dataset(mnist, config, drawings and drawings[:2])
     network = f"{args.spec}" if args.spec is not None else f"preset {preset.name!r}"
     settings = (f" with the settings of preset {preset.name!r}" if args.spec is not None
                 else "")
@@ -285,6 +304,10 @@ def run_train(args: argparse.Namespace) -> int:
     interrupted = run_trainer(trainer, reporter)
     seconds = time.perf_counter() - started
     say(summary_line(trainer.history, seconds, interrupted))
+    if drawings is not None:
+        correct, total = score(trainer.answering_model(), *drawings[2:])
+        say(f"your drawings, held out (every fifth, never taught): "
+            f"{accuracy_text(correct, total)}")
     if args.save is not None:
         metadata = training_metadata(preset, config, trainer.history, interrupted, seconds)
         if args.spec is not None:
@@ -425,6 +448,27 @@ def run_download(args: argparse.Namespace) -> int:
 # --- spec ----------------------------------------------------------------------------
 
 DEFAULT_PRESET = "default"  # whose settings a spec of one's own trains with, unless told
+
+
+def read_drawings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A file of labelled drawings -> (teaching images, labels, held-out images, labels),
+    split as the server splits them (ids divisible by 5 held out); CliError naming the
+    file and why."""
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        images, labels, ids = read_drawings_file(content, MAX_DRAWINGS_FILE)
+    except DrawingsFileError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    if len(labels) < MIN_DRAWINGS:
+        raise CliError(f"{path}: holds {len(labels)} drawings; at least {MIN_DRAWINGS} are "
+                       "needed")
+    held_out = ids % HELD_OUT_EVERY == 0
+    return images[~held_out], labels[~held_out], images[held_out], labels[held_out]
 
 
 def read_spec(path: Path) -> dict:

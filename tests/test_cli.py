@@ -511,3 +511,66 @@ def test_each_kind_of_bad_spec_file_exits_2_with_one_line_naming_the_file(
 
 def test_spec_without_a_preset_or_a_file_is_a_one_line_error(capsys):
     assert_one_line_error(run(capsys, "spec"), "--preset NAME", "--check FILE")
+
+
+# -- people's drawings -----------------------------------------------------------------------
+
+def drawings_file(tmp_path, mnist_dir, count: int, kind: str = "npz") -> Path:
+    """The first `count` MNIST test digits as a file of labelled drawings, as the server
+    exports them (ids 1..count)."""
+    from cnn.data import load_mnist
+    from cnn.drawings_file import write_idx_zip, write_npz
+    mnist = load_mnist(mnist_dir, download=False)
+    images, labels = mnist.test_images[:count], mnist.test_labels[:count].astype(np.int64)
+    path = tmp_path / f"drawings.{'npz' if kind == 'npz' else 'zip'}"
+    content = (write_npz(np.arange(1, count + 1), images, labels) if kind == "npz"
+               else write_idx_zip(images, labels))
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["npz", "idx"])
+def test_train_drawings_mixes_them_in_and_measures_the_held_out_fifth(capsys, tmp_path,
+                                                                       mnist_dir, kind):
+    path = drawings_file(tmp_path, mnist_dir, 20, kind)
+    save = tmp_path / "model.npz"
+    result = run(capsys, *small_train(mnist_dir, "--drawings", str(path),
+                                      "--include-drawings", "0.5", "--save", str(save)))
+    assert result.code == 0, result.err
+    # 200 MNIST images and as many of the 16 teaching drawings, repeated
+    assert "on 400 images" in result.err
+    (line,) = [line for line in result.err.splitlines() if "your drawings" in line]
+    assert "/4)" in line  # ids 5, 10, 15, 20 held out
+    _, metadata = Model.load_with_metadata(save)
+    assert metadata["config"]["include_drawings"] == 0.5
+
+
+def test_train_drawings_without_a_share_takes_a_fifth(capsys, tmp_path, mnist_dir):
+    path = drawings_file(tmp_path, mnist_dir, 10)
+    result = run(capsys, *small_train(mnist_dir, "--drawings", str(path)))
+    assert result.code == 0, result.err
+    assert "on 250 images" in result.err  # 200 and 50: a fifth of the training images
+
+
+@pytest.mark.parametrize("problem, fragments", [
+    ("missing", ("no such file",)),
+    ("not a file of drawings", ("a .npz file or a zip",)),
+    ("too few", ("holds 5 drawings", "at least 10")),
+    ("share without drawings", ("--include-drawings", "needs --drawings")),
+    ("share too large", ("include_drawings",)),
+])
+def test_train_drawings_errors_are_one_line_and_exit_2(capsys, tmp_path, mnist_dir, problem,
+                                                        fragments):
+    path = tmp_path / "drawings.npz"
+    extra = ["--drawings", str(path)]
+    if problem == "not a file of drawings":
+        path.write_text("hello")
+    elif problem == "too few":
+        path = drawings_file(tmp_path, mnist_dir, 5)
+        extra = ["--drawings", str(path)]
+    elif problem == "share without drawings":
+        extra = ["--include-drawings", "0.3"]
+    elif problem == "share too large":
+        extra = ["--drawings", str(drawings_file(tmp_path, mnist_dir, 10)),
+                 "--include-drawings", "0.95"]
+    assert_one_line_error(run(capsys, *small_train(mnist_dir, *extra)), *fragments)

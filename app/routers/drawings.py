@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from cnn.data import DataError
+from cnn.drawings_file import (DrawingsFileError, TooManyDrawings, read_drawings_file,
+                               write_idx_zip, write_npz)
 from cnn.teach import Teaching
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
-from ..drawings import (HELD_OUT_EVERY, DrawingError, DrawingStore, StoreFull, export_idx_zip,
-                        export_npz, read_import, to_bytes)
+from ..drawings import HELD_OUT_EVERY, DrawingStore, StoreFull, to_bytes
 from ..predict import DrawingError as UnreadableDrawing
 from ..predict import Predictor, Snapshot, prepare, read_drawing
 from ..schemas import (DrawingAccuracy, DrawingList, DrawingsImported, ErrorMessage,
@@ -85,8 +86,8 @@ def export_drawings(format: str = Query("npz", pattern="^(npz|idx)$",
                                                     "idx3-ubyte and drawings-labels-idx1-ubyte"),
                     store: DrawingStore = Depends(get_drawings)) -> Response:
     ids, images, labels = store.arrays()
-    content = export_npz(ids, images, labels) if format == "npz" else \
-        export_idx_zip(images, labels)
+    content = write_npz(ids, images, labels) if format == "npz" else \
+        write_idx_zip(images, labels)
     media_type, name = EXPORT_TYPES[format]
     return Response(content, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -104,10 +105,12 @@ async def import_drawings(request: Request, store: DrawingStore = Depends(get_dr
     by the answering model now, as a saved drawing is."""
     content = await request.body()  # capped by CNN_LIVE_MAX_BODY_BYTES: larger gets 413
     try:
-        images, labels = await run_in_threadpool(read_import, content, store.max_count)
-    except StoreFull as exc:
-        raise HTTPException(413, str(exc)) from None
-    except DrawingError as exc:
+        images, labels, _ = await run_in_threadpool(read_drawings_file, content,
+                                                    store.max_count)
+    except TooManyDrawings as exc:  # more than the store could ever hold
+        raise HTTPException(413, f"imported file: {exc}, the store's maximum "
+                                 "(CNN_LIVE_MAX_DRAWINGS)") from None
+    except DrawingsFileError as exc:
         raise HTTPException(422, f"imported file: {exc}") from None
     snapshot = answering(predictor)
     probabilities = await run_in_threadpool(_probabilities, snapshot, images, None)
