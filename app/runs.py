@@ -182,14 +182,7 @@ class RunManager:
                                          self.settings.model_limits, spec,
                                          self.calibration.get)
         self._check_drawings(config)
-        run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
-                        state="queued")
-        run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
-                                momentum=config.momentum)
-        with self._lock:
-            self._check_room()
-            self.runs[run.run_id] = run
-            self._admit(RunTracker(run, self), self._job(run))
+        run = self._add_run(preset.name, spec, config)
         log.info("run %s %s: preset %s, %s%s", run.run_id,
                  "started" if run.state == "running" else "queued", run.preset, run.config,
                  f", in {run.node}" if run.node else "")
@@ -230,6 +223,20 @@ class RunManager:
                    settings.model_limits, self.predictor.snapshot_interval,
                    self._drawings(), start_weights)
 
+    def _add_run(self, preset_name: str, spec: dict, config: TrainConfig,
+                 start_weights: dict | None = None) -> RunRecord:
+        """A new run, training at once if a worker is free, else queued (QueueFull past
+        the queue)."""
+        run = RunRecord(uuid.uuid4().hex[:12], preset_name, config.to_dict(), spec,
+                        state="queued")
+        run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
+                                momentum=config.momentum)
+        with self._lock:
+            self._check_room()
+            self.runs[run.run_id] = run
+            self._admit(RunTracker(run, self), self._job(run, start_weights=start_weights))
+        return run
+
     def teach(self, preset_name: str, spec: dict, weights: dict,
               teaching: Teaching) -> RunRecord:
         """A run that teaches a trained model (`weights` of `spec`) people's drawings:
@@ -239,14 +246,7 @@ class RunManager:
         config = teaching.config(preset.config)
         self._check_drawings(config)
         self.settings.model_limits.check_training(spec, config, self.calibration.get)
-        run = RunRecord(uuid.uuid4().hex[:12], preset.name, config.to_dict(), spec,
-                        state="queued")
-        run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
-                                momentum=config.momentum)
-        with self._lock:
-            self._check_room()
-            self.runs[run.run_id] = run
-            self._admit(RunTracker(run, self), self._job(run, start_weights=weights))
+        run = self._add_run(preset.name, spec, config, start_weights=weights)
         log.info("run %s teaches a %s model people's drawings: %s", run.run_id, preset.name,
                  run.config)
         return run
