@@ -16,6 +16,7 @@
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { cssVar, formatNumber, formatPercent, pacedTask, parseColour } from './format.js';
 import { watchShown } from './visibility.js';
+import { backlog } from './stream.js';
 import {
   align, decimate, epochColumn, lowerBound, newSeries, stepX, updateSmoothed,
 } from './chart-series.js';
@@ -343,8 +344,8 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
 
   // Charts nobody sees (scrolled away, or in a hidden section on a phone) are not
   // drawn: their data wait, and they are brought up to date when they show.
-  const lossShown = watchShown(lossEl, () => draw());
-  const accuracyShown = watchShown(accuracyEl, () => draw());
+  const lossShown = watchShown(lossEl, () => draw(true));
+  const accuracyShown = watchShown(accuracyEl, () => draw(true));
 
   // At most 5 redraws a second (each rebuilds the aligned data of every drawn run); a
   // late page's replayed history in one pass (pacedTask).
@@ -383,7 +384,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         epochPoints: series(look.id).epochs.size, selected: look.id === selected })),
     };
     reportLoss();
-  });
+  }, { settled: () => backlog() === 0 });
 
   /** The selected run's smoothed batch loss, for the figures above the charts (kept
    *  up to date even while the chart is not drawn: the smoothing is incremental). */
@@ -409,11 +410,11 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   observer.observe(accuracyEl);
 
   /** Redraw if run `id` is drawn (undefined: in any case). */
-  function redraw({ loss = true, accuracy = true, id } = {}) {
+  function redraw({ loss = true, accuracy = true, id, urgent = false } = {}) {
     if (id !== undefined && !isDrawn(id)) return;
     lossDirty ||= loss;
     accuracyDirty ||= accuracy;
-    draw();
+    draw(urgent);
   }
 
   function showSmoothing() {
@@ -425,7 +426,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     smoothing = Number.isFinite(value) ? Math.min(0.99, Math.max(0, value)) : 0;
     for (const s of runs.values()) s.smoothedValid = 0;
     showSmoothing();
-    redraw({ accuracy: false });
+    redraw({ accuracy: false, urgent: true });
   });
   showSmoothing();
 
@@ -433,7 +434,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     logInput.addEventListener('change', () => {
       logScale = logInput.checked;
       rebuild = true; // the scale's kind is fixed when a chart is made
-      draw();
+      draw(true);
     });
   }
 
@@ -477,7 +478,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     const s = series(record.run_id);
     s.epochs.set(record.epoch, record);
     if (Number.isFinite(record.epochs)) s.planned = Math.max(s.planned, record.epochs);
-    redraw({ id: record.run_id });
+    redraw({ id: record.run_id, urgent: true });
   }
 
   redraw();
@@ -497,7 +498,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         s.markers = old.markers.filter((m) => m.x <= keepThrough);
       }
       runs.set(id, s);
-      redraw({ id });
+      redraw({ id, urgent: true });
     },
     /** Drop a run's data (cancelled, or too old to keep). */
     dropRun(id) {
@@ -516,7 +517,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       selected = selectedId;
       if (changed || relabel) {
         rebuild = true;
-        draw();
+        draw(true);
       }
     },
     setPlannedEpochs(id, n) {
@@ -545,12 +546,12 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       for (const change of Array.isArray(metrics?.hyperparameter_changes) ? metrics.hyperparameter_changes : []) {
         if (change && typeof change === 'object') addMarker({ ...change, run_id: id });
       }
-      redraw({ id });
+      redraw({ id, urgent: true });
     },
     /** Colours come from CSS: rebuild after a theme change. */
     restyle() {
       rebuild = true;
-      draw();
+      draw(true);
     },
     /** The uPlot chart "loss" or "accuracy" (for a PNG export). */
     chart: (name) => (name === 'loss' ? lossChart : accuracyChart),

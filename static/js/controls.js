@@ -7,6 +7,7 @@
 
 import { PAGE_EVENTS } from './events.js';
 import { isUnavailable, setUnavailable } from './buttons.js';
+import { createComparisons } from './comparisons.js';
 import { api, ApiError } from './api.js';
 import { formatDuration, formatInteger, pacedTask } from './format.js';
 
@@ -14,16 +15,6 @@ import { formatDuration, formatInteger, pacedTask } from './format.js';
 export const TEXT_INTERVAL_MS = 500;
 
 const STATES = ['idle', 'queued', 'running', 'paused', 'stopping', 'finished', 'failed', 'interrupted'];
-// The learning-rate sweep: the form's rate times these, to one significant digit
-// (0.003 -> 0.0003, 0.001, 0.003, 0.01).
-const SWEEP_FACTORS = [0.1, 1 / 3, 1, 10 / 3];
-
-/** The sweep's learning rates around `rate`. */
-export function sweepRates(rate) {
-  const base = Number.isFinite(rate) && rate > 0 ? rate : 0.003;
-  const rates = SWEEP_FACTORS.map((f) => Math.min(100, Number((base * f).toPrecision(1))));
-  return [...new Set(rates)];
-}
 
 // The run form's number fields: [body key, which is the input's name, label for messages].
 const NUMBER_FIELDS = [
@@ -238,65 +229,30 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
     request('POST', runPath('stop'));
   });
 
-  // ----- comparisons: several runs in one request -----
-  function formEpochs() {
-    const value = Number(field('epochs')?.value);
-    return Number.isInteger(value) && value > 0 ? value : null;
-  }
-
-  function formRate() {
-    const value = Number(field('learning_rate')?.value);
-    return Number.isFinite(value) && value > 0 ? value : presets.get(el.preset.value)?.config?.learning_rate;
-  }
-
-  /** The runs of comparison `kind`: "fc" (the 2017 experiment) or "lr" (a sweep). */
-  function comparisonRuns(kind) {
-    if (kind === 'fc') {
-      const epochs = formEpochs();
-      return ['seed', 'seed-fc'].map((preset) => (epochs ? { preset, epochs } : { preset }));
-    }
-    const body = collect();
-    return sweepRates(body.learning_rate ?? formRate()).map((rate) => ({ ...body, learning_rate: rate }));
-  }
-
-  let maxAtOnce = null;
-  function describeComparisons() {
-    if (!el.compareHelp) return;
-    const epochs = formEpochs();
-    const each = epochs ? `${epochs} epoch${epochs === 1 ? '' : 's'} each (the Epochs above)` : 'each preset\'s epochs';
-    const rates = sweepRates(formRate()).join(', ');
-    const atOnce = maxAtOnce ? ` ${maxAtOnce} train at once; the others wait in the queue.` : '';
-    el.compareHelp.textContent = `CNN against fully connected: the seed preset's small CNN against seed-fc's `
-      + `784-25-10 network, on the same 1000 images, ${each}. Learning-rate sweep: the settings above at `
-      + `learning rates ${rates}.${atOnce}`;
-  }
-
-  async function startComparison(kind, button) {
-    if (busy || isUnavailable(button)) return;
-    let runs;
-    try {
-      runs = comparisonRuns(kind);
-    } catch (error) {
-      showFormError(error.message);
-      return;
-    }
-    const answer = await request('POST', '/api/comparisons', { runs });
-    if (answer && Array.isArray(answer.run_ids) && onStarted) onStarted(answer.run_ids, answer.runs || []);
-  }
-
-  el.compareFc?.addEventListener('click', () => startComparison('fc', el.compareFc));
-  el.compareLr?.addEventListener('click', () => startComparison('lr', el.compareLr));
-  el.form.addEventListener('input', describeComparisons);
-  el.form.addEventListener('change', describeComparisons);
-  el.form.addEventListener(PAGE_EVENTS.formFilled, describeComparisons);
+  // ----- comparisons: several runs in one request (comparisons.js) -----
+  const comparisons = createComparisons({
+    fcButton: el.compareFc,
+    lrButton: el.compareLr,
+    helpEl: el.compareHelp,
+    form: el.form,
+    field,
+    collect,
+    presetRate: () => presets.get(el.preset.value)?.config?.learning_rate,
+    isBusy: () => busy,
+    showFormError,
+    async start(runs) {
+      const answer = await request('POST', '/api/comparisons', { runs });
+      if (answer && Array.isArray(answer.run_ids) && onStarted) onStarted(answer.run_ids, answer.runs || []);
+    },
+  });
+  const describeComparisons = () => comparisons.describe();
 
   // ----- state, buttons, progress -----
   function renderButtons() {
     const state = status?.state || 'idle';
     const controllable = state === 'running' || state === 'paused';
     setUnavailable(el.start, busy);
-    setUnavailable(el.compareFc, busy);
-    setUnavailable(el.compareLr, busy);
+    comparisons.setBusy(busy);
     setUnavailable(el.pause, busy || !controllable);
     el.pause.textContent = state === 'paused' ? 'Resume' : 'Pause';
     el.pause.setAttribute('aria-pressed', state === 'paused' ? 'true' : 'false');
@@ -393,10 +349,7 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
 
   function applyStatus(s) {
     status = s;
-    if (Number.isFinite(s.max_concurrent_runs) && s.max_concurrent_runs !== maxAtOnce) {
-      maxAtOnce = s.max_concurrent_runs;
-      describeComparisons();
-    }
+    comparisons.setMaxAtOnce(s.max_concurrent_runs);
     if (s.run_id) {
       adoptRun(s.run_id);
       progress = {

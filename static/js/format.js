@@ -89,11 +89,12 @@ export function parseColour(text, fallback) {
 /** Run `task` at most once per `interval` ms, on an animation frame, however often it
  *  is requested; and never more than `share` of the time: a task that took 50 ms waits
  *  at least 50 / share ms before it runs again (a slow phone keeps its main thread).
- *  While requests keep coming closer than `quiet` ms apart (a late page replayed a
- *  run's history in a burst of events), the run waits for the burst to end, up to
- *  `maxWait` ms, so that the history is painted in one pass. A timer backs the frame
+ *  While requests keep coming closer than `quiet` ms apart, or `settled()` says more
+ *  is on its way (a late page is applying a run's replayed history), the run waits for
+ *  the burst to end, up to `maxWait` ms, so that the history is painted in one pass. A timer backs the frame
  *  up, so that a hidden tab still catches up now and then. */
-export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxWait = 1500 } = {}) {
+export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxWait = 1500,
+  settled = () => true } = {}) {
   let timer = 0;
   let frame = 0;
   let last = -Infinity;     // when the task last ran
@@ -113,19 +114,30 @@ export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxW
   };
   const check = () => {
     timer = 0;
+    waitingLong = false;
     const now = performance.now();
-    if (now - asked < quiet && now - firstAsked < maxWait) {
+    if ((now - asked < quiet || !settled()) && now - firstAsked < maxWait) {
       timer = setTimeout(check, quiet);
       return;
     }
     frame = requestAnimationFrame(run);
     timer = setTimeout(run, 250);
   };
-  return function request() {
+  let waitingLong = false;   // the pending run waits out the share, not just the interval
+  /** `urgent`: something a person waits for (a new view, an epoch's figures), not one
+   *  more batch: only the interval applies, not the share. */
+  return function request(urgent = false) {
     const now = performance.now();
     asked = now;
-    if (timer || frame) return;
-    firstAsked = now;
-    timer = setTimeout(check, Math.max(quiet, last + wait - now));
+    if (frame) return;
+    if (timer) {
+      if (!urgent || !waitingLong) return;
+      clearTimeout(timer);
+    } else {
+      firstAsked = now;
+    }
+    const gap = urgent ? interval : wait;
+    waitingLong = gap > interval;
+    timer = setTimeout(check, Math.max(quiet, last + gap - now));
   };
 }

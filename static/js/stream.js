@@ -18,6 +18,11 @@ const RETRY_MAX_MS = 15000;
  * @param {(name: string, data: any, id: string|null) => void} options.onEvent
  * @param {(state: 'connected'|'reconnecting'|'disconnected') => void} options.onConnection
  */
+// How many received events wait to be applied (the page's one stream): a replayed
+// history is still coming in while this is above 0.
+let backlogOf = () => 0;
+export const backlog = () => backlogOf();
+
 export function connectStream({ url = '/api/events', onEvent, onConnection }) {
   let source = null;
   let lastEventId = null;
@@ -34,6 +39,7 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
   const queue = [];
   let head = 0;
   let draining = false;
+  backlogOf = () => queue.length - head;
   const channel = new MessageChannel();
   channel.port1.onmessage = drain;
 
