@@ -129,6 +129,15 @@ class RunRequest(RequestBody):
     augment_stroke: float | None = Field(None, ge=0, le=1,
                                          description="pixels the strokes get randomly thicker "
                                                      "or thinner")
+    # The start of a run, scheduled by batch (cnn/train.py; `default` uses them).
+    lr_boost: float | None = Field(None, ge=1, le=10, description="the learning rate's "
+                                   "multiple at the first batch, coming down to 1x over "
+                                   "lr_boost_batches (1: none)")
+    lr_boost_batches: int | None = Field(None, ge=0, le=10_000_000)
+    augment_start: float | None = Field(None, ge=0, le=1, description="the augmentation's "
+                                        "strength at the first batch, rising to full over "
+                                        "augment_warmup batches")
+    augment_warmup: int | None = Field(None, ge=0, le=10_000_000)
     include_drawings: float | None = Field(
         None, ge=0, le=0.9, description="the share of the training images that are people's "
                                         "own labelled drawings (POST /api/drawings; the "

@@ -436,3 +436,17 @@ def test_a_diverging_run_fails_with_a_message_saying_it_diverged(client, monkeyp
     assert status["state"] == "failed" and "diverged" in status["message"]
     assert "smaller learning rate" in status["message"]
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_run_may_set_the_schedule_of_its_first_epoch(client):
+    run = start_run(client, preset="default", epochs=1, train_size=64, test_size=10,
+                    lr_boost=1.5, lr_boost_batches=10, augment_start=0.2, augment_warmup=5)
+    assert {key: run["config"][key] for key in ("lr_boost", "lr_boost_batches",
+                                                 "augment_start", "augment_warmup")} == \
+        {"lr_boost": 1.5, "lr_boost_batches": 10, "augment_start": 0.2, "augment_warmup": 5}
+    wait_for_run_end(client)
+    for bad in ({"lr_boost": 0.5}, {"lr_boost": 2.0, "lr_boost_batches": 0},
+                {"augment_start": 1.5}, {"augment_warmup": -1}):
+        answer = client.post("/api/runs", json={"preset": "default", **bad})
+        assert answer.status_code == 422, bad
+        assert any(name in answer.text for name in bad), answer.text

@@ -34,7 +34,7 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
 )
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from app.run_record import EPOCH_FIELDS  # noqa: E402
+from app.run_record import DRAWINGS_FIELDS, EPOCH_FIELDS  # noqa: E402
 from server_helpers import (LiveServer, StreamReader, make_app, start_run,  # noqa: E402
                             wait_for, wait_for_run_end)
 
@@ -48,7 +48,9 @@ TOKEN = "steer-test-token"
 
 # The default preset on 30,000 images: about 470 batches an epoch, a few seconds each
 # on 2 cores, long enough to change the learning rate well inside the first epoch.
-STEERED_RUN = {"preset": "default", "epochs": 2, "train_size": 30000, "test_size": 2000}
+# Without the preset's first-epoch boost, the rate a batch trains at is the one steered.
+STEERED_RUN = {"preset": "default", "epochs": 2, "train_size": 30000, "test_size": 2000,
+               "lr_boost": 1.0}
 NEW_LEARNING_RATE = 0.001
 # One image per step: thousands of steps to pause in; always stopped by the test.
 LONG_RUN = {"preset": "seed", "epochs": 200}
@@ -374,7 +376,7 @@ def check_metrics_downloads(page: Page, run_id: str) -> None:
     name, data = download(page, f"{entry} button.run-csv")
     assert name == f"cnn-live-{run_id}.csv"
     rows = list(csv.reader(io.StringIO(data.decode())))
-    assert tuple(rows[0]) == EPOCH_FIELDS
+    assert tuple(rows[0]) == EPOCH_FIELDS + DRAWINGS_FIELDS
     assert [row[0] for row in rows[1:]] == ["1", "2"]
 
     name, data = download(page, f"{entry} button.run-json")
