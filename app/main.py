@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 
 from .errors import validation_error
 from .hub import EventHub
@@ -72,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    predict.router, model.router, drawings.router, pages.router):
         app.include_router(router)
     app.include_router(specs.router)  # POST /api/specs/check
-    app.mount("/static", StaticFiles(directory=str(web_dir("static"))), name="static")
+    # The page's scripts and styles compressed (a phone on a slow line downloads a third);
+    # only /static: answers to predictions and the event stream stay as they are.
+    app.mount("/static", GZipMiddleware(StaticFiles(directory=str(web_dir("static"))),
+                                        minimum_size=1024), name="static")
     return app
 
 

@@ -54,3 +54,19 @@ def test_the_page_has_no_inline_scripts_handlers_or_styles(client):
     assert "<script>" not in html and " style=" not in html
     assert " onclick=" not in html and " onload=" not in html
     assert "<style" not in html
+
+
+def test_the_pages_scripts_and_styles_are_compressed_and_answers_are_not(client):
+    """/static is sent gzip-compressed to a browser that accepts it (with its security
+    headers); API answers and the event stream are not compressed."""
+    gzip = {"Accept-Encoding": "gzip"}
+    for path in ("/static/js/main.js", "/static/css/app.css"):
+        response = client.get(path, headers=gzip)
+        assert response.status_code == 200
+        assert response.headers["content-encoding"] == "gzip"
+        assert int(response.headers["content-length"]) < len(response.content)  # decoded
+        assert response.headers["vary"] == "Accept-Encoding"
+        assert "content-security-policy" in response.headers
+    plain = client.get("/static/js/main.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert "content-encoding" not in client.get("/api/presets", headers=gzip).headers
