@@ -104,8 +104,8 @@ def send(session: requests.Session, case, base_url: str, stream: bool,
 
     A body over the server's limit is answered 413 and the connection closed while the
     client may still be sending it: the kernel then resets the connection, and the
-    client can lose the answer (HTTP allows a server to close there). That is RESET;
-    a reset for any other request fails the test."""
+    client can lose the answer, or the end of it after its head (HTTP allows a server to
+    close there). That is RESET; a reset for any other request fails the test."""
     kwargs = case.as_transport_kwargs(base_url=base_url)
     if kwargs["method"].upper() not in SAFE_METHODS:
         # A write must declare its type, also without a body (CrossSiteGuard): say it as
@@ -117,7 +117,7 @@ def send(session: requests.Session, case, base_url: str, stream: bool,
             if stream and response.status_code == 200:
                 next(response.iter_content(256), None)  # the `connected` comment
             return response.status_code
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         if body_size(kwargs) > max_body:
             return RESET
         raise
