@@ -414,3 +414,12 @@ def test_teach_now_needs_ten_drawings_and_a_known_model(client, mnist):
     assert unknown.status_code == 404
     bad = client.post("/api/drawings/teach", json={"passes": 9})
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/api/drawings/99999999999999999999",
+                                  "/api/drawings/0", "/api/drawings?after=99999999999999999999"])
+def test_ids_no_drawing_can_have_get_422_not_a_server_error(client, path):
+    assert client.get(path).status_code == 422
+    if "?" not in path:
+        assert client.request("DELETE", path, headers=JSON).status_code == 422
+        assert client.patch(path, json={"label": 1}).status_code == 422

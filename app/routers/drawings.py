@@ -4,8 +4,10 @@ app/drawings.py keeps them."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from cnn.data import DataError
@@ -29,6 +31,8 @@ NOT_FOUND = {404: {"model": ErrorMessage, "description": "no drawing with that i
 FULL = {413: {"model": ErrorMessage, "description": "the store is full "
                                                     "(CNN_LIVE_MAX_DRAWINGS), or the file too "
                                                     "large"}}
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is no drawing's (422, not 500)
+DrawingId = Annotated[int, Path(ge=1, le=MAX_ID, description="the drawing's id")]
 EXPORT_TYPES = {"npz": ("application/octet-stream", "drawings.npz"),
                 "idx": ("application/zip", "drawings-idx.zip")}
 
@@ -66,7 +70,8 @@ async def save_drawing(body: SaveDrawingRequest, store: DrawingStore = Depends(g
 
 @router.get("", response_model=DrawingList, summary="The saved drawings, by id")
 def list_drawings(label: int | None = Query(None, ge=0, le=9, description="only this digit"),
-                  after: int = Query(0, ge=0, description="those with a larger id (paging)"),
+                  after: int = Query(0, ge=0, le=MAX_ID,
+                                     description="those with a larger id (paging)"),
                   limit: int = Query(100, ge=1, le=1000),
                   store: DrawingStore = Depends(get_drawings)) -> dict:
     counts = store.counts()
@@ -183,21 +188,21 @@ async def teach_now(body: TeachRequest, store: DrawingStore = Depends(get_drawin
 
 @router.get("/{drawing_id}", response_model=SavedDrawing, responses=NOT_FOUND,
             summary="One saved drawing")
-def get_drawing(drawing_id: int, store: DrawingStore = Depends(get_drawings)) -> dict:
+def get_drawing(drawing_id: DrawingId, store: DrawingStore = Depends(get_drawings)) -> dict:
     return _found(store.get(drawing_id), drawing_id).summary()
 
 
 @router.patch("/{drawing_id}", response_model=SavedDrawing,
               dependencies=[Depends(require_write)], responses=NOT_FOUND,
               summary="Change a drawing's label")
-def relabel_drawing(drawing_id: int, body: RelabelRequest,
+def relabel_drawing(drawing_id: DrawingId, body: RelabelRequest,
                     store: DrawingStore = Depends(get_drawings)) -> dict:
     return _found(store.relabel(drawing_id, body.label), drawing_id).summary()
 
 
 @router.delete("/{drawing_id}", dependencies=[Depends(require_write)], responses=NOT_FOUND,
                summary="Delete a drawing")
-def delete_drawing(drawing_id: int, store: DrawingStore = Depends(get_drawings)) -> dict:
+def delete_drawing(drawing_id: DrawingId, store: DrawingStore = Depends(get_drawings)) -> dict:
     if not store.delete(drawing_id):
         raise HTTPException(404, f"no drawing {drawing_id}")
     return {"deleted": drawing_id}
