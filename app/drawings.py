@@ -91,6 +91,9 @@ class DrawingStore:
         self.max_count = max_count
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        # Counts this store's changes, so that a reader can keep what it read until the
+        # next one (the run manager reads the drawings once per change, not per run).
+        self.version = 0
 
     @property
     def path(self) -> Path:
@@ -137,6 +140,7 @@ class DrawingStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            self.version += 1
         return Drawing(cursor.lastrowid, row[0], int(label), np.array(image, np.uint8),
                        answer, probability, answered_by, drawing is not None)
 
@@ -165,6 +169,7 @@ class DrawingStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            self.version += 1
         return ids
 
     def relabel(self, drawing_id: int, label: int) -> Drawing | None:
@@ -173,12 +178,15 @@ class DrawingStore:
             db = self._connection()
             changed = db.execute("UPDATE drawings SET label = ? WHERE id = ?",
                                  (int(label), drawing_id)).rowcount
+            self.version += 1
         return self.get(drawing_id) if changed else None
 
     def delete(self, drawing_id: int) -> bool:
         with self._lock:
-            return self._connection().execute("DELETE FROM drawings WHERE id = ?",
-                                              (drawing_id,)).rowcount > 0
+            deleted = self._connection().execute("DELETE FROM drawings WHERE id = ?",
+                                                 (drawing_id,)).rowcount > 0
+            self.version += 1
+        return deleted
 
     def _refuse_past_max(self, db: sqlite3.Connection, adding: int) -> None:
         count = db.execute("SELECT COUNT(*) FROM drawings").fetchone()[0]

@@ -17,6 +17,7 @@ interrupted run (its server died) is continued from its checkpoint the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -74,6 +75,7 @@ class RunManager:
         self.runs: dict[str, RunRecord] = {}
         # People's labelled drawings (app/drawings.py): each run is measured on them.
         self.drawings: DrawingStore | None = None
+        self._drawings_read: tuple[int, Drawings | None] | None = None  # (store version, them)
         self._lock = threading.RLock()
         self._training: dict[str, RunTracker] = {}  # runs with a worker, oldest first
         self._queue: deque[tuple[RunTracker, Job]] = deque()
@@ -182,7 +184,10 @@ class RunManager:
                                          self.settings.model_limits, spec,
                                          self.calibration.get)
         self._check_drawings(config)
-        run = self._add_run(preset.name, spec, config)
+        return self._start_built(preset.name, spec, config)
+
+    def _start_built(self, preset_name: str, spec: dict, config: TrainConfig) -> RunRecord:
+        run = self._add_run(preset_name, spec, config)
         log.info("run %s %s: preset %s, %s%s", run.run_id,
                  "started" if run.state == "running" else "queued", run.preset, run.config,
                  f", in {run.node}" if run.node else "")
@@ -205,8 +210,8 @@ class RunManager:
                 raise QueueFull(f"{len(built)} runs need {waiting} places in the queue; it has "
                                 f"{self.settings.max_queued_runs - len(self._queue)} free of "
                                 f"{self.settings.max_queued_runs}: try again when runs end")
-            return [self.start(name, overrides, filters, spec)
-                    for name, overrides, filters, spec in requests]
+            return [self._start_built(preset.name, spec, config)
+                    for preset, spec, config in built]
 
     def _check_room(self) -> None:
         if (len(self._training) >= self.settings.max_concurrent_runs
@@ -221,7 +226,7 @@ class RunManager:
                    str(checkpoint_dir(settings) / f"run-{run.run_id}.npz"), resume_from,
                    settings.data_dir, settings.download, settings.training_blas_threads,
                    settings.model_limits, self.predictor.snapshot_interval,
-                   self._drawings(), start_weights)
+                   start_weights=start_weights)
 
     def _add_run(self, preset_name: str, spec: dict, config: TrainConfig,
                  start_weights: dict | None = None) -> RunRecord:
@@ -231,6 +236,7 @@ class RunManager:
                         state="queued")
         run.progress = Progress(epochs=config.epochs, learning_rate=config.learning_rate,
                                 momentum=config.momentum)
+        self._latest_drawings()  # read now, outside the lock, if they changed
         with self._lock:
             self._check_room()
             self.runs[run.run_id] = run
@@ -255,7 +261,7 @@ class RunManager:
         """A run that learns from people's drawings needs enough of them to teach."""
         if not config.include_drawings:
             return
-        drawings = self._drawings()
+        drawings = self._latest_drawings()
         taught = 0 if drawings is None else len(drawings.teaching_labels)
         if taught == 0:
             counted = 0 if self.drawings is None else sum(self.drawings.counts().values())
@@ -279,6 +285,19 @@ class RunManager:
         return Drawings(images[held_out], labels[held_out], images[~held_out],
                         labels[~held_out])
 
+    def _latest_drawings(self) -> Drawings | None:
+        """The drawings as they are now, read from the store only when it changed since
+        the last read (a run that starts costs no read of them otherwise). Called before
+        the manager's lock is taken, so that a read happens outside it; under the lock
+        the same call finds the store unchanged and reads nothing."""
+        if self.drawings is None:
+            return None
+        version = self.drawings.version  # before reading: what is read is at least this new
+        read = self._drawings_read
+        if read is None or read[0] != version:
+            read = self._drawings_read = (version, self._drawings())
+        return read[1]
+
     def _admit(self, tracker: RunTracker, job: Job) -> None:
         """(Holding the lock.) Train now if a worker is free, else wait in the queue."""
         if self._closing:
@@ -292,8 +311,10 @@ class RunManager:
             self.status_changed()
 
     def _launch(self, tracker: RunTracker, job: Job) -> None:
-        """(Holding the lock.) Hand the run to a worker."""
+        """(Holding the lock.) Hand the run to a worker, with the drawings as they are
+        now (a queued run holds none of them while it waits)."""
         run = tracker.run
+        job = dataclasses.replace(job, drawings=self._latest_drawings())
         run.state, run.started_at, run.finished_at = "running", time.time(), None
         run.outcome = run.message = None
         self._training[run.run_id] = tracker
@@ -327,6 +348,8 @@ class RunManager:
 
     def worker_released(self, tracker: RunTracker) -> None:
         """A worker is gone: the next queued run takes its place."""
+        if self._queue:
+            self._latest_drawings()  # read now, outside the lock, if they changed
         with self._lock:
             self._training.pop(tracker.run.run_id, None)
             while self._queue and not self._closing and \
@@ -390,6 +413,7 @@ class RunManager:
         """One epoch more: a paused run trains to the end of its current epoch and
         pauses again; a finished (or stopped) run trains one more whole epoch from its
         last checkpoint (a stopped run's unfinished epoch is trained again)."""
+        self._latest_drawings()  # read now, outside the lock, if they changed
         with self._lock:
             run = self.get(run_id, "step")
             if run.state == "paused":
@@ -560,6 +584,7 @@ class RunManager:
         run = self.get(run_id)
         self._check_continuable(run)
         checkpoint, config = self._checkpoint_to_resume(run)
+        self._latest_drawings()  # read now, outside the lock, if they changed
         with self._lock:
             self._check_continuable(run)  # again: another request may have come meanwhile
             self._resume(run, checkpoint, config)

@@ -354,6 +354,23 @@ def test_with_ten_drawings_every_epoch_is_also_measured_on_the_held_out_ones(cli
     assert csv[1].split(",")[-2] == "2"
 
 
+def test_a_queued_run_is_measured_on_the_drawings_there_are_when_it_starts(mnist_dir, mnist,
+                                                                           folder):
+    """A queued run holds no drawings while it waits: it reads them as it starts, so
+    the drawings saved meanwhile are in its figures."""
+    with TestClient(make_app(mnist_dir, drawings_dir=str(folder),
+                             max_concurrent_runs=1)) as client:
+        save_digits(client, mnist, 12)  # ids 5 and 10 held out
+        first = start_run(client, preset="seed", epochs=50, train_size=1000, test_size=100)
+        queued = start_run(client, **SMALL_RUN)
+        assert queued["state"] == "queued"
+        save_digits(client, mnist, 3)  # id 15 held out too
+        assert client.post(f"/api/runs/{first['run_id']}/stop", json={}).status_code == 200
+        run = finished(client, queued["run_id"])
+        assert run["state"] == "finished", run["message"]
+        assert [epoch["drawings_total"] for epoch in run["epochs"]] == [3, 3]
+
+
 def test_with_fewer_than_ten_drawings_runs_are_not_measured_on_them(client, mnist):
     save_digits(client, mnist, 9)
     run = finished(client, start_run(client, **SMALL_RUN)["run_id"])
