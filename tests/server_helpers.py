@@ -1,6 +1,6 @@
 """Helpers shared by the API and stream tests: apps on the real MNIST, polling with
-timeouts, an SSE parser, in-process and real-socket stream readers, and a real
-uvicorn server in a thread.
+timeouts, an SSE parser, in-process and real-socket stream readers, a real
+uvicorn server in a thread, and a browser test's unfolding of a folded part.
 
 Imported by path, like naive_reference: `sys.path.insert(0, str(Path(__file__).parent))`.
 """
@@ -77,6 +77,17 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def unfold(page, selector: str = "#advanced") -> None:
+    """Open a folded part of the page (the Advanced settings, the steering) as a person
+    would: by pressing its summary (`page`: a Playwright page)."""
+    from playwright.sync_api import expect  # only browser tests have Playwright
+
+    details = page.locator(selector)
+    if details.get_attribute("open") is None:
+        details.locator("summary").first.click()
+    expect(details).to_have_attribute("open", "")
 
 
 def training_threads(run_id: str | None = None) -> list[threading.Thread]:

@@ -59,7 +59,7 @@ from playwright.sync_api import Page, expect  # noqa: E402
 from cnn.presets import PRESETS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from server_helpers import LiveServer, make_app, start_run, wait_for  # noqa: E402
+from server_helpers import LiveServer, make_app, start_run, unfold, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
@@ -159,15 +159,6 @@ def open_dashboard(page: Page, server: LiveServer) -> None:
     expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"), timeout=10_000)
 
 
-def unfold(page: Page, selector: str = "#advanced") -> None:
-    """Open a folded part of the page (the Advanced settings, the steering) as a person
-    would: by pressing its summary."""
-    details = page.locator(selector)
-    if details.get_attribute("open") is None:
-        details.locator("summary").first.click()
-    expect(details).to_have_attribute("open", "")
-
-
 def filter_pixels(page: Page) -> list[str]:
     """The pixels of every filter tile, as PNG data URLs."""
     return page.evaluate("""() => Array.from(
@@ -231,7 +222,8 @@ def test_a_run_started_from_the_page_is_drawn_live_and_listed_when_finished(serv
     first = hook(page, "lossPoints")
     wait_hook(page, "lossPoints", ">", first)
 
-    # The filter tiles are redrawn with new weights.
+    # The filter tiles are redrawn with new weights (while in view: issue 13).
+    page.locator("#filters").scroll_into_view_if_needed()
     wait_hook(page, "filterVersion", ">", 0)
     version, pixels = hook(page, "filterVersion"), filter_pixels(page)
     assert pixels, "no filter canvases were drawn"
@@ -241,7 +233,8 @@ def test_a_run_started_from_the_page_is_drawn_live_and_listed_when_finished(serv
 
     expect(page.locator("#progress-text")).to_have_text(re.compile(r"ETA \d+:\d\d"))
 
-    # Mid-training, with an epoch on the accuracy chart: the screenshot.
+    # Mid-training, with an epoch on the accuracy chart (back in view): the screenshot.
+    page.locator("#accuracy-chart").scroll_into_view_if_needed()
     wait_hook(page, "epochPoints", ">=", 1, timeout=30)
     page.wait_for_function("() => document.getElementById('progress').value >= 0.6",
                            timeout=15_000)
@@ -272,6 +265,7 @@ def test_a_wide_layer_shows_its_first_filters_and_says_how_many_of_all(server, p
     # More filters than the 32 a layer's event carries (app/filter_images.py), and in the
     # second layer more input channels (40) than the 16 it carries.
     start_run(api, preset="default", filters=[40, 48], epochs=1, train_size=500, test_size=100)
+    page.locator("#filters").scroll_into_view_if_needed()   # drawn while in view
     wait_hook(page, "filterVersion", ">", 0)
     layers = page.locator("#filters .filter-layer")
     expect(layers).to_have_count(2)
@@ -373,6 +367,7 @@ def test_the_layout_fits_a_phone_screen_without_horizontal_scrolling(
 def _check_phone_layout(page: Page, server: LiveServer) -> None:
     open_dashboard(page, server)
     wait_hook(page, "epochPoints", "===", 3)
+    page.locator("#filters").scroll_into_view_if_needed()   # drawn while in view
     wait_hook(page, "filterVersion", ">", 0)
     expect(page.locator("#runs li.run")).to_have_count(1)
 

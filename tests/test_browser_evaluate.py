@@ -87,8 +87,14 @@ def histogram_pixels(page: Page) -> list[dict]:
 
 
 def wait_insight(page: Page, epoch: int) -> None:
-    page.wait_for_function("""(epoch) => window.cnnLive.evaluation().epoch === epoch
-        && window.cnnLive.histograms().epoch === epoch""", arg=epoch, timeout=30_000)
+    """Epoch `epoch`'s evaluation and histograms drawn: each panel is drawn while in
+    view (issue 13), so each is scrolled to, as a person would."""
+    page.locator("#evaluate").scroll_into_view_if_needed()
+    page.wait_for_function("(epoch) => window.cnnLive.evaluation().epoch === epoch",
+                           arg=epoch, timeout=30_000)
+    page.locator("#weights").scroll_into_view_if_needed()
+    page.wait_for_function("(epoch) => window.cnnLive.histograms().epoch === epoch",
+                           arg=epoch, timeout=30_000)
 
 
 def open_cell(page: Page, label: int, predicted: int) -> None:

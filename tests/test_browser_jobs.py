@@ -268,6 +268,7 @@ def test_each_row_steers_its_own_run_and_a_queued_run_can_be_cancelled(server, p
                                timeout=5_000)
         expect(row(page, second)).to_have_attribute("aria-current", "true")
         expect(page.locator("#state")).to_have_text("running")
+        page.locator("#weights").scroll_into_view_if_needed()   # drawn while in view
         page.wait_for_function("(id) => window.cnnLive.histograms().runId === id", arg=second,
                                timeout=10_000)
         expect(page.locator("#runs-follow-newest")).to_be_visible()

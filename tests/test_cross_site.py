@@ -36,9 +36,8 @@ from cnn.model import Model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from http_folder import serve_folder  # noqa: E402
-from test_browser import unfold  # noqa: E402
-from server_helpers import (LONG_RUN, LiveServer, make_app, start_run, wait_for,  # noqa: E402
-                            wait_for_run_end)
+from server_helpers import (LONG_RUN, LiveServer, make_app, start_run, unfold,  # noqa: E402
+                            wait_for, wait_for_run_end)
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 ATTACKER_NAME, REBINDING_NAME = "attacker.example", "evil.example"

@@ -8,16 +8,12 @@
 import { PAGE_EVENTS } from './events.js';
 import { api, ApiError } from './api.js';
 import { SIDE, decodePixels, inkColour, paintDigit } from './digits.js';
+import { displayedTask } from './visibility.js';
 
 const COUNT = 12;
 const DEBOUNCE_MS = 300;
-// Query parameter -> the form's input id.
-const SETTINGS = [
-  ['shift', 'augment-shift'],
-  ['scale', 'augment-scale'],
-  ['rotation', 'augment-rotation'],
-  ['stroke', 'augment-stroke'],
-];
+// The query's parameters, in order: the names of the settings' inputs handed in.
+const SETTINGS = ['shift', 'scale', 'rotation', 'stroke'];
 
 function makeCanvas(label, kind) {
   const canvas = document.createElement('canvas');
@@ -44,8 +40,15 @@ function rowLabel(text) {
   return span;
 }
 
-export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
-  const inputs = SETTINGS.map(([name, id]) => [name, document.getElementById(id)]);
+/**
+ * @param {object} options
+ * @param {HTMLFormElement} options.form  the Training form (it says when code filled it in)
+ * @param {{shift: HTMLInputElement, scale: HTMLInputElement, rotation: HTMLInputElement,
+ *   stroke: HTMLInputElement}} options.inputs  the form's augmentation settings
+ * @param {HTMLElement} options.grid  where the digits are drawn
+ */
+export function createAugmentPreview({ form, inputs: settings, grid, stampEl, errorEl }) {
+  const inputs = SETTINGS.map((name) => [name, settings[name]]);
   let timer = 0;
   let asked = 0;          // requests sent; an answer to an older one is dropped
   let last = null;        // the last answer drawn, for a redraw after a theme change
@@ -115,11 +118,14 @@ export function createAugmentPreview({ form, grid, stampEl, errorEl }) {
     }
   }
 
+  // Asked for only once its section shows (on a phone the Evaluate section may never).
+  const loadWhenDisplayed = displayedTask(grid, () => {
+    if (query() !== shownQuery || !last) load();
+  });
+
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (query() !== shownQuery || !last) load();
-    }, DEBOUNCE_MS);
+    timer = setTimeout(loadWhenDisplayed, DEBOUNCE_MS);
   }
 
   for (const [, input] of inputs) if (input) input.addEventListener('input', schedule);

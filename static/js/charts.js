@@ -309,8 +309,10 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   }
 
   // ----- drawing -----
+  // The width the ResizeObserver last saw: reading clientWidth forces a layout, about
+  // 60 ms of a slow phone's time when the page has just changed.
   function widthOf(el) {
-    return Math.max(200, Math.floor(el.clientWidth));
+    return Math.max(200, widths.get(el) || Math.floor(el.clientWidth));
   }
 
   function viewKey() {
@@ -481,8 +483,8 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     redraw({ id: record.run_id, urgent: true });
   }
 
-  redraw();
-
+  // The first drawing waits for main.js's first setView (the runs known): an empty
+  // chart built first would be built again at once.
   return {
     /** Forget run `id`'s data (it starts), or what came after epoch `keepThrough`
      *  (it goes on from that epoch's checkpoint: continued, or stepped). */
@@ -515,7 +517,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       const changed = ids.join(',') !== drawnIds.join(',') || selectedId !== selected;
       drawnIds = [...ids];
       selected = selectedId;
-      if (changed || relabel) {
+      if (changed || relabel || !lossChart) {
         rebuild = true;
         draw(true);
       }

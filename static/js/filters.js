@@ -26,13 +26,50 @@ export function palette() {
   };
 }
 
+/** The colour of weight `t` (-1..1 of the layer's largest |weight|) as [r, g, b]. */
 function colourFor(t, p) {
   const end = t < 0 ? p.negative : p.positive;
   const a = Math.min(1, Math.abs(t));
-  const r = Math.round(p.zero[0] + (end[0] - p.zero[0]) * a);
-  const g = Math.round(p.zero[1] + (end[1] - p.zero[1]) * a);
-  const b = Math.round(p.zero[2] + (end[2] - p.zero[2]) * a);
-  return `rgb(${r},${g},${b})`;
+  return [0, 1, 2].map((i) => Math.round(p.zero[i] + (end[i] - p.zero[i]) * a));
+}
+
+/** The RGB of each of the 256 levels of a layer sent over `low`..`high`: a layer's
+ *  weights are painted from this table (a filter is hundreds of squares). */
+export function levelColours(low, high, colours) {
+  const max = Math.max(Math.abs(low), Math.abs(high)) || 1;
+  const step = (high - low) / 255;
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let level = 0; level < 256; level++) {
+    table.set(colourFor((low + level * step) / max, colours), level * 3);
+  }
+  return table;
+}
+
+/** Filter `f` of `layer` as the pixels of its canvas: each weight a `cell`-pixel square
+ *  of its colour, its channels' kernels side by side with transparent gaps. */
+function filterPixels(image, layer, f, geo, table) {
+  const { kernel, channels, levels } = layer;
+  const pixels = image.data;
+  pixels.fill(0);
+  for (let c = 0; c < geo.shown; c++) {
+    const ox = (c % geo.cols) * (kernel * geo.cell + geo.gap);
+    const oy = Math.floor(c / geo.cols) * (kernel * geo.cell + geo.gap);
+    const start = (f * channels + c) * kernel * kernel;
+    for (let y = 0; y < kernel; y++) {
+      for (let x = 0; x < kernel; x++) {
+        const at = levels[start + y * kernel + x] * 3;
+        for (let py = oy + y * geo.cell; py < oy + (y + 1) * geo.cell; py++) {
+          let i = (py * image.width + ox + x * geo.cell) * 4;
+          for (let px = 0; px < geo.cell; px++, i += 4) {
+            pixels[i] = table[at];
+            pixels[i + 1] = table[at + 1];
+            pixels[i + 2] = table[at + 2];
+            pixels[i + 3] = 255;
+          }
+        }
+      }
+    }
+  }
 }
 
 function decodeBytes(base64) {
@@ -105,7 +142,8 @@ export function createFilters({ container, stampEl }) {
   let last = null;        // the last event drawn (for a redraw after a theme change)
   let version = 0;
   let layoutKey = '';
-  let views = [];         // per layer: {canvases, geometry, scaleLow, scaleHigh}
+  let views = [];         // per layer: {canvases, geo, low, high, image}
+  let colours = null;     // the theme's palette, read once per theme (getComputedStyle)
 
   function message(text) {
     container.replaceChildren();
@@ -161,6 +199,7 @@ export function createFilters({ container, stampEl }) {
         canvas.height = geo.height;
         canvas.setAttribute('role', 'img');
         canvas.setAttribute('aria-label', `filter ${f + 1} of conv layer ${position + 1}`);
+        canvas.title = `filter ${f + 1}`;
         grid.append(canvas);
         canvases.push(canvas);
       }
@@ -182,31 +221,17 @@ export function createFilters({ container, stampEl }) {
       build(layers);
       layoutKey = key;
     }
-    const colours = palette();
+    colours ||= palette();
     layers.forEach((layer, i) => {
       const view = views[i];
-      const { geo } = view;
-      const { kernel, channels, low, high, levels } = layer;
-      const max = Math.max(Math.abs(low), Math.abs(high)) || 1;
-      const step = (high - low) / 255;
+      const max = Math.max(Math.abs(layer.low), Math.abs(layer.high)) || 1;
       view.low.textContent = `−${formatNumber(max, 2)}`;
       view.high.textContent = `+${formatNumber(max, 2)}`;
+      const table = levelColours(layer.low, layer.high, colours);
+      view.image ||= new ImageData(view.geo.width, view.geo.height);
       view.canvases.forEach((canvas, f) => {
-        const ctx = canvas.getContext('2d');
-        ctx.clearRect(0, 0, canvas.width, canvas.height);
-        for (let c = 0; c < geo.shown; c++) {
-          const ox = (c % geo.cols) * (kernel * geo.cell + geo.gap);
-          const oy = Math.floor(c / geo.cols) * (kernel * geo.cell + geo.gap);
-          const start = (f * channels + c) * kernel * kernel;
-          for (let y = 0; y < kernel; y++) {
-            for (let x = 0; x < kernel; x++) {
-              const w = low + levels[start + y * kernel + x] * step;
-              ctx.fillStyle = colourFor(w / max, colours);
-              ctx.fillRect(ox + x * geo.cell, oy + y * geo.cell, geo.cell, geo.cell);
-            }
-          }
-        }
-        canvas.title = `filter ${f + 1}`;
+        filterPixels(view.image, layer, f, view.geo, table);
+        canvas.getContext('2d').putImageData(view.image, 0, 0);
       });
     });
     if (stampEl) {
@@ -217,7 +242,7 @@ export function createFilters({ container, stampEl }) {
     version += 1;
   }
 
-  // Drawn only while its section shows (a phone shows one at a time).
+  // Drawn only while it can be seen (visibility.js), and only the newest event.
   const request = shownTask(container, draw);
 
   return {
@@ -239,6 +264,7 @@ export function createFilters({ container, stampEl }) {
       request();
     },
     restyle() {
+      colours = null;
       if (last && !pending) {
         pending = last;
         version -= 1; // a restyle is not a new filter update

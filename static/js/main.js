@@ -64,6 +64,11 @@ setTokenAsker(createTokenDialog({
   cancel: byId('token-cancel'),
 }));
 
+// Which requests need a token (GET /api/auth, always open): asked now, while the panels
+// are set up, rather than after them (a round trip less before the stream opens).
+const authAsked = api('GET', '/api/auth');
+authAsked.catch(() => {});   // read below
+
 // The four sections (Train, Draw, Evaluate, Runs): one at a time on a phone.
 createSections({
   layout: byId('main'),
@@ -219,6 +224,12 @@ const steer = createSteer({
 });
 const augment = createAugmentPreview({
   form: byId('run-form'),
+  inputs: {
+    shift: byId('augment-shift'),
+    scale: byId('augment-scale'),
+    rotation: byId('augment-rotation'),
+    stroke: byId('augment-stroke'),
+  },
   grid: byId('augment-grid'),
   stampEl: byId('augment-stamp'),
   errorEl: byId('augment-error'),
@@ -544,12 +555,11 @@ function showConnection(state) {
   el.classList.add(state);
 }
 
-// Which requests need the token (GET /api/auth, always open). With CNN_LIVE_TOKEN_READ
-// even watching does: ask up front, and give the event stream the token as ?token=
-// (EventSource cannot send headers).
+// With CNN_LIVE_TOKEN_READ even watching needs the token: ask up front, and give the
+// event stream the token as ?token= (as EventSource needed; the stream's fetch keeps it).
 let auth = { write: false, read: false };
 try {
-  auth = await api('GET', '/api/auth');
+  auth = await authAsked;
 } catch (error) {
   console.warn('cnn-live: could not ask which requests need a token', error);
 }

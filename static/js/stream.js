@@ -1,16 +1,84 @@
-// The server-sent event stream: one EventSource, its connection state, and a
-// reconnect of our own when the browser gives up (readyState CLOSED).
+// The server-sent event stream (GET /api/events): read with fetch, its events applied in
+// short slices, its connection state, and reconnection.
 //
-// While the browser retries by itself it sends Last-Event-ID and the server replays
-// what was missed. A new EventSource cannot send that header, so a reconnect of our
-// own asks for the same with `?after=ID`. (Without either, the server starts with the
-// active runs' history, each beginning with its "run" event; the handlers are idempotent.)
+// Why fetch and not EventSource: a late page is replayed the active runs' history (at
+// epoch 9 of a `default` run about 1,250 events, 760 KB) in a few large writes, and
+// EventSource parses and dispatches every one of them in the task that received the
+// bytes: one task of 350-440 ms on a phone throttled 4x (issue 13). Here the bytes are
+// only cut into events when they come; each event is parsed (JSON) and applied later,
+// in slices of at most SLICE_MS, in order.
+//
+// Events whose newest one is the whole picture (the server's status; a run's filters,
+// evaluation and histograms) are skipped, not even parsed, when a newer one of the same
+// kind (and run) already waits behind them: a replay's hundred statuses and hundred
+// filter snapshots cost one each.
+//
+// After a cut the stream is asked again with `?after=ID` (the last event id received),
+// and the server replays what was missed; while the server cannot be reached the delay
+// doubles from RETRY_MIN_MS to RETRY_MAX_MS. Without an id the server starts with the
+// active runs' history, each beginning with its "run" event; the handlers are idempotent.
 
 import { STREAM_EVENTS } from './events.js';
 
 const RETRY_MIN_MS = 1000;
-const SLICE_MS = 12;
 const RETRY_MAX_MS = 15000;
+const SLICE_MS = 12;
+const KNOWN = new Set(STREAM_EVENTS);
+const PER_RUN_PICTURES = new Set(['filters', 'evaluation', 'histograms']);
+// The server writes run_id first in these events (app/reporter.py, app/filter_images.py,
+// app/gallery.py): looked for in their head only; not found, the event is applied.
+const RUN_ID = /"run_id"\s*:\s*"([^"]*)"/;
+
+/** The key under which the newest event replaces older ones still waiting (status: one
+ *  for the server; filters, evaluation, histograms: one per run), or null. */
+export function pictureKey(name, text) {
+  if (name === 'status') return name;
+  if (!PER_RUN_PICTURES.has(name)) return null;
+  const match = RUN_ID.exec(text.slice(0, 120));
+  return match ? `${name}:${match[1]}` : null;
+}
+
+/** A parser of the event-stream format (the HTML standard's): fed text as it comes,
+ *  it calls onEvent(name, data, lastId) for each complete event. */
+export function sseParser(onEvent) {
+  let rest = '';
+  let name = '';
+  let data = [];
+  let lastId = null;
+
+  function line(text) {
+    if (text.endsWith('\r')) text = text.slice(0, -1);
+    if (text === '') {
+      if (data.length) onEvent(name || 'message', data.join('\n'), lastId);
+      name = '';
+      data = [];
+      return;
+    }
+    if (text.charCodeAt(0) === 58) return;   // ":" a comment (the server's pings)
+    const colon = text.indexOf(':');
+    const field = colon < 0 ? text : text.slice(0, colon);
+    let value = colon < 0 ? '' : text.slice(colon + 1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
+    if (field === 'event') name = value;
+    else if (field === 'data') data.push(value);
+    else if (field === 'id' && !value.includes('\0')) lastId = value;
+  }
+
+  return function feed(text) {
+    const buffer = rest + text;
+    let start = 0;
+    for (let end = buffer.indexOf('\n'); end >= 0; end = buffer.indexOf('\n', start)) {
+      line(buffer.slice(start, end));
+      start = end + 1;
+    }
+    rest = buffer.slice(start);
+  };
+}
+
+// How many received events wait to be applied (the page's one stream): a replayed
+// history is still being applied while this is above 0.
+let backlogOf = () => 0;
+export const backlog = () => backlogOf();
 
 /**
  * @param {object} options
@@ -18,34 +86,31 @@ const RETRY_MAX_MS = 15000;
  * @param {(name: string, data: any, id: string|null) => void} options.onEvent
  * @param {(state: 'connected'|'reconnecting'|'disconnected') => void} options.onConnection
  */
-// How many received events wait to be applied (the page's one stream): a replayed
-// history is still coming in while this is above 0.
-let backlogOf = () => 0;
-export const backlog = () => backlogOf();
-
 export function connectStream({ url = '/api/events', onEvent, onConnection }) {
-  let source = null;
   let lastEventId = null;
+  let request = null;       // the AbortController of the current request
   let retryTimer = 0;
   let retryDelay = RETRY_MIN_MS;
   let stopped = false;
   let opened = false;
 
-  const setConnection = (state) => onConnection(state);
-
-  // Events are applied in slices of at most SLICE_MS, in order: a late page is sent a
-  // run's history in a few large writes, and applying thousands of events in the task
-  // that received them blocked a slow phone for over half a second (issue 13).
-  const queue = [];
+  // ----- received events, applied in slices -----
+  const queue = [];         // [name, text, id, key, serial]
   let head = 0;
+  let serial = 0;
+  const newest = new Map(); // picture key -> serial of its newest event waiting
   let draining = false;
   backlogOf = () => queue.length - head;
   const channel = new MessageChannel();
   channel.port1.onmessage = drain;
 
-  function dispatch(name, event) {
-    if (event.lastEventId) lastEventId = event.lastEventId;
-    queue.push([name, event.data, event.lastEventId || lastEventId]);
+  function receive(name, text, id) {
+    if (id) lastEventId = id;
+    if (!KNOWN.has(name)) return;
+    const key = pictureKey(name, text);
+    serial += 1;
+    if (key) newest.set(key, serial);
+    queue.push([name, text, id || lastEventId, key, serial]);
     if (!draining) {
       draining = true;
       channel.port2.postMessage(null);
@@ -55,9 +120,13 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
   function drain() {
     const until = performance.now() + SLICE_MS;
     while (head < queue.length && performance.now() < until) {
-      const [name, text, id] = queue[head];
+      const [name, text, id, key, number] = queue[head];
       queue[head] = null;
       head += 1;
+      if (key) {
+        if (newest.get(key) !== number) continue;   // a newer one waits behind it
+        newest.delete(key);
+      }
       apply(name, text, id);
     }
     if (head < queue.length) {
@@ -85,74 +154,78 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
     }
   }
 
-  function scheduleReconnect() {
+  // ----- the connection -----
+  function requestUrl() {
+    const base = typeof url === 'function' ? url() : url;
+    return lastEventId === null ? base
+      : `${base}${base.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastEventId)}`;
+  }
+
+  function retryLater(delay) {
     clearTimeout(retryTimer);
-    const delay = retryDelay;
-    retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
     retryTimer = setTimeout(open, delay);
   }
 
-  function open() {
+  async function open() {
     if (stopped) return;
     clearTimeout(retryTimer);
-    if (source) source.close();
-    const base = typeof url === 'function' ? url() : url;
-    const resumeUrl = lastEventId === null ? base
-      : `${base}${base.includes('?') ? '&' : '?'}after=${encodeURIComponent(lastEventId)}`;
-    const es = new EventSource(resumeUrl);
-    source = es;
+    retryTimer = 0;
+    if (request) request.abort();
+    const mine = new AbortController();
+    request = mine;
     // The first connection keeps the page's initial "disconnected" until it opens.
-    if (opened) setConnection('reconnecting');
-
-    es.addEventListener('open', () => {
-      if (es !== source) return;
+    if (opened) onConnection('reconnecting');
+    let receiving = false;
+    try {
+      const response = await fetch(requestUrl(), {
+        headers: { Accept: 'text/event-stream' }, cache: 'no-store', signal: mine.signal,
+      });
+      if (!response.ok || !response.body) throw new Error(`the stream answered ${response.status}`);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      const feed = sseParser(receive);
+      receiving = true;
       retryDelay = RETRY_MIN_MS;
       opened = true;
-      setConnection('connected');
-    });
-
-    for (const name of STREAM_EVENTS) {
-      if (name === 'error') continue;
-      es.addEventListener(name, (event) => {
-        if (es === source) dispatch(name, event);
-      });
-    }
-
-    // "error" is both the server's event name for a failed run (a MessageEvent with
-    // data) and the EventSource's own connection-error event (a plain Event).
-    es.addEventListener('error', (event) => {
-      if (es !== source) return;
-      if (typeof MessageEvent !== 'undefined' && event instanceof MessageEvent && typeof event.data === 'string') {
-        dispatch('error', event);
+      onConnection('connected');
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || mine !== request) break;
+        feed(value);
+      }
+    } catch (error) {
+      if (mine !== request || stopped) return;
+      if (!receiving) {
+        // The server could not be reached, or refused: wait longer each time.
+        onConnection('disconnected');
+        const delay = retryDelay;
+        retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
+        retryLater(delay);
         return;
       }
-      if (es.readyState === EventSource.CLOSED) {
-        setConnection('disconnected');
-        scheduleReconnect();
-      } else {
-        setConnection('reconnecting');
-      }
-    });
+    }
+    // The stream ended or broke (the server stopped, or let go of a page that fell
+    // behind): ask again for what came after.
+    if (mine !== request || stopped) return;
+    onConnection('reconnecting');
+    retryLater(RETRY_MIN_MS);
   }
 
   // Come back at once when the network does, rather than waiting out the back-off.
   window.addEventListener('online', () => {
-    if (!stopped && source && source.readyState === EventSource.CLOSED) {
-      retryDelay = RETRY_MIN_MS;
-      open();
-    }
+    if (stopped) return;
+    retryDelay = RETRY_MIN_MS;
+    if (retryTimer) open();
   });
 
   open();
 
   return {
     lastEventId: () => lastEventId,
-    readyState: () => (source ? source.readyState : EventSource.CLOSED),
     close() {
       stopped = true;
       clearTimeout(retryTimer);
-      if (source) source.close();
-      setConnection('disconnected');
+      if (request) request.abort();
+      onConnection('disconnected');
     },
   };
 }

@@ -1,10 +1,13 @@
-// Whether a panel can be seen: on screen (or nearly) and not in a hidden section. A
-// panel that cannot be seen keeps its data but does not draw; it is brought up to date
-// when it comes into view. On a phone throttled 4x, drawing charts and tiles nobody
-// sees was most of the main thread's time while a run trained (issue 13).
+// Whether a panel can be seen: on screen (or nearly) and not in a hidden section (an
+// element in a section that is not displayed never intersects the viewport, so one
+// IntersectionObserver answers both). A panel that cannot be seen keeps its data but
+// does not draw; it is brought up to date when it comes into view. On a phone
+// throttled 4x, drawing charts and tiles nobody sees was most of the main thread's
+// time while a run trained (issue 13).
 
 import { PAGE_EVENTS } from './events.js';
-import { frameTask } from './format.js';
+import { pacedTask } from './format.js';
+import { backlog } from './stream.js';
 
 // Drawn a little before it scrolls into view, so that it is ready when it arrives.
 const MARGIN = '200px 0px';
@@ -47,41 +50,53 @@ export function watchShown(el, onShown) {
 
 // ----- panels drawn only when they can be seen -----
 
-// Panels waiting to be drawn because their section is hidden (a phone shows one at a
-// time): drawn when a section is shown (sections.js says so).
-const waiting = new Set();
-document.addEventListener(PAGE_EVENTS.sectionShown, () => {
-  for (const run of [...waiting]) run();
-});
-
 /**
- * A request to draw panel `el` (`task`), at most once per animation frame, and only
- * while the panel can be seen; a request made while it cannot is kept and honoured when
- * it shows.
+ * A request to draw panel `el` (`task`): run only while the panel can be seen (on
+ * screen or nearly, in a section that shows), at most every `interval` ms and never
+ * more than about 15% of the time (format.js pacedTask), and not while the stream still
+ * applies a replayed history (a late page draws what the history ends with, once). A
+ * request made while the panel cannot be seen is kept and honoured when it shows.
  * @param {Element} el
  * @param {() => void} task
  * @param {object} [options]
- * @param {boolean} [options.offscreen]  also wait while it is scrolled out of view (for
- *   panels that draw often, like the charts); without it only a hidden section waits
- *   (panels that draw once a second or once an epoch)
+ * @param {number} [options.interval]  ms between two runs at least
  */
-export function shownTask(el, task, { offscreen = false } = {}) {
+export function shownTask(el, task, { interval = 0 } = {}) {
   let wanted = false;
-  const canBeSeen = offscreen ? watchShown(el, () => { if (wanted) run(); })
-    : () => el.checkVisibility();
-  const run = frameTask(() => {
-    if (!wanted) return;
-    if (!canBeSeen()) {
-      waiting.add(request);
-      return;
-    }
-    waiting.delete(request);
+  const canBeSeen = watchShown(el, () => { if (wanted) run(true); });
+  const run = pacedTask(() => {
+    if (!wanted || !canBeSeen()) return;
     wanted = false;
     task();
-  });
-  function request() {
+  }, { interval, settled: () => backlog() === 0 });
+  return function request() {
     wanted = true;
     run();
+  };
+}
+
+// ----- work done only once its section shows -----
+
+const waitingForSection = new Set();
+document.addEventListener(PAGE_EVENTS.sectionShown, () => {
+  for (const run of [...waitingForSection]) run();
+});
+
+/**
+ * A request to do `task` for `el` now if `el` is displayed (not in a hidden section:
+ * a phone shows one at a time), else when its section shows. For panels that fetch
+ * something to draw once, off-screen or not (the augmentation preview).
+ * @param {Element} el
+ * @param {() => void} task
+ */
+export function displayedTask(el, task) {
+  function run() {
+    if (!el.checkVisibility()) {
+      waitingForSection.add(run);
+      return;
+    }
+    waitingForSection.delete(run);
+    task();
   }
-  return request;
+  return run;
 }
