@@ -80,7 +80,7 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "preset": self.preset, "config": self.config,
-                "state": self.state, "started_at": self.started_at,
+                "spec": self.spec, "state": self.state, "started_at": self.started_at,
                 "finished_at": self.finished_at, "epochs": self.epochs,
                 "final_test_accuracy": self.final_test_accuracy, "message": self.message,
                 "outcome": self.outcome, "checkpoint": self.checkpoint,

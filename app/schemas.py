@@ -236,6 +236,8 @@ class RunInfo(BaseModel):
     run_id: str
     preset: str
     config: dict
+    spec: dict = Field(description="the network it trains: its preset's, or the spec it was "
+                                   "started with (see POST /api/specs/check)")
     state: State
     started_at: float
     finished_at: float | None
@@ -432,6 +434,8 @@ class DrawingList(BaseModel):
     counts: dict[int, int] = Field(description="drawings per label")
     max_count: int
     held_out_every: int
+    min_drawings: int = Field(description="runs are measured on the drawings, and can "
+                                          "learn from them (Teach now), from this many on")
 
 
 class DrawingsImported(BaseModel):

@@ -1,9 +1,10 @@
 """The dashboard for the people who use it (issue 13), in a real Chromium: axe-core finds
 no WCAG 2.2 AA violation (nor any best practice's, of any impact) in light and dark
 themes, idle, mid-run, after an epoch and with a drawing answered, on a desktop and on a
-phone; targets are 24x24 px at least; the drawing pad and its answer are on the first
-screen of a 1280x800 desktop; a run is started, paused, resumed and stopped, and a
-drawing cleared, with the keyboard alone, the focus visible (3:1) and never dropped.
+phone, and in the network builder (checked, a layer at fault, JSON that does not parse,
+a run's network loaded); targets are 24x24 px at least; the drawing pad and its answer are
+on the first screen of a 1280x800 desktop; a run is started, paused, resumed and stopped,
+and a drawing cleared, with the keyboard alone, the focus visible (3:1) and never dropped.
 
 axe-core is the pinned version that .ci/run installs outside the checkout
 (CNN_LIVE_AXE: the path of its axe.min.js). The page's CSP forbids injected scripts, so
@@ -13,6 +14,7 @@ contexts).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -130,6 +132,8 @@ def test_axe_finds_nothing_idle_mid_run_after_an_epoch_and_with_a_drawing_answer
 
         start_run(api, **WATCHED_RUN)
         expect(page.locator("#state")).to_have_text("running", timeout=10_000)
+        # Below the network builder, which the audit opened: drawn when in view.
+        page.locator("#loss-chart").scroll_into_view_if_needed()
         wait_hook(page, "lossPoints", ">", 0)
         audit(page, axe_source, f"{scheme}, mid-run")
 
@@ -180,6 +184,46 @@ def test_axe_finds_nothing_in_any_section_of_a_phone(
                 audit(page, axe_source, f"phone, {scheme}, {link}")
         finally:
             context.close()
+
+
+# A run of a network of its own (its row says so and offers "Edit network").
+OWN_NETWORK_RUN = {"preset": "seed", "epochs": 1, "train_size": 200, "test_size": 50,
+                   "spec": {"layers": [{"type": "conv", "filters": 4, "kernel": 5, "stride": 2},
+                                       {"type": "tanh"}, {"type": "flatten"},
+                                       {"type": "dense", "units": 10}]}}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_in_the_network_builder_checked_refused_and_with_bad_json(
+        server, browser, browser_context_args, api, axe_source, scheme):
+    start_run(api, **OWN_NETWORK_RUN)
+    wait_for(lambda: api.get("/api/status").json()["state"] == "finished", 30,
+             what="the run to finish")
+    context, page = audited_page(browser, browser_context_args, scheme=scheme)
+    try:
+        open_dashboard(page, server)
+        page.locator("#builder summary").click()
+        status = page.locator("#builder-status")
+        expect(status).to_contain_text("an epoch", timeout=10_000)
+        audit(page, axe_source, f"{scheme}, the builder, checked")
+
+        layers = page.locator("#builder-layers li")
+        layers.nth(3).get_by_role("button", name=re.compile("^Move layer 3 .* up")).click()
+        expect(page.locator("#builder-layers li.is-invalid")).to_have_count(1)
+        audit(page, axe_source, f"{scheme}, the builder, a layer at fault")
+
+        page.locator("#builder-json").fill('{"layers": [')
+        expect(page.locator("#builder-json-error")).to_be_visible()
+        audit(page, axe_source, f"{scheme}, the builder, JSON that does not parse")
+        save_screenshot(page, f"accessibility-builder-{scheme}.png", full_page=True)
+
+        # "Edit network" on the run: its network in the builder.
+        page.locator("#runs .run-edit").first.click()
+        expect(page.locator("#builder-json-error")).to_be_hidden()
+        expect(status).to_contain_text("an epoch", timeout=10_000)
+        audit(page, axe_source, f"{scheme}, the builder, a run's network loaded")
+    finally:
+        context.close()
 
 
 # -- the first screen -------------------------------------------------------------------------
@@ -238,6 +282,39 @@ def test_a_phone_offers_draw_and_train_on_its_first_screen_and_each_section_has_
                                 ("train", "#loss-chart")):
             page.goto(f"{page.url.split('#')[0]}#{fragment}")
             expect(page.locator(shown)).to_be_visible()
+    finally:
+        context.close()
+
+
+# -- your own drawings (issue 15) --------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_with_the_labelling_buttons_the_gallery_and_a_teaching_shown(
+        server, browser, browser_context_args, axe_source, mnist, monkeypatch, scheme):
+    import app.routers.drawings as drawings_router
+    from cnn.teach import Teaching
+    from test_browser_drawings import save_mnist_drawings
+    monkeypatch.setattr(drawings_router, "Teaching", functools.partial(Teaching, replay=1000))
+    save_mnist_drawings(server, mnist, 12)  # enough to teach: ids 5 and 10 held out
+    context, page = audited_page(browser, browser_context_args, scheme=scheme)
+    try:
+        open_dashboard(page, server)
+        draw_a_one(page)
+        expect(page.locator("#label-offer")).to_be_visible()
+        audit(page, axe_source, f"{scheme}, the labelling buttons offered")
+
+        page.locator("#label-offer .label-digit[data-label='1']").click()
+        expect(page.locator("#label-status")).to_contain_text("Saved as a 1")
+        expect(page.locator("#drawings-gallery .drawing-tile")).to_have_count(13)  # audit opened it
+        audit(page, axe_source, f"{scheme}, a drawing saved, the gallery shown")
+
+        page.locator("#teach-now").click()
+        expect(page.locator("#teach-result")).to_have_attribute("data-state", "finished",
+                                                                 timeout=60_000)
+        page.locator("#confusion-tab-drawings").click()
+        expect(page.locator("#confusion-summary")).to_contain_text("held-out drawings")
+        audit(page, axe_source, f"{scheme}, taught: before and after, the drawings' matrix")
+        save_screenshot(page, f"accessibility-drawings-{scheme}.png", full_page=True)
     finally:
         context.close()
 

@@ -5,6 +5,9 @@ keeps its spec in its record, its metrics export and its checkpoint."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from cnn.checkpoint import load_checkpoint
 from cnn.cost import ModelLimits
-from cnn.model import normalize_spec
+from cnn.losses import LOSSES
+from cnn.model import INITS, LAYER_KEYS, normalize_spec
 from cnn.presets import PRESETS
 from server_helpers import make_app, wait_for_run_end
 
@@ -179,9 +183,59 @@ def test_a_run_from_a_custom_spec_trains_and_keeps_its_spec_in_record_export_and
         info = client.get(f"/api/runs/{run_id}").json()
         assert info["epochs"] and info["checkpoint"]
         spec = normalize_spec(CUSTOM)
+        assert info["spec"] == spec
         assert client.get(f"/api/runs/{run_id}/metrics.json").json()["spec"] == spec
         assert client.app.state.manager.runs[run_id].spec == spec
         assert load_checkpoint(info["checkpoint"]).model.spec == spec
+
+
+def test_every_runs_spec_is_in_its_record_and_the_runs_list_and_outlives_the_server(
+        mnist_dir, tmp_path):
+    """What the page's "Edit this network" loads: GET /api/runs/{id} and the list give
+    the network a run trains, its own spec or its preset's, today and after a restart."""
+    runs_dir = str(tmp_path / "runs")
+    tiny = {"epochs": 1, "train_size": 100, "test_size": 50}
+    with TestClient(make_app(mnist_dir, calibration="reference", runs_dir=runs_dir)) as client:
+        custom = client.post("/api/runs", json={"preset": "default", "spec": CUSTOM, **tiny})
+        assert custom.status_code == 201, custom.text
+        wait_for_run_end(client)
+        preset = client.post("/api/runs", json={"preset": "seed", **tiny})
+        assert preset.status_code == 201, preset.text
+        wait_for_run_end(client)
+    expected = {custom.json()["run_id"]: normalize_spec(CUSTOM),
+                preset.json()["run_id"]: PRESETS["seed"].spec}
+    with TestClient(make_app(mnist_dir, calibration="reference", runs_dir=runs_dir)) as client:
+        for run_id, spec in expected.items():
+            assert client.get(f"/api/runs/{run_id}").json()["spec"] == spec
+        listed = {run["run_id"]: run["spec"] for run in client.get("/api/runs").json()}
+        assert listed == expected
+        # The spec as the record gives it starts a run of the same network again.
+        again = client.post("/api/runs", json={"preset": "default", "epochs": 1,
+                                               "spec": listed[custom.json()["run_id"]]})
+        assert again.status_code == 201, again.text
+        client.post(f"/api/runs/{again.json()['run_id']}/stop", json={})
+        wait_for_run_end(client)
+
+
+def test_the_pages_builder_offers_the_engines_layers_and_starts_from_the_presets_networks(
+        client):
+    """The page's network builder (static/js/builder.js) reads what it offers from the
+    page: every layer type of the engine with its keys, in order, and their defaults, the
+    losses, the initialisations and a spec's own defaults; and each preset's network."""
+    page = client.get("/").text
+    attribute = re.search(r"data-schema='([^']*)'", page)
+    assert attribute, "no data-schema on #builder"
+    schema = json.loads(html.unescape(attribute.group(1)))
+    assert [kind for kind, _ in schema["layers"]] == list(LAYER_KEYS)
+    assert {kind: dict(keys) for kind, keys in schema["layers"]} == LAYER_KEYS
+    assert [[key for key, _ in keys] for _, keys in schema["layers"]] == \
+        [list(keys) for keys in LAYER_KEYS.values()]
+    assert schema["losses"] == list(LOSSES) and schema["inits"] == list(INITS)
+    spec = normalize_spec({"layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]})
+    assert schema["defaults"] == {key: spec[key] for key in ("input", "loss", "init")}
+    specs = {name: json.loads(html.unescape(text)) for name, text in re.findall(
+        r'<option value="([\w-]+)" data-config=\'[^\']*\'\s+data-spec=\'([^\']*)\'', page)}
+    assert specs == {name: preset.spec for name, preset in PRESETS.items()}
 
 
 def test_a_spec_with_filters_is_refused(client):

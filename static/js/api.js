@@ -49,10 +49,12 @@ export function askForToken(wrong = false) {
 }
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** `payload`: the answer's body as sent (a 422 of POST /api/specs/check names the layer). */
+  constructor(status, message, payload = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+    this.payload = payload;
   }
 }
 
@@ -76,21 +78,26 @@ export function describeError(payload, status = 0, statusText = '') {
 }
 
 /** fetch + JSON; throws ApiError (status 0 when the server could not be reached). A 401
- *  asks for the token and sends the call again, until it passes or the user gives up. */
-export async function api(method, path, body) {
+ *  asks for the token and sends the call again, until it passes or the user gives up.
+ *  A Blob `body` is sent as it is (application/octet-stream: a file to import); with
+ *  `{blob: true}` the answer comes back as a Blob (a file to download). */
+export async function api(method, path, body, { blob = false } = {}) {
   for (;;) {
     const sent = getToken();
     const response = await send(method, path, body, sent);
-    if (response.status !== 401 || !asker) return read(response);
+    if (response.status !== 401 || !asker) return read(response, blob);
     if (getToken() !== sent) continue;  // another call got a new token meanwhile
-    if (!(await askForToken(Boolean(sent)))) return read(response);
+    if (!(await askForToken(Boolean(sent)))) return read(response, blob);
   }
 }
 
 async function send(method, path, body, token) {
   const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
   if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined || changesState(method)) {
+  if (body instanceof Blob) {
+    init.headers['Content-Type'] = 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined || changesState(method)) {
     // The server refuses a state change without this type (a form or another site's
     // page cannot send it), so a call without a body sends {}.
     init.headers['Content-Type'] = 'application/json';
@@ -107,7 +114,8 @@ function changesState(method) {
   return !['GET', 'HEAD', 'OPTIONS'].includes(method.toUpperCase());
 }
 
-async function read(response) {
+async function read(response, blob = false) {
+  if (blob && response.ok) return response.blob();
   const text = await response.text();
   let payload = null;
   if (text) {
@@ -117,6 +125,8 @@ async function read(response) {
       payload = text;
     }
   }
-  if (!response.ok) throw new ApiError(response.status, describeError(payload, response.status, response.statusText));
+  if (!response.ok) {
+    throw new ApiError(response.status, describeError(payload, response.status, response.statusText), payload);
+  }
   return payload;
 }

@@ -1,7 +1,9 @@
 // The comparisons under Start: several runs in one request. "CNN against fully
 // connected" (the 2017 experiment: seed against seed-fc, the form's epochs) and the
 // "Learning-rate sweep" (the form's settings at four learning rates), with a line that
-// says what each will start. controls.js hands it the form and its request.
+// says what each will start; and the builder's "Race it against <preset>" (the network
+// of one's own against the preset's, both with the form's settings). controls.js hands
+// it the form and its request.
 
 import { isUnavailable, setUnavailable } from './buttons.js';
 import { PAGE_EVENTS } from './events.js';
@@ -21,6 +23,7 @@ export function sweepRates(rate) {
  * @param {object} options
  * @param {HTMLButtonElement} options.fcButton  "CNN against fully connected"
  * @param {HTMLButtonElement} options.lrButton  "Learning-rate sweep"
+ * @param {HTMLButtonElement} [options.raceButton]  the builder's "Race it against <preset>"
  * @param {HTMLElement} options.helpEl  the line that says what they start
  * @param {HTMLFormElement} options.form  the run form (its fields' changes)
  * @param {(name: string) => HTMLInputElement} options.field  a field of the form by name
@@ -30,8 +33,8 @@ export function sweepRates(rate) {
  * @param {(text: string) => void} options.showFormError
  * @param {(runs: object[]) => Promise<void>} options.start  POST /api/comparisons
  */
-export function createComparisons({ fcButton, lrButton, helpEl, form, field, collect, presetRate,
-  isBusy, showFormError, start }) {
+export function createComparisons({ fcButton, lrButton, raceButton, helpEl, form, field, collect,
+  presetRate, isBusy, showFormError, start }) {
   let maxAtOnce = null;
 
   function formEpochs() {
@@ -44,17 +47,30 @@ export function createComparisons({ fcButton, lrButton, helpEl, form, field, col
     return Number.isFinite(value) && value > 0 ? value : presetRate();
   }
 
-  /** The runs of comparison `kind`: "fc" (the 2017 experiment) or "lr" (a sweep). */
+  /** The runs of comparison `kind`: "fc" (the 2017 experiment), "lr" (a sweep) or
+   *  "race" (the builder's network against its preset's). */
   function runsOf(kind) {
     if (kind === 'fc') {
       const epochs = formEpochs();
       return ['seed', 'seed-fc'].map((preset) => (epochs ? { preset, epochs } : { preset }));
     }
     const body = collect();
+    if (kind === 'race') {
+      if (!body.spec) {
+        throw new Error(`The network in the builder is ${body.preset}'s own: change it first, then race it.`);
+      }
+      const against = { ...body };
+      delete against.spec;
+      return [body, against];
+    }
     return sweepRates(body.learning_rate ?? formRate()).map((rate) => ({ ...body, learning_rate: rate }));
   }
 
   function describe() {
+    if (raceButton) {
+      const text = `Race it against ${field('preset')?.value || 'the preset'}`;
+      if (raceButton.textContent !== text) raceButton.textContent = text;
+    }
     if (!helpEl) return;
     const epochs = formEpochs();
     const each = epochs ? `${epochs} epoch${epochs === 1 ? '' : 's'} each (the Epochs above)` : 'each preset\'s epochs';
@@ -79,6 +95,7 @@ export function createComparisons({ fcButton, lrButton, helpEl, form, field, col
 
   fcButton?.addEventListener('click', () => startComparison('fc', fcButton));
   lrButton?.addEventListener('click', () => startComparison('lr', lrButton));
+  raceButton?.addEventListener('click', () => startComparison('race', raceButton));
   form.addEventListener('input', describe);
   form.addEventListener('change', describe);
   form.addEventListener(PAGE_EVENTS.formFilled, describe);
@@ -96,6 +113,7 @@ export function createComparisons({ fcButton, lrButton, helpEl, form, field, col
     setBusy(busy) {
       setUnavailable(fcButton, busy);
       setUnavailable(lrButton, busy);
+      setUnavailable(raceButton, busy);
     },
   };
 }

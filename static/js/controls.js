@@ -3,7 +3,8 @@
 // buttons' enabled state, the progress bar and text, the latest figures, and the
 // data-missing and error banners. Other modules follow the state through `subscribe`
 // (steer.js). Start is always possible: past the runs that train at once, a new run
-// waits in the queue. The comparison buttons start several runs in one request.
+// waits in the queue. The comparison buttons start several runs in one request. With a
+// network of one's own in the builder (builder.js, `network`), Start trains it.
 
 import { PAGE_EVENTS } from './events.js';
 import { isUnavailable, setUnavailable } from './buttons.js';
@@ -29,6 +30,15 @@ const NUMBER_FIELDS = [
 ];
 
 
+/** A data-* attribute's JSON, or null. */
+function parseData(text) {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
 function describeFixed(c) {
   if (!c) return '';
   const train = c.train_size ? `${formatInteger(c.train_size)} training` : 'all 60,000 training';
@@ -45,10 +55,13 @@ function describeFixed(c) {
  * @param {object} options.elements  main.js hands them in: form, preset, optimizer, start,
  *   pause, stop, state, progress, progressText, formError, presetDescription, presetFixed,
  *   dataMissing, dataMissingMessage, error, errorMessage, storageError, compareFc,
- *   compareLr, compareHelp
+ *   compareLr, compareHelp, race (the builder's "Race it against <preset>")
  * @param {ReturnType<import('./stats.js').createStats>} options.stats  the latest figures
+ * @param {{specForRun: () => object | null}} [options.network]  the builder: the spec to
+ *   train instead of the preset's network (null: the preset's); throws, with the message
+ *   to show, for a network that cannot train
  */
-export function createControls({ elements: el, stats, onStarted, onAnswer }) {
+export function createControls({ elements: el, stats, onStarted, onAnswer, network = null }) {
 
   const presets = new Map();  // name -> {name, description, spec, config}
   let status = null;          // the latest status
@@ -65,14 +78,9 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
   // ----- presets -----
   function readPresetsFromPage() {
     for (const option of el.preset.options) {
-      let config = null;
-      try {
-        config = option.dataset.config ? JSON.parse(option.dataset.config) : null;
-      } catch {
-        config = null;
-      }
       presets.set(option.value, {
-        name: option.value, description: option.dataset.description || '', config, spec: null,
+        name: option.value, description: option.dataset.description || '',
+        config: parseData(option.dataset.config), spec: parseData(option.dataset.spec),
       });
     }
   }
@@ -128,7 +136,7 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
 
   async function loadPresets() {
     readPresetsFromPage();
-    if (presets.size && [...presets.values()].every((p) => p.config)) {
+    if (presets.size && [...presets.values()].every((p) => p.config && p.spec)) {
       showPreset(el.preset.value);
       return;
     }
@@ -165,6 +173,8 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
       body[key] = value;
     }
     if (el.optimizer.value) body.optimizer = el.optimizer.value;
+    const spec = network ? network.specForRun() : null;
+    if (spec) body.spec = spec;
     return body;
   }
 
@@ -202,8 +212,8 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
     }
   }
 
-  el.form.addEventListener('submit', (event) => {
-    event.preventDefault();
+  /** Start a run of the form's settings (and the builder's network, if one's own). */
+  function start() {
     if (busy || isUnavailable(el.start)) return;
     let body;
     try {
@@ -215,6 +225,11 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
     request('POST', '/api/runs', body).then((answer) => {
       if (answer && answer.run_id && onStarted) onStarted([answer.run_id], [answer]);
     });
+  }
+
+  el.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    start();
   });
 
   el.pause.addEventListener('click', () => {
@@ -233,6 +248,7 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
   const comparisons = createComparisons({
     fcButton: el.compareFc,
     lrButton: el.compareLr,
+    raceButton: el.race,
     helpEl: el.compareHelp,
     form: el.form,
     field,
@@ -381,6 +397,17 @@ export function createControls({ elements: el, stats, onStarted, onAnswer }) {
   return {
     loadPresets,
     loadStatus,
+    start,
+    /** The chosen preset's name, and any preset's network (null until known). */
+    presetName: () => el.preset.value,
+    presetSpec: (name) => presets.get(name)?.spec || null,
+    /** Choose preset `name` as the person would (its settings fill the form). */
+    choosePreset(name) {
+      if (!presets.has(name) || el.preset.value === name) return;
+      el.preset.value = name;
+      hideFormError();
+      showPreset(name);
+    },
     /** The selected run's status, from a status event of the stream. */
     applyStatus(s) {
       streamStatuses += 1;

@@ -322,6 +322,7 @@ export function createJobs() {
         job.listed = index;
         if (run.preset) job.preset = run.preset;
         if (run.config) job.config = run.config;
+        if (run.spec) job.spec = run.spec;
         if (job.touched <= asked) {
           if (typeof run.state === 'string') job.state = run.state;
           job.outcome = run.outcome ?? job.outcome;

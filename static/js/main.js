@@ -22,6 +22,7 @@ import { createCharts } from './charts.js';
 import { createControls } from './controls.js';
 import { createStats } from './stats.js';
 import { createDraw } from './draw.js';
+import { createDrawings } from './drawings.js';
 import { createFilters } from './filters.js';
 import { createInsight } from './insight.js';
 import { createRuns } from './runs.js';
@@ -37,6 +38,7 @@ import { createAugmentPreview } from './augment.js';
 import { createChartDownloads } from './export.js';
 import { cssVar } from './format.js';
 import { createSections } from './sections.js';
+import { createBuilder } from './builder.js';
 
 const byId = (id) => document.getElementById(id);
 // Setting the panels up is a few hundred ms on a slow phone: in four tasks, not one
@@ -70,7 +72,7 @@ const authAsked = api('GET', '/api/auth');
 authAsked.catch(() => {});   // read below
 
 // The four sections (Train, Draw, Evaluate, Runs): one at a time on a phone.
-createSections({
+const sections = createSections({
   layout: byId('main'),
   links: document.querySelectorAll('a[data-section-link]'),
 });
@@ -117,8 +119,10 @@ const controls = createControls({
     compareFc: byId('compare-fc'),
     compareLr: byId('compare-lr'),
     compareHelp: byId('compare-help'),
+    race: byId('builder-race'),
   },
   stats,
+  network: { specForRun: () => builder.specForRun() },
   onStarted: (ids, statuses) => {
     for (const status of statuses) {
       const job = jobs.applyRunStatus(status, { fromStream: false });
@@ -128,6 +132,37 @@ const controls = createControls({
   },
   onAnswer: (answer) => applyAnswer(answer),
 });
+
+// "Build your own network": Start (and "Race it") train the network it holds.
+const builder = createBuilder({
+  details: byId('builder'),
+  elements: {
+    summary: byId('builder-title'),
+    badge: byId('builder-badge'),
+    list: byId('builder-layers'),
+    inputShape: byId('builder-input-shape'),
+    totalParameters: byId('builder-total-parameters'),
+    totalMultiplyAdds: byId('builder-total-multiply-adds'),
+    status: byId('builder-status'),
+    limits: byId('builder-limits'),
+    addType: byId('builder-add-type'),
+    addAt: byId('builder-add-at'),
+    addButton: byId('builder-add'),
+    loss: byId('builder-loss'),
+    init: byId('builder-init'),
+    optimizer: byId('builder-optimizer'),
+    start: byId('builder-start'),
+    reset: byId('builder-reset'),
+    json: byId('builder-json'),
+    jsonError: byId('builder-json-error'),
+  },
+  form: byId('run-form'),
+  presetName: () => controls.presetName(),
+  presetSpec: (name) => controls.presetSpec(name),
+  start: () => controls.start(),
+});
+/** A run trains a network of its own, not its preset's. */
+const ownNetwork = (job) => builder.isOwnNetwork(job.spec, job.preset);
 
 let legend = new Map();   // run id -> its name in the charts' legend
 await nextTask();
@@ -161,6 +196,7 @@ const insight = createInsight({
     detailGridEl: byId('confusion-images'),
     galleryEl: byId('mistakes'),
     galleryCountEl: byId('mistakes-count'),
+    tabs: { test: byId('confusion-tab-test'), drawings: byId('confusion-tab-drawings') },
   },
   histogramElements: { container: byId('histograms'), stampEl: byId('histograms-stamp') },
 });
@@ -185,6 +221,32 @@ const draw = createDraw({
   rawWeightsInput: byId('draw-raw-weights'),
   chooser,
   nameOf,
+  onAnswer: (answer) => drawings.answered(answer),
+  onClear: () => drawings.cleared(),
+});
+// Labelling the pad's drawings, their gallery and Teach now (issue 15); the teaching
+// run is followed like a run started here.
+const drawings = createDrawings({
+  offer: {
+    el: byId('label-offer'),
+    right: byId('label-right'),
+    digit: byId('label-right-digit'),
+    status: byId('label-status'),
+  },
+  gallery: {
+    details: byId('drawings'),
+    count: byId('drawings-count'),
+    counts: byId('drawings-counts'),
+    grid: byId('drawings-gallery'),
+    status: byId('drawings-status'),
+    exports: [byId('drawings-export-npz'), byId('drawings-export-idx')],
+    importInput: byId('drawings-import'),
+  },
+  teach: { button: byId('teach-now'), note: byId('teach-note'), result: byId('teach-result') },
+  draw,
+  onTaught: (id) => select(id),
+  onBefore: (record) => charts.addEpoch(record),
+  nameOf,
 });
 
 await nextTask();
@@ -206,7 +268,19 @@ const runsView = createRuns({
     seen: () => controls.statusesSeen(),
     apply: (answer, seen) => controls.applyAnswer(answer, seen),
   },
+  onEdit: editNetwork,
+  ownNetwork,
 });
+
+/** "Edit network" on a run: its network (from its record) in the builder, with its
+ *  preset chosen in the form (whose network "Race it" runs against). */
+async function editNetwork(id) {
+  const run = await api('GET', `/api/runs/${encodeURIComponent(id)}`);
+  if (!run || typeof run !== 'object' || !run.spec) throw new Error('the server did not say its network');
+  controls.choosePreset(run.preset);
+  sections.show('train');
+  builder.edit(run.spec, run.preset);
+}
 
 // Steering the selected run (learning rate, momentum, one more epoch), the augmentation
 // preview, and the charts' PNG downloads.
@@ -243,6 +317,7 @@ onThemeChange(() => {
   charts.restyle();
   filters.restyle();
   draw.restyle();
+  drawings.restyle();
   augment.restyle();
   insight.restyle();
 });
@@ -258,6 +333,7 @@ let legendKey = '';
 function updateView() {
   const drawn = drawnJobs();
   legend = legendLabels(drawn);
+  for (const job of drawn) if (ownNetwork(job)) legend.set(job.id, `${legend.get(job.id)} · own network`);
   const key = [...legend].map(([id, label]) => `${id}=${label}`).join('|');
   charts.setView(drawn.map((job) => job.id), selectedId, { relabel: key !== legendKey });
   legendKey = key;
@@ -486,6 +562,7 @@ const handlers = {
     charts.addEpoch(d);
     runsView.update(job);
     if (isSelected(d)) controls.applyEpoch(d);
+    drawings.runEpoch(d);
   },
   filters(d) {
     jobs.keep(jobs.ensure(d.run_id), 'lastFilters', d);
@@ -514,6 +591,7 @@ const handlers = {
     }
     chooser.refreshSoon();
     refreshListSoon();
+    drawings.runEnded(d);
   },
   error(d) {
     if (!d.run_id) return;
@@ -526,6 +604,7 @@ const handlers = {
     }
     chooser.refreshSoon();
     refreshListSoon();
+    drawings.runEnded(d, true);
   },
   // A checkpoint or the run's records not written (a full or read-only disk): the run
   // goes on, so a line under its progress, not the failed-run banner.
@@ -628,6 +707,8 @@ Object.defineProperty(window, 'cnnLive', {
     legend: (name) => charts.legend(name),
     modelChoices: () => chooser.options(),
     lastModel: () => draw.lastModel(),
+    // Your own drawings (issue 15).
+    drawings: () => drawings.state(),
   }),
   writable: false,
   configurable: false,

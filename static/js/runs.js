@@ -2,9 +2,10 @@
 // colour. A row says the run's state (and its place in the queue), its epochs, its test
 // accuracy and, while it trains, its progress; it has the run's own buttons (Pause or
 // Resume, Stop, Step one epoch, Cancel for a queued run, Continue for an interrupted
-// one, the CSV and JSON of its metrics) and a tick box that draws a finished run on
-// the charts (an active run always is). Pressing a row (its name is a button) makes
-// the panels and the controls above follow that run.
+// one, the CSV and JSON of its metrics, "Edit network" that loads its network into the
+// builder) and a tick box that draws a finished run on the charts (an active run always
+// is). Pressing a row (its name is a button) makes the panels and the controls above
+// follow that run.
 //
 // Rows are made once and then patched field by field, only where something changed:
 // a room of browsers gets a status every second, and many batches in between, which
@@ -70,8 +71,16 @@ function button(className, text) {
   return b;
 }
 
+/**
+ * main.js hands in the list's elements, the runs (jobs.js) and what to do when a row is
+ * pressed, ticked or acted on; besides:
+ * @param {(runId: string) => Promise<void>} [onEdit]  "Edit network" pressed (throws: the
+ *   message to show)
+ * @param {(job: object) => boolean} [ownNetwork]  the run trains a network of its own
+ *   (its row says so)
+ */
 export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onSelect, onTick,
-  onAnswer }) {
+  onAnswer, onEdit, ownNetwork = () => false }) {
   const rows = new Map();    // run id -> {li, ...its parts, shown: {...}}
   let selected = null;
   let empty = listEl.querySelector('.runs-empty');
@@ -139,10 +148,13 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
       b.dataset.format = format;
       actions.append(b);
     }
+    const edit = button('run-edit', 'Edit network');
+    edit.dataset.runId = job.id;
+    if (onEdit) actions.append(edit);
 
     li.append(label, select, meta, progress, actions);
     return { li, label, box, swatch, select, name, preset, meta, progress, actions, buttons, csv, json,
-      shown: {} };
+      edit, shown: {} };
   }
 
   /** Bring run `job`'s row up to date (only what changed is touched). */
@@ -162,6 +174,8 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
       row.json.setAttribute('aria-label', `JSON: download ${v}'s metrics`);
       row.csv.title = `Download ${v}'s metrics as CSV`;
       row.json.title = `Download ${v}'s metrics as JSON`;
+      row.edit.setAttribute('aria-label', `Edit the network of ${v}`);
+      row.edit.title = `Load ${v}'s network into "Build your own network"`;
       for (const [action, b] of row.buttons) {
         b.setAttribute('aria-label', `${b.textContent} ${v}`);
         if (action === 'continue') {
@@ -169,7 +183,9 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
         }
       }
     });
-    set(row, 'settings', describeSettings(job.config), (v) => { row.preset.textContent = v; });
+    const settings = describeSettings(job.config);
+    set(row, 'settings', ownNetwork(job) ? `own network${settings ? ` · ${settings}` : ''}` : settings,
+      (v) => { row.preset.textContent = v; });
     set(row, 'state', job.state, (v) => { row.li.dataset.state = v; });
     set(row, 'meta', describeRow(job), (v) => { row.meta.textContent = v; });
     const active = ACTIVE.has(job.state);
@@ -274,6 +290,21 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
     const actionButton = target.closest('button.run-action');
     if (actionButton) {
       if (!isUnavailable(actionButton)) act(actionButton);
+      return;
+    }
+    const edit = target.closest('button.run-edit');
+    if (edit) {
+      if (isUnavailable(edit)) return;
+      setUnavailable(edit, true);
+      try {
+        await onEdit(edit.dataset.runId);
+        showError('');
+      } catch (error) {
+        const job = jobs.get(edit.dataset.runId);
+        showError(`Could not load the network of ${job ? runName(job) : 'the run'}: ${errorText(error)}`);
+      } finally {
+        setUnavailable(edit, false);
+      }
       return;
     }
     const download = target.closest('button.run-download');
