@@ -109,9 +109,10 @@ class Reporter:
 
     def _evaluation(self, event: dict) -> None:
         evaluation = event["evaluation"]
-        self.event("evaluation", evaluation_event(self.run_id, event["epoch"], evaluation,
-                                                  self.test_images),
-                   (event["epoch"], evaluation))
+        payload = evaluation_event(self.run_id, event["epoch"], evaluation, self.test_images)
+        if "drawings_confusion" in event:  # the held-out drawings' (worker.py)
+            payload["drawings_confusion"] = event["drawings_confusion"]
+        self.event("evaluation", payload, (event["epoch"], evaluation))
 
     def _histograms(self, event: dict) -> None:
         self.event("histograms", {"run_id": self.run_id, "epoch": event["epoch"],

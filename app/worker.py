@@ -31,7 +31,7 @@ from cnn.checkpoint import load_checkpoint, save_checkpoint
 from cnn.cost import ModelLimits
 from cnn.data import DataError, load_mnist, resolve_data_dir
 from cnn.model import Model, TrainingDiverged
-from cnn.teach import score
+from cnn.teach import read
 from cnn.train import Trainer, TrainConfig, make_dataset
 
 from .reporter import Reporter, Send
@@ -119,6 +119,9 @@ class Worker:
         self._trainer: Trainer | None = None
         self._pending: list[tuple] = []  # commands that came before the trainer
         self._reporter: Reporter | None = None
+        # The held-out drawings' confusion matrix of the last epoch, sent with its
+        # evaluation (which comes right after the epoch's record).
+        self._drawings_confusion: list | None = None
 
     # -- commands (any thread) --------------------------------------------------------
 
@@ -200,14 +203,20 @@ class Worker:
             return
         if event["type"] == "epoch" and self.job.drawings is not None:
             event.update(self._drawings_score())
+        elif event["type"] == "evaluation" and self._drawings_confusion is not None:
+            event = {**event, "drawings_confusion": self._drawings_confusion}
         self._reporter(event)
 
     def _drawings_score(self) -> dict:
         """The epoch's figures on the held-out drawings, read by the weights that
-        answer drawings (the average's, if the run averages)."""
+        answer drawings (the average's, if the run averages); their confusion matrix
+        is kept for the epoch's evaluation event."""
         drawings = self.job.drawings
-        correct, total = score(self._trainer.answering_model(), drawings.held_out_images,
-                               drawings.held_out_labels)
+        evaluation = read(self._trainer.answering_model(), drawings.held_out_images,
+                          drawings.held_out_labels)
+        correct = int((evaluation.predicted == evaluation.labels).sum())
+        total = len(evaluation.labels)
+        self._drawings_confusion = evaluation.confusion().tolist() if total else None
         return {"drawings_correct": correct, "drawings_total": total,
                 "drawings_accuracy": correct / total if total else None}
 

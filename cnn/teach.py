@@ -8,7 +8,8 @@ the network sees them) mixed into the training batches.
 - `fine_tune` teaches a trained model for a short while: the drawings mixed into a
   replay of MNIST images (TrainConfig.include_drawings, make_dataset), so that it learns the person's style without forgetting
   what it knew. The model changes only through the optimiser's steps (a Trainer's
-  epoch); what it reads before and after is measured by `score`.
+  epoch); what it reads before and after is measured by `score` (and `read`: the
+  confusion matrix too).
 
 Numpy and the standard library only, like the rest of cnn/.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .insight import Evaluation
 from .model import Model
 from .train import Callback, Dataset, TrainConfig, Trainer, make_dataset, scale_images
 
@@ -85,9 +87,15 @@ def fine_tune(model: Model, images: np.ndarray, labels: np.ndarray, mnist,
     return trainer
 
 
+def read(model: Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """What `model` answers for uint8 images with their labels: an Evaluation (its
+    confusion matrix is the drawings' own)."""
+    probabilities = (model.predict_proba(scale_images(images)) if len(images)
+                     else np.zeros((0, 10)))
+    return Evaluation.from_probabilities(np.asarray(labels, np.int64), probabilities)
+
+
 def score(model: Model, images: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     """(correct, total) of `model` on uint8 images."""
-    if len(images) == 0:
-        return 0, 0
-    answers = model.predict_proba(scale_images(images)).argmax(axis=1)
-    return int((answers == labels).sum()), len(labels)
+    evaluation = read(model, images, labels)
+    return int((evaluation.predicted == evaluation.labels).sum()), len(labels)

@@ -23,7 +23,8 @@ from app.drawings import HELD_OUT_EVERY, DrawingStore  # noqa: E402
 from cnn.drawings_file import IDX_IMAGES, IDX_LABELS  # noqa: E402
 from cnn.data import idx_bytes  # noqa: E402
 from serve_process import Serve  # noqa: E402
-from server_helpers import make_app, start_run, wait_for  # noqa: E402
+from server_helpers import (epoch_payloads, events_only, fast_pings, make_app,  # noqa: E402,F401
+                            start_run, stream_events, wait_for)
 
 JSON = {"Content-Type": "application/json"}
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -97,6 +98,7 @@ def test_list_counts_filters_and_pages(client, mnist):
     labels = [int(x) for x in mnist.test_labels[:12]]
     assert listing["counts"] == {str(d): labels.count(d) for d in range(10)}
     assert listing["held_out_every"] == HELD_OUT_EVERY and listing["max_count"] == 10_000
+    assert listing["min_drawings"] == 10  # measured on, and Teach now, from 10 on
     sevens = client.get("/api/drawings", params={"label": 7}).json()["drawings"]
     assert len(sevens) == labels.count(7) and all(d["label"] == 7 for d in sevens)
     first = client.get("/api/drawings", params={"limit": 5}).json()["drawings"]
@@ -369,6 +371,38 @@ def test_a_queued_run_is_measured_on_the_drawings_there_are_when_it_starts(mnist
         run = finished(client, queued["run_id"])
         assert run["state"] == "finished", run["message"]
         assert [epoch["drawings_total"] for epoch in run["epochs"]] == [3, 3]
+
+
+def test_each_evaluation_also_gives_the_held_out_drawings_confusion_matrix(client, mnist,
+                                                                           fast_pings):
+    """The page's "your drawings" tab of the confusion matrix: with 10 drawings or more,
+    each epoch's evaluation event carries the held-out drawings' matrix (row: their
+    label, column: the answer), whose diagonal is the epoch's drawings_correct."""
+    def evaluations_of(run_id: str) -> tuple[list[dict], dict]:
+        records = stream_events(client, lambda r: r.event == "done"
+                                and r.json()["run_id"] == run_id)
+        evaluations = [r.json() for r in events_only(records, "evaluation")
+                       if r.json()["run_id"] == run_id]
+        return evaluations, {e["epoch"]: e for e in epoch_payloads(records)
+                             if e["run_id"] == run_id}
+
+    save_digits(client, mnist, 9)  # too few: no matrix
+    evaluations, _ = evaluations_of(start_run(client, **SMALL_RUN)["run_id"])
+    assert evaluations and all("drawings_confusion" not in e for e in evaluations)
+
+    save_digits(client, mnist, 3)  # ids 1..12: 5 and 10 held out
+    evaluations, epochs = evaluations_of(start_run(client, **SMALL_RUN)["run_id"])
+    assert [e["epoch"] for e in evaluations] == [1, 2]
+    held_out_labels = sorted(d["label"] for d in client.get("/api/drawings").json()["drawings"]
+                             if d["held_out"])
+    assert len(held_out_labels) == 2
+    for evaluation in evaluations:
+        confusion = np.array(evaluation["drawings_confusion"])
+        assert confusion.shape == (10, 10) and confusion.sum() == 2
+        rows = confusion.sum(axis=1)
+        assert sorted(np.repeat(np.arange(10), rows).tolist()) == held_out_labels
+        assert np.trace(confusion) == epochs[evaluation["epoch"]]["drawings_correct"]
+        assert np.array(evaluation["confusion"]).sum() == SMALL_RUN["test_size"]  # MNIST's
 
 
 def test_with_fewer_than_ten_drawings_runs_are_not_measured_on_them(client, mnist):

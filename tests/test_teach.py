@@ -12,7 +12,7 @@ from cnn.drawn import slant
 from cnn.model import Model
 from cnn.optim import Adam
 from cnn.presets import PRESETS
-from cnn.teach import Teaching, fine_tune, mix_in, score
+from cnn.teach import Teaching, fine_tune, mix_in, read, score
 from cnn.train import Dataset, TrainConfig
 
 TINY_SPEC = {"input": [1, 28, 28],
@@ -129,6 +129,20 @@ def test_score_counts_right_answers():
     assert score(model, images, answers) == (6, 6)
     assert score(model, images, (answers + 1) % 10) == (0, 6)
     assert score(model, images[:0], labels[:0]) == (0, 0)
+
+
+def test_read_gives_the_answers_and_the_drawings_confusion_matrix():
+    model = Model(TINY_SPEC, seed=0)
+    images, _ = drawings(6)
+    answers = model.predict_proba(images[:, None] / 255.0).argmax(axis=1)
+    labels = (answers + np.array([0, 0, 0, 0, 1, 2])) % 10  # four right, two wrong
+    evaluation = read(model, images, labels)
+    assert (evaluation.predicted == answers).all()
+    confusion = evaluation.confusion()
+    assert confusion.shape == (10, 10) and confusion.sum() == 6 and np.trace(confusion) == 4
+    assert confusion[labels[4], answers[4]] >= 1
+    assert score(model, images, labels) == (4, 6)
+    assert read(model, images[:0], labels[:0]).confusion().sum() == 0
 
 
 def test_slant_leans_a_drawing_and_keeps_its_ink():

@@ -16,7 +16,7 @@ from cnn.drawings_file import (DrawingsFileError, TooManyDrawings, read_drawings
 from cnn.teach import Teaching
 
 from ..dependencies import UNAUTHORIZED, get_manager, require_read, require_write
-from ..drawings import HELD_OUT_EVERY, DrawingStore, StoreFull, to_bytes
+from ..drawings import HELD_OUT_EVERY, MIN_DRAWINGS, DrawingStore, StoreFull, to_bytes
 from ..predict import DrawingError as UnreadableDrawing
 from ..predict import Predictor, Snapshot, prepare, read_drawing
 from ..schemas import (DrawingAccuracy, DrawingList, DrawingsImported, ErrorMessage,
@@ -77,7 +77,7 @@ def list_drawings(label: int | None = Query(None, ge=0, le=9, description="only 
     counts = store.counts()
     return {"drawings": [drawing.summary() for drawing in store.list(label, limit, after)],
             "total": sum(counts.values()), "counts": counts, "max_count": store.max_count,
-            "held_out_every": HELD_OUT_EVERY}
+            "held_out_every": HELD_OUT_EVERY, "min_drawings": MIN_DRAWINGS}
 
 
 @router.get("/export", response_class=Response,

@@ -92,6 +92,13 @@ export function epochColumn(s, key) {
   return { xs, ys: xs.map((x) => s.epochs.get(x)?.[key] ?? null) };
 }
 
+/** Whether some epoch of run data `s` has figure `key` (a run measured on people's
+ *  drawings has `drawings_accuracy`). */
+export function hasEpochFigure(s, key) {
+  for (const record of s.epochs.values()) if (Number.isFinite(record?.[key])) return true;
+  return false;
+}
+
 /** At most about `maxPoints` of a long series, for drawing: a chart a few hundred pixels
  *  wide cannot show more, and drawing thousands of points 5 times a second was most of
  *  a slow phone's time (issue 13). `envelope`: each bucket's lowest and highest point

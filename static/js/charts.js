@@ -1,120 +1,24 @@
-// The loss and accuracy charts (uPlot), of several runs at once (issue 12). Events only
-// update plain arrays, per run; the charts are redrawn at most once per animation frame.
+// The loss and accuracy charts (uPlot), of several runs at once (issue 12): the runs'
+// data as events bring them, and when to draw. Events only update plain arrays, per
+// run (chart-series.js); the charts are redrawn at most 5 times a second, only while
+// they can be seen, a late page's replayed history in one pass.
 //
-// Every run drawn (the active ones and the ticked ones, main.js decides) has its own
-// colour: on the loss chart its smoothed batch loss (solid) and test loss per epoch
-// (dashed, dots), on the accuracy chart its test accuracy per epoch (solid, dots). The
-// selected run also shows its raw batch loss (faint) and its train figures (dotted), and
-// its live changes of the learning rate. The legend names each line by its run.
+// Which runs are drawn (the active ones and the ticked ones) and which is selected,
+// main.js decides; which lines that makes and their data, chart-lines.js; how the
+// charts look, chart-options.js; the live changes of the learning rate marked on the
+// loss chart, chart-markers.js.
 //
 // x is in epochs: a batch at global_step g of a run with S steps per epoch sits at g / S,
 // and an epoch's train and test figures sit at the epoch's end, x = epoch.
-//
-// A live change of the learning rate or momentum (a "hyperparameters" event) is marked
-// on the loss chart: a dashed vertical line where it took effect, labelled "lr a → b".
 
 import uPlot from '../vendor/uplot/uPlot.esm.js';
-import { cssVar, formatNumber, formatPercent, pacedTask, parseColour } from './format.js';
+import { pacedTask } from './format.js';
 import { watchShown } from './visibility.js';
 import { backlog } from './stream.js';
-import {
-  align, decimate, epochColumn, lowerBound, newSeries, stepX, updateSmoothed,
-} from './chart-series.js';
-
-const SYNC_KEY = 'cnn-live-epochs';
-
-function colours() {
-  return {
-    axis: cssVar('--chart-axis', '#5b6472'),
-    grid: cssVar('--chart-grid', 'rgba(0,0,0,0.07)'),
-    marker: cssVar('--chart-marker', '#7c3aed'),
-    font: cssVar('--chart-font', '12px system-ui, sans-serif'),
-    labelFont: cssVar('--chart-label-font', '600 12px system-ui, sans-serif'),
-  };
-}
-
-function axis(c, label, values, horizontal = false) {
-  return {
-    label,
-    stroke: c.axis,
-    font: c.font,
-    labelFont: c.labelFont,
-    labelSize: 18,
-    labelGap: 0,
-    gap: 4,
-    size: horizontal ? 26 : 46,
-    grid: { stroke: c.grid, width: 1 },
-    ticks: { stroke: c.grid, width: 1, size: 4 },
-    ...(values ? { values } : {}),
-  };
-}
-
-// Values in the legend while the cursor reads the chart; nothing (not a dash) elsewhere.
-const epochValue = (u, v) => (v == null ? '' : `${Number(v.toFixed(3))}`);
-const lossValue = (u, v) => (v == null ? '' : formatNumber(v));
-const accuracyValue = (u, v) => (v == null ? '' : formatPercent(v));
-
-// The legend lists the lines by name; their values (and the cursor's epoch) only while
-// the cursor is on the chart (uPlot's "u-live" legend), never placeholders.
-function legendFollowsCursor(u) {
-  const legend = u.root.querySelector('.u-legend');
-  if (legend) legend.classList.toggle('u-live', u.cursor.idx != null);
-}
-
-/** Height for a chart of the given width: wide but never tiny or huge. */
-function chartHeight(width) {
-  return Math.round(Math.min(320, Math.max(210, width * 0.6)));
-}
-
-/** "lr 0.003 → 0.001", and the momentum's change if it changed. */
-export function describeChange(change) {
-  const before = change.previous || {};
-  const parts = [];
-  const changed = (key) => Number.isFinite(change[key]) && change[key] !== before[key];
-  if (changed('learning_rate') || !changed('momentum')) {
-    parts.push(`lr ${formatNumber(before.learning_rate)} → ${formatNumber(change.learning_rate)}`);
-  }
-  if (changed('momentum')) {
-    parts.push(`momentum ${formatNumber(before.momentum)} → ${formatNumber(change.momentum)}`);
-  }
-  return parts.join(', ');
-}
-
-/** The markers' dashed lines and labels, on the plot area (a uPlot draw hook). Labels
- *  take turns on three rows, so that changes close together stay readable. */
-function drawMarkers(u, markers, colour, font) {
-  if (!markers.length) return;
-  const { ctx, bbox } = u;
-  const ratio = ctx.canvas.width / Math.max(1, u.width);
-  ctx.save();
-  ctx.strokeStyle = colour;
-  ctx.fillStyle = colour;
-  ctx.lineWidth = Math.max(1, Math.round(1.5 * ratio));
-  ctx.setLineDash([5 * ratio, 4 * ratio]);
-  ctx.font = font.replace(/(\d+(?:\.\d+)?)px/, (m, size) => `${Number(size) * ratio}px`);
-  ctx.textBaseline = 'top';
-  const lineHeight = 16 * ratio;
-  markers.forEach((marker, index) => {
-    const x = Math.round(u.valToPos(marker.x, 'x', true));
-    if (x < bbox.left - 1 || x > bbox.left + bbox.width + 1) return;
-    ctx.beginPath();
-    ctx.moveTo(x, bbox.top);
-    ctx.lineTo(x, bbox.top + bbox.height);
-    ctx.stroke();
-    // The label to the right of its line, or to the left near the right edge.
-    const width = ctx.measureText(marker.label).width;
-    const right = x + 4 * ratio + width <= bbox.left + bbox.width;
-    ctx.textAlign = right ? 'left' : 'right';
-    ctx.fillText(marker.label, right ? x + 4 * ratio : x - 4 * ratio, bbox.top + 4 * ratio + (index % 3) * lineHeight);
-  });
-  ctx.restore();
-}
-
-/** `colour` (#rrggbb or rgb()) at opacity `alpha`. */
-function faded(colour, alpha) {
-  const rgb = parseColour(colour, null);
-  return rgb ? `rgba(${rgb.join(',')},${alpha})` : colour;
-}
+import { hasEpochFigure, lowerBound, newSeries, stepX, updateSmoothed } from './chart-series.js';
+import { accuracyData, accuracyLines, lossData, lossLines } from './chart-lines.js';
+import { accuracyOptions, chartHeight, lossOptions } from './chart-options.js';
+import { describeChange } from './chart-markers.js';
 
 /**
  * @param {object} options
@@ -147,6 +51,8 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
 
   const isDrawn = (id) => drawnIds.includes(id);
   const selectedSeries = () => (selected && isDrawn(selected) ? runs.get(selected) || null : null);
+  // Measured on people's held-out drawings (issue 15): one more line on the accuracy chart.
+  const hasDrawings = (id) => runs.has(id) && hasEpochFigure(runs.get(id), 'drawings_accuracy');
 
   /** The x range's end: the drawn runs' planned epochs, or more if their data go further. */
   function xMax() {
@@ -162,151 +68,17 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     return max > 0 ? max : 1;
   }
 
-  const xScale = () => ({ time: false, range: () => [0, xMax()] });
+  // ----- the lines and their data, as drawn now -----
+  const currentLossLines = () => lossLines(looks, selected);
+  const currentAccuracyLines = () => accuracyLines(looks, selected, hasDrawings);
 
-  /** Size, cursor and legend: the same for both charts. */
-  function frameOptions(width) {
-    return {
-      width,
-      height: chartHeight(width),
-      cursor: { sync: { key: SYNC_KEY }, drag: { x: false, y: false }, points: { size: 7 } },
-      legend: { live: true },
-    };
-  }
-
-  function frameHooks(extra = {}) {
-    return { setLegend: [legendFollowsCursor], ...extra };
-  }
-
-  // ----- which lines: per drawn run -----
-  // Each entry: {id, kind, label, options}; kinds: raw, smooth, trainLoss, testLoss
-  // (loss chart), testAcc, trainAcc (accuracy chart).
-  function lossLines() {
-    const lines = [];
-    for (const look of looks) {
-      const { id, label, colour } = look;
-      const main = id === selected;
-      if (main) {
-        lines.push({ id, kind: 'raw', label: `${label} · batch`,
-          options: { stroke: faded(colour, 0.28), width: 1 } });
-      }
-      lines.push({ id, kind: 'smooth', label,
-        options: { stroke: colour, width: main ? 2.5 : 2 } });
-      if (main) {
-        lines.push({ id, kind: 'trainLoss', label: `${label} · train`,
-          options: { stroke: colour, width: 1.5, dash: [2, 3],
-            points: { show: true, size: 6, fill: 'transparent', stroke: colour } } });
-      }
-      lines.push({ id, kind: 'testLoss', label: `${label} · test`,
-        options: { stroke: colour, width: 1.5, dash: [6, 4],
-          points: { show: true, size: 7, fill: colour, stroke: colour } } });
-    }
-    return lines;
-  }
-
-  function accuracyLines() {
-    const lines = [];
-    for (const { id, label, colour } of looks) {
-      lines.push({ id, kind: 'testAcc', label: `${label} · test`,
-        options: { stroke: colour, width: id === selected ? 2.5 : 2,
-          points: { show: true, size: 7, fill: colour, stroke: colour } } });
-      if (id === selected) {
-        lines.push({ id, kind: 'trainAcc', label: `${label} · train`,
-          options: { stroke: colour, width: 1.5, dash: [2, 3],
-            points: { show: true, size: 6, fill: 'transparent', stroke: colour } } });
-      }
-    }
-    return lines;
-  }
-
-  function uSeries(lines, value) {
-    return [{ label: 'epoch', value: epochValue },
-      ...lines.map((line) => ({ label: line.label, spanGaps: true, points: { show: false },
-        value, ...line.options }))];
-  }
-
-  function lossOptions(width) {
-    const c = colours();
-    return {
-      ...frameOptions(width),
-      hooks: frameHooks({ draw: [(u) => {
-        const s = selectedSeries();
-        if (s) drawMarkers(u, s.markers, c.marker, c.font);
-      }] }),
-      scales: {
-        x: xScale(),
-        y: logScale ? {
-          distr: 3,
-          log: 10,
-          range: (u, min, max) => {
-            if (!(min > 0) || !(max > 0)) return [0.01, 10];
-            return uPlot.rangeLog(min, max, 10, true);
-          },
-        } : {
-          range: (u, min, max) => {
-            if (min == null || max == null || !Number.isFinite(max)) return [0, 1];
-            const top = max > 0 ? max * 1.06 : 1;
-            return [Math.min(0, min), top];
-          },
-        },
-      },
-      axes: [axis(c, 'epoch', null, true), axis(c, 'loss', (u, splits) => splits.map((v) => (v == null ? '' : formatNumber(v, 3))))],
-      series: uSeries(lossLines(), lossValue),
-    };
-  }
-
-  function accuracyOptions(width) {
-    const c = colours();
-    return {
-      ...frameOptions(width),
-      hooks: frameHooks(),
-      scales: {
-        x: xScale(),
-        y: {
-          range: (u, min, max) => {
-            if (min == null || max == null || !Number.isFinite(min)) return [0, 1];
-            // Zoom in on the interesting top, in steps of 5 points, never past 100%.
-            const low = Math.max(0, Math.floor((min - 0.01) * 20) / 20);
-            return [Math.min(low, 0.9), 1];
-          },
-        },
-      },
-      axes: [
-        axis(c, 'epoch', null, true),
-        axis(c, 'accuracy', (u, splits) => splits.map((v) => (v == null ? '' : `${Number((v * 100).toFixed(1))}%`))),
-      ],
-      series: uSeries(accuracyLines(), accuracyValue),
-    };
-  }
-
-  // ----- building the aligned data uPlot wants -----
-  function lossData() {
+  function currentLossData() {
     // Two points per pixel of the chart's width at most (its width, as last measured).
     const maxPoints = 2 * (widths.get(lossEl) || lossEl.clientWidth || 400);
-    const columns = lossLines().map((line) => {
-      const s = series(line.id);
-      if (line.kind === 'raw') return decimate(s.batchX, s.batchLoss, maxPoints, true);
-      if (line.kind === 'smooth') {
-        updateSmoothed(s, smoothing);
-        return decimate(s.batchX, s.smoothed, maxPoints);
-      }
-      return epochColumn(s, line.kind === 'trainLoss' ? 'train_loss' : 'test_loss');
-    });
-    const data = align(columns);
-    if (logScale) {
-      // A log axis has no room for zero or less.
-      for (let k = 1; k < data.length; k++) {
-        const ys = data[k];
-        for (let i = 0; i < ys.length; i++) if (!(ys[i] > 0)) ys[i] = null;
-      }
-    }
-    return data;
+    return lossData(currentLossLines(), series, { maxPoints, smoothing, logScale });
   }
 
-  function accuracyData() {
-    return align(accuracyLines().map((line) => epochColumn(series(line.id),
-      line.kind === 'trainAcc' ? 'train_accuracy' : 'test_accuracy')));
-  }
+  const currentAccuracyData = () => accuracyData(currentAccuracyLines(), series);
 
   // ----- drawing -----
   // The width the ResizeObserver last saw: reading clientWidth forces a layout, about
@@ -316,7 +88,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   }
 
   function viewKey() {
-    return `${selected}|${drawnIds.join(',')}|${logScale}`;
+    return `${selected}|${drawnIds.join(',')}|${logScale}|${drawnIds.filter(hasDrawings).join(',')}`;
   }
 
   function describeAll() {
@@ -332,8 +104,10 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     describeAll();
     if (lossChart) lossChart.destroy();
     if (accuracyChart) accuracyChart.destroy();
-    lossChart = new uPlot(lossOptions(widthOf(lossEl)), lossData(), lossEl);
-    accuracyChart = new uPlot(accuracyOptions(widthOf(accuracyEl)), accuracyData(), accuracyEl);
+    lossChart = new uPlot(lossOptions({ width: widthOf(lossEl), lines: currentLossLines(), xMax,
+      logScale, markers: () => selectedSeries()?.markers || [] }), currentLossData(), lossEl);
+    accuracyChart = new uPlot(accuracyOptions({ width: widthOf(accuracyEl),
+      lines: currentAccuracyLines(), xMax }), currentAccuracyData(), accuracyEl);
     label(lossEl, 'Loss against epochs: smoothed batch loss and test loss per epoch');
     label(accuracyEl, 'Test accuracy per epoch');
     builtKey = viewKey();
@@ -367,12 +141,12 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
       drewLoss = true;
     } else {
       if (lossDirty && showLoss) {
-        lossChart.setData(lossData());
+        lossChart.setData(currentLossData());
         lossDirty = false;
         drewLoss = true;
       }
       if (accuracyDirty && showAccuracy) {
-        accuracyChart.setData(accuracyData());
+        accuracyChart.setData(currentAccuracyData());
         accuracyDirty = false;
       }
     }

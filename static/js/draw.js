@@ -68,6 +68,7 @@ function describeFailure(error) {
 export function createDraw({
   canvas, clearButton, penInput, penOutput, predictionEl, modelEl, probabilitiesEl,
   inputCanvas, mapsEl, errorEl, rawWeightsInput = null, chooser = null, nameOf = null,
+  onAnswer = null, onClear = null,
 }) {
   const ctx = canvas.getContext('2d');
   const rows = Array.from(probabilitiesEl.querySelectorAll('li[data-digit]'))
@@ -239,6 +240,16 @@ export function createDraw({
   }
 
   // ----- requests -----
+  /** Which model answers: `weights`, and the run chosen under "Answered by" as `run_id`
+   *  (none: the server's default, the newest run). */
+  function answeredBy() {
+    // The run's moving average of its weights answers unless the raw ones are asked for.
+    const asked = { weights: rawWeightsInput?.checked ? 'raw' : 'averaged' };
+    const runId = chooser ? chooser.value() : '';
+    if (runId) asked.run_id = runId;
+    return asked;
+  }
+
   function schedule() {
     dirty = true;
     if (!timer && !inFlight) timer = setTimeout(send, DEBOUNCE_MS);
@@ -263,12 +274,7 @@ export function createDraw({
     const mine = generation;
     inFlight = true;
     try {
-      // The run's moving average of its weights answers unless the raw ones are asked for.
-      const weights = rawWeightsInput?.checked ? 'raw' : 'averaged';
-      const body = { pixels, width: SEND_SIZE, explain, weights };
-      // The run chosen under "Answered by" (none: the server's default, the newest run).
-      const runId = chooser ? chooser.value() : '';
-      if (runId) body.run_id = runId;
+      const body = { pixels, width: SEND_SIZE, explain, ...answeredBy() };
       const answer = await api('POST', '/api/predict', body);
       if (mine === generation) apply(answer, explain);
     } catch (error) {
@@ -320,6 +326,7 @@ export function createDraw({
     lastAnswer = answer;
     lastDigit = answer.digit;
     applied += 1;
+    if (onAnswer) onAnswer(answer);
   }
 
   function showError(text) {
@@ -361,6 +368,7 @@ export function createDraw({
     layerView.clear();
     lastDigit = null;
     lastAnswer = null;
+    if (onClear) onClear();
   }
 
   clearButton.addEventListener('click', clear);
@@ -377,6 +385,13 @@ export function createDraw({
   return {
     clear,
     askAgain,
+    /** The drawing on the pad as /api/predict is sent it, and which model answers it
+     *  (`pixels`, `width`, `weights`, `run_id`), or null when the pad is blank. */
+    drawing() {
+      const pixels = strokes.length ? sample() : null;
+      return pixels ? { pixels, width: SEND_SIZE, ...answeredBy() } : null;
+    },
+    answeredBy,
     /** The model that answered last (for the tests). */
     lastModel: () => (lastAnswer ? { ...lastAnswer.model } : null),
     /** Colours come from CSS variables: repaint after a light/dark switch. */

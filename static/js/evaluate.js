@@ -8,6 +8,11 @@
 //   a newer evaluation comes, so that they always match the matrix shown;
 // - a gallery of the misclassified images the event carries.
 //
+// Two tabs choose the matrix: the test images', or (issue 15) the person's held-out
+// drawings' (`drawings_confusion`, in the events of a run that had 10 labelled drawings
+// or more as it started). A cell of the drawings' matrix gives its count; their images
+// are in the Draw section's gallery.
+//
 // Each event holds the whole picture, not a change, so only the newest one is drawn:
 // a page that connects mid-run and is replayed the history ends up showing the same
 // as one that watched from the start.
@@ -73,9 +78,14 @@ function describeFailure(error) {
   return 'Could not load these images.';
 }
 
+const CAPTIONS = {
+  test: 'Confusion matrix of the test images: rows are the true digit, columns the digit the network predicted. Press a cell to see its images.',
+  drawings: 'Confusion matrix of your held-out drawings: rows are the digit you labelled, columns the digit the network predicted.',
+};
+
 export function createEvaluate({
   matrixEl, stampEl, summaryEl, detailEl, detailTitleEl, detailGridEl,
-  galleryEl, galleryCountEl,
+  galleryEl, galleryCountEl, tabs = null,
 }) {
   const emptyMatrixText = matrixEl.textContent.trim() || 'The confusion matrix appears after the first epoch.';
   const emptyGalleryText = galleryEl.textContent.trim() || 'The mistakes appear after the first epoch.';
@@ -92,6 +102,7 @@ export function createEvaluate({
   let reloadWanted = false;
   let generation = 0;      // bumped by reset: answers for an older run are dropped
   let version = 0;
+  let view = 'test';       // the tab shown: 'test' (MNIST's test images) or 'drawings'
 
   function placeholder(el, text, className) {
     const p = document.createElement('p');
@@ -106,7 +117,7 @@ export function createEvaluate({
     table.className = 'confusion-table';
     const caption = document.createElement('caption');
     caption.className = 'visually-hidden';
-    caption.textContent = 'Confusion matrix of the test images: rows are the true digit, columns the digit the network predicted. Press a cell to see its images.';
+    caption.textContent = CAPTIONS[view];
     const head = document.createElement('thead');
     const headRow = document.createElement('tr');
     const corner = headerCell('col', 'confusion-corner', '', '');
@@ -173,6 +184,7 @@ export function createEvaluate({
 
   function paintMatrix(matrix) {
     if (matrix.length !== size) build(matrix.length);
+    matrixEl.querySelector('caption').textContent = CAPTIONS[view];
     const shades = cellShades(matrix);
     const colours = palette();
     matrix.forEach((row, t) => {
@@ -240,11 +252,24 @@ export function createEvaluate({
     selected = { label, predicted };
     markSelected();
     detailEl.hidden = false;
-    loadCell();
+    if (view === 'drawings') showDrawingsCell();
+    else loadCell();
+  }
+
+  /** A cell of the drawings' matrix: its count (their images are in the gallery). */
+  function showDrawingsCell() {
+    const { label, predicted } = selected;
+    const count = shown?.drawings_confusion?.[label]?.[predicted] ?? 0;
+    detailKey = '';
+    detailCount = count;
+    detailItems = [];
+    detailTitleEl.textContent = `Labelled ${label}, predicted ${predicted}: ${formatInteger(count)} held-out drawing${count === 1 ? '' : 's'}`;
+    detailTitleEl.title = '';
+    placeholder(detailGridEl, 'Your drawings are in the gallery under “Draw a digit”.', 'evaluate-empty');
   }
 
   async function loadCell() {
-    if (!selected || !shown) return;
+    if (!selected || !shown || view !== 'test') return;
     if (loading) {
       reloadWanted = true;
       return;
@@ -263,7 +288,7 @@ export function createEvaluate({
       const answer = await api('GET', path);
       // The server answers from its latest evaluation, which may be newer than the one shown.
       const answered = Number.isFinite(answer?.epoch) ? `${runId}:${answer.epoch}:${label}:${predicted}` : key;
-      if (mine === generation && isSelected(label, predicted)) showCell(answer, answered);
+      if (mine === generation && isSelected(label, predicted) && view === 'test') showCell(answer, answered);
     } catch (error) {
       if (mine === generation && isSelected(label, predicted)) {
         detailKey = '';
@@ -320,19 +345,81 @@ export function createEvaluate({
   }
 
   // ----- drawing the newest event -----
+  /** The matrix of the tab shown, or null (no drawings measured in this run). */
+  function matrixOf(event) {
+    if (view === 'test') return event.confusion;
+    return isMatrix(event.drawings_confusion) ? event.drawings_confusion : null;
+  }
+
+  function paintView(event) {
+    const matrix = matrixOf(event);
+    if (!matrix) {
+      size = 0;
+      buttons = [];
+      rowNotes = [];
+      placeholder(matrixEl, 'This run was not measured on your drawings: it started with fewer than 10 '
+        + 'labelled drawings. Label drawings under “Draw a digit”, then start a run or Teach now.', 'evaluate-empty');
+      summaryEl.textContent = '';
+      detailEl.hidden = true;
+      showScrollHint();
+      return;
+    }
+    paintMatrix(matrix);
+    const total = matrixTotal(matrix);
+    const right = matrix.reduce((sum, row, t) => sum + row[t], 0);
+    const what = view === 'test' ? 'test images' : 'held-out drawings';
+    summaryEl.textContent = `${formatInteger(right)} of ${formatInteger(total)} ${what} read right (${formatPercent(total ? right / total : NaN, view === 'test' ? 2 : 0)})`;
+    if (selected) {
+      if (view === 'drawings') showDrawingsCell();
+      else loadCell();
+    }
+  }
+
   function draw() {
     const event = pending;
     pending = null;
     if (!event) return;
     shown = event;
-    paintMatrix(event.confusion);
-    const total = matrixTotal(event.confusion);
-    const right = event.confusion.reduce((sum, row, t) => sum + row[t], 0);
-    summaryEl.textContent = `${formatInteger(right)} of ${formatInteger(total)} test images read right (${formatPercent(total ? right / total : NaN, 2)})`;
+    paintView(event);
     if (stampEl) stampEl.textContent = Number.isFinite(event.epoch) ? `epoch ${event.epoch}` : '';
     paintGallery(event);
-    if (selected) loadCell();
     version += 1;
+  }
+
+  // ----- the tabs: which matrix -----
+  const tabButtons = tabs ? [tabs.test, tabs.drawings] : [];
+  function choose(name) {
+    if (name === view) return;
+    view = name;
+    tabButtons.forEach((tab) => {
+      const on = tab.dataset.view === view;
+      tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      tab.tabIndex = on ? 0 : -1;
+      if (on) matrixEl.setAttribute('aria-labelledby', tab.id);
+    });
+    selected = null;
+    detailKey = '';
+    detailItems = [];
+    detailEl.hidden = true;
+    if (shown) {
+      paintView(shown);
+      version += 1;
+    }
+  }
+  if (tabs) {
+    tabs.test.dataset.view = 'test';
+    tabs.drawings.dataset.view = 'drawings';
+    tabButtons.forEach((tab, i) => {
+      tab.addEventListener('click', () => choose(tab.dataset.view));
+      tab.addEventListener('keydown', (event) => {
+        const to = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: tabButtons.length - 1 }[event.key];
+        if (to === undefined) return;
+        event.preventDefault();
+        const next = tabButtons[(to + tabButtons.length) % tabButtons.length];
+        choose(next.dataset.view);
+        next.focus();
+      });
+    });
   }
 
   // Drawn only while its section shows (a phone shows one at a time).
@@ -369,7 +456,8 @@ export function createEvaluate({
       request();
     },
     restyle() {
-      if (shown) paintMatrix(shown.confusion);
+      const matrix = shown ? matrixOf(shown) : null;
+      if (matrix) paintMatrix(matrix);
       const ink = inkColour();
       if (shown) repaintDigits(galleryEl, shown.misclassified || [], ink);
       repaintDigits(detailGridEl, detailItems, ink);
@@ -380,6 +468,8 @@ export function createEvaluate({
       runId: shown?.run_id ?? null,
       epoch: shown?.epoch ?? null,
       total: shown ? matrixTotal(shown.confusion) : 0,
+      view,
+      drawingsTotal: isMatrix(shown?.drawings_confusion) ? matrixTotal(shown.drawings_confusion) : null,
       selected: selected ? { ...selected, count: detailCount, shown: detailItems.length, loaded: detailKey !== '' && !loading } : null,
     }),
   };

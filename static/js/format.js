@@ -86,13 +86,22 @@ export function parseColour(text, fallback) {
   return fallback;
 }
 
+// Paced tasks run on the ticks of one shared clock, so that the charts, the figures and
+// the progress that change while a run trains change in the same frames: every frame
+// the page paints copies its canvases for the compositor (about 15 ms a frame on a phone
+// throttled 4x, whatever changed), and text written on its own timer cost a frame of its
+// own (10 frames a second where 5 do).
+const TICK_MS = 200;
+const nextTick = (at) => Math.ceil(at / TICK_MS) * TICK_MS;
+
 /** Run `task` at most once per `interval` ms, on an animation frame, however often it
  *  is requested; and never more than `share` of the time: a task that took 50 ms waits
  *  at least 50 / share ms before it runs again (a slow phone keeps its main thread).
  *  While requests keep coming closer than `quiet` ms apart, or `settled()` says more
  *  is on its way (a late page is applying a run's replayed history), the run waits for
- *  the burst to end, up to `maxWait` ms, so that the history is painted in one pass. A timer backs the frame
- *  up, so that a hidden tab still catches up now and then. */
+ *  the burst to end, up to `maxWait` ms, so that the history is painted in one pass.
+ *  Runs fall on the shared clock's ticks (TICK_MS). A timer backs the frame up, so
+ *  that a hidden tab still catches up now and then. */
 export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxWait = 1500,
   settled = () => true } = {}) {
   let timer = 0;
@@ -138,6 +147,7 @@ export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxW
     }
     const gap = urgent ? interval : wait;
     waitingLong = gap > interval;
-    timer = setTimeout(check, Math.max(quiet, last + gap - now));
+    const due = urgent ? last + gap : nextTick(last + gap);
+    timer = setTimeout(check, Math.max(quiet, due - now));
   };
 }
