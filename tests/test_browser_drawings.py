@@ -3,8 +3,9 @@ a digit drawn on the pad and answered is corrected with "It is a N" and saved; i
 in the gallery under N; a drawing is relabelled and another deleted; with 10 drawings
 or more, "Teach now" starts a teaching run that trains on the charts, and when it ends
 the page shows before and after (the held-out drawings and MNIST's test images), a
-"your drawings" line on the accuracy chart and a "Your drawings" confusion matrix. The
-same on a 390x844 touch screen, drawn with a finger.
+"your drawings" line on the accuracy chart (from before to after) and a "Your drawings"
+confusion matrix; the drawings exported and imported again. A refused save shows the
+server's message. The same on a 390x844 touch screen, drawn with a finger.
 
 The browser rule and helpers are test_browser.py's (and test_browser_draw.py's strokes).
 Teaching is shortened for the tests (a replay of 1,000 MNIST images, not 4,000): the page
@@ -171,7 +172,8 @@ def expect_drawings_matrix(page: Page, tap: bool) -> None:
     expect(page.locator("#confusion button.confusion-cell")).to_have_count(100)
 
 
-def test_a_drawing_is_corrected_kept_relabelled_deleted_and_taught(server, page, mnist):
+def test_a_drawing_is_corrected_kept_relabelled_deleted_and_taught(server, page, mnist,
+                                                                   tmp_path):
     problems = Problems(page)
     open_dashboard(page, server)
     expect(page.locator("#label-offer")).to_be_hidden()
@@ -220,6 +222,18 @@ def test_a_drawing_is_corrected_kept_relabelled_deleted_and_taught(server, page,
     page.locator("#evaluate").scroll_into_view_if_needed()
     expect_drawings_matrix(page, tap=False)
     save_screenshot(page.locator("#evaluate"), "drawings-confusion.png")
+
+    # Exported, then imported again (as another classroom's file): twice as many.
+    page.locator("#drawings-files").scroll_into_view_if_needed()
+    with page.expect_download() as download:
+        page.locator("#drawings-export-npz").click()
+    exported = tmp_path / download.value.suggested_filename
+    download.value.save_as(exported)
+    assert exported.name == "drawings.npz" and exported.stat().st_size > 0
+    page.locator("#drawings-import").set_input_files(str(exported))
+    expect(page.locator("#drawings-status")).to_have_text("Imported 10 drawings from drawings.npz.")
+    expect(page.locator("#drawings-count")).to_have_text("· 20")
+    expect(page.locator("#drawings-gallery .drawing-tile")).to_have_count(20)
     assert problems.items == []
 
 
