@@ -323,8 +323,7 @@ export function createDrawings({ offer, gallery, teach, draw, onTaught = null, o
       showStatus(gallery.status, describeFailure(error, `relabel drawing ${id}`), true);
       if (error instanceof ApiError && error.status === 404) forget(id);
     }
-    render();
-    tiles.get(id)?.querySelector('select').focus();
+    render();   // the tile moves to its digit's group, the focus with it
   }
 
   async function removeDrawing(id) {
