@@ -414,7 +414,7 @@ def test_with_fewer_than_ten_drawings_runs_are_not_measured_on_them(client, mnis
 
 def test_a_run_can_learn_from_the_drawings_mixed_into_its_batches(client, mnist):
     save_digits(client, mnist, 12)  # 10 teaching, 2 held out
-    body = {"preset": "default", "epochs": 1, "train_size": 640, "test_size": 100,
+    body = {"preset": "default", "epochs": 1, "train_size": 320, "test_size": 100,
             "batch_size": 64}
     mixed = finished(client, start_run(client, include_drawings=0.5, **body)["run_id"])
     alone = finished(client, start_run(client, **body)["run_id"])
@@ -422,8 +422,8 @@ def test_a_run_can_learn_from_the_drawings_mixed_into_its_batches(client, mnist)
     assert mixed["config"]["include_drawings"] == 0.5
     steps = {run["run_id"]: client.get(f"/api/runs/{run['run_id']}/metrics.json")
              .json()["batches"][-1]["steps"] for run in (mixed, alone)}
-    # 640 MNIST images and 640 drawing images (10 drawings, 64 times each), 64 a batch
-    assert steps == {mixed["run_id"]: 20, alone["run_id"]: 10}
+    # 320 MNIST images and 320 drawing images (10 drawings, 32 times each), 64 a batch
+    assert steps == {mixed["run_id"]: 10, alone["run_id"]: 5}
     assert mixed["epochs"][0]["drawings_total"] == 2
 
 

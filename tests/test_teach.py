@@ -12,7 +12,7 @@ from cnn.drawn import slant
 from cnn.model import Model
 from cnn.optim import Adam
 from cnn.presets import PRESETS
-from cnn.teach import Teaching, fine_tune, mix_in, read, score
+from cnn.teach import MAX_COPIES, Teaching, fine_tune, mix_in, read, score
 from cnn.train import Dataset, TrainConfig
 
 TINY_SPEC = {"input": [1, 28, 28],
@@ -47,6 +47,15 @@ def test_the_drawings_make_up_their_share_each_repeated_evenly():
     assert (mixed.train_labels[300:] == tail[:, 0, 0] - 200).all()  # labels follow images
     assert (mixed.train_images[:300] == data.train_images).all()
     assert mixed.test_images is data.test_images  # measured on the same test set
+
+
+def test_a_few_drawings_are_repeated_at_most_max_copies_times_each():
+    """Three drawings cannot make up half of 3,000 images: 40 copies each, no more (one
+    mislabelled drawing among a few must not be taught hundreds of times)."""
+    mixed = mix_in(dataset(3000), *drawings(3), share=0.5)
+    tail = mixed.train_images[3000:]
+    assert len(tail) == 3 * MAX_COPIES == 120
+    assert (np.bincount(tail[:, 0, 0] - 200) == MAX_COPIES).all()
 
 
 def test_every_drawing_is_in_even_at_a_tiny_share():
