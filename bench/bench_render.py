@@ -86,6 +86,23 @@ def watch(page, cdp, seconds: float) -> dict:
             "longest": max(tasks, default=0.0), "points": page.evaluate("() => window.cnnLive.lossPoints()")}
 
 
+# When the late page got where (ms from navigation): its HTML parsed, the event stream
+# answering, the replayed history applied (static/js/stream.js marks the last two).
+PHASES = """() => {
+  const at = (name) => { const m = performance.getEntriesByName(name)[0]; return m ? m.startTime : null; };
+  return {parsed: performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? null,
+          stream: at('cnn-live:stream-connected'), replayed: at('cnn-live:stream-caught-up')};
+}"""
+
+
+def phases(page) -> str:
+    times = page.evaluate(PHASES)
+    return "   ".join(f"{name} at {value / 1000:.2f} s" if value is not None else f"{name}: -"
+                       for name, value in (("page parsed", times["parsed"]),
+                                           ("stream answered", times["stream"]),
+                                           ("history applied", times["replayed"])))
+
+
 def report(label: str, figures: dict) -> None:
     print(f"{label:<44} busy {100 * figures['busy']:5.1f} %   long tasks {figures['long']:3d}   "
           f"longest {figures['longest']:5.0f} ms   (loss points drawn {figures['points']})", flush=True)
@@ -140,6 +157,7 @@ def main() -> None:
                   f"{complete / 1000:.2f} s   long tasks {len(tasks)}   longest "
                   f"{max(tasks, default=0):.0f} ms   (loss points drawn "
                   f"{page.evaluate('() => window.cnnLive.lossPoints()')})", flush=True)
+            print(f"{'':<44} {phases(page)}", flush=True)
             report("phone, that page then watching", watch(page, cdp, args.watch))
             context.close()
 

@@ -75,6 +75,12 @@ export function sseParser(onEvent) {
   };
 }
 
+// Marks on the page's performance timeline (bench/bench_render.py reads them): the
+// stream first answered, and the first burst of events (a late page's replay) applied.
+export const MARKS = Object.freeze({
+  connected: 'cnn-live:stream-connected', caughtUp: 'cnn-live:stream-caught-up',
+});
+
 // How many received events wait to be applied (the page's one stream): a replayed
 // history is still being applied while this is above 0.
 let backlogOf = () => 0;
@@ -100,6 +106,7 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
   let serial = 0;
   const newest = new Map(); // picture key -> serial of its newest event waiting
   let draining = false;
+  let caughtUp = false;     // the first connection's burst (a late page's replay) applied
   backlogOf = () => queue.length - head;
   const channel = new MessageChannel();
   channel.port1.onmessage = drain;
@@ -136,6 +143,10 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
     queue.length = 0;
     head = 0;
     draining = false;
+    if (!caughtUp) {
+      caughtUp = true;
+      performance.mark(MARKS.caughtUp);
+    }
   }
 
   function apply(name, text, id) {
@@ -185,6 +196,7 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
       const feed = sseParser(receive);
       receiving = true;
       retryDelay = RETRY_MIN_MS;
+      if (!opened) performance.mark(MARKS.connected);
       opened = true;
       onConnection('connected');
       for (;;) {
