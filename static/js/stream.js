@@ -188,8 +188,12 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
     if (opened) onConnection('reconnecting');
     let receiving = false;
     try {
+      // Low priority: a long-lived background request, not one the page waits for (a
+      // high-priority request that never ends kept Lighthouse waiting for the page to
+      // settle, as it ignores only EventSource's).
       const response = await fetch(requestUrl(), {
         headers: { Accept: 'text/event-stream' }, cache: 'no-store', signal: mine.signal,
+        priority: 'low',
       });
       if (!response.ok || !response.body) throw new Error(`the stream answered ${response.status}`);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
