@@ -151,3 +151,11 @@ export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxW
     timer = setTimeout(check, Math.max(quiet, due - now));
   };
 }
+
+/** A paragraph `text` of class `className` in place of `el`'s children (an empty state). */
+export function placeholder(el, text, className) {
+  const p = document.createElement('p');
+  p.className = className;
+  p.textContent = text;
+  el.replaceChildren(p);
+}
