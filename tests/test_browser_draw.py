@@ -184,6 +184,21 @@ def draw_seven(page: Page) -> None:
     mouse_stroke(page, [(0.75, 0.2), (0.45, 0.85)])
 
 
+def finger_draws_one(context, page: Page, box: dict) -> None:
+    """A "1" drawn with a finger (CDP touch events, as a phone sends them) on the pad at
+    `box` (viewport coordinates)."""
+    cdp = context.new_cdp_session(page)
+    x = box["x"] + box["width"] / 2
+    top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
+                                          "touchPoints": [{"x": x, "y": top, "id": 1}]})
+    for i in range(1, 13):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+            {"x": x + (i % 2), "y": top + (bottom - top) * i / 12, "id": 1}]})
+        page.wait_for_timeout(16)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
 def ink_pixels(page: Page, selector: str) -> int:
     """How many pixels of the canvas are not fully transparent."""
     return page.evaluate("""(selector) => {
@@ -292,16 +307,7 @@ def test_a_finger_draws_on_a_phone_without_scrolling_the_page(
         assert sizes["scroll"] <= sizes["inner"] + 1, f"horizontal scroll: {sizes}"
         assert sizes["backing"] >= 2 * box["width"] - 2, f"not drawn at the pixel ratio: {sizes}"
 
-        cdp = context.new_cdp_session(page)
-        x = box["x"] + box["width"] / 2
-        top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
-                                              "touchPoints": [{"x": x, "y": top, "id": 1}]})
-        for i in range(1, 13):
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
-                {"x": x + (i % 2), "y": top + (bottom - top) * i / 12, "id": 1}]})
-            page.wait_for_timeout(16)
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        finger_draws_one(context, page, box)
 
         expect_a_prediction(page, predictor)
         expect_feature_maps(page)
@@ -310,6 +316,50 @@ def test_a_finger_draws_on_a_phone_without_scrolling_the_page(
         assert page.evaluate("() => window.scrollY") == scroll, "the finger scrolled the page"
         assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"] + 1
         save_screenshot(page, "draw-phone.png")
+        assert problems.items == []
+    finally:
+        context.close()
+
+
+def test_a_phone_opened_at_draw_shows_the_pad_and_its_answer_on_one_screen(
+        server, browser, browser_context_args):
+    """Issue 13: a 390x844 touch phone opened at /#draw; a digit drawn with a finger is
+    answered where it is drawn: the pad and the answer's digit both wholly on the screen,
+    the page not scrolled, the pad not moved by the answer. And from the page's top (the
+    top bar in view) both would still end within the first screen."""
+    context = browser.new_context(**{**browser_context_args, "viewport": PHONE, "is_mobile": True,
+                                     "has_touch": True, "device_scale_factor": 2})
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        predictor = Predictor(page, has_predict_route(server))
+        page.goto(server.url + "/#draw")
+        expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"),
+                                                          timeout=10_000)
+        expect(page.locator("#draw")).to_have_class(re.compile(r"\bis-current\b"))
+        pad, answer = page.locator("#draw-canvas"), page.locator("#prediction")
+        expect(pad).to_be_in_viewport(ratio=1)
+        page.wait_for_timeout(200)  # the fragment's scroll, if any, done
+        scroll = page.evaluate("() => window.scrollY")
+        before = pad.bounding_box()
+
+        finger_draws_one(context, page, before)
+        expect_a_prediction(page, predictor)
+
+        assert page.evaluate("() => window.scrollY") == scroll, "the finger scrolled the page"
+        assert pad.bounding_box() == before, "the answer moved the pad"
+        for element in (pad, answer):
+            expect(element).to_be_in_viewport(ratio=1)
+        boxes = page.evaluate("""() => ['draw-canvas', 'prediction'].map((id) => {
+            const r = document.getElementById(id).getBoundingClientRect();
+            return {id, left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+                    pageBottom: r.bottom + window.scrollY};
+        })""")
+        for box in boxes:
+            assert box["left"] >= 0 and box["top"] >= 0, box
+            assert box["right"] <= PHONE["width"] and box["bottom"] <= PHONE["height"], box
+            assert box["pageBottom"] <= PHONE["height"], f"below the first screen: {box}"
+        save_screenshot(page, "draw-phone-answer.png")
         assert problems.items == []
     finally:
         context.close()
