@@ -1,7 +1,8 @@
 // The charts' data, one run at a time (charts.js draws it): batch losses at their x in
 // epochs, kept sorted whatever order events come in (a replay, a late point), the
 // smoothed loss, epoch records and live changes; and the alignment of several runs'
-// series on one x axis, as uPlot wants them. Pure functions of plain arrays.
+// series on one x axis, as uPlot wants them. Functions of plain arrays, no DOM (the
+// add* ones change the run data they are handed).
 
 /** One run's data on the charts. */
 export function newSeries() {
@@ -15,6 +16,58 @@ export function newSeries() {
     epochs: new Map(),      // epoch number -> epoch record
     markers: [],            // live changes, sorted by x: [{x, label, learning_rate, momentum}]
   };
+}
+
+/** Add batch event `b` to run data `s` at its x (a replayed or late point replaces or
+ *  is inserted in order: applying an event twice changes nothing). False when it has
+ *  no place on the x axis. */
+export function addBatchPoint(s, b) {
+  const x = stepX(b);
+  if (!Number.isFinite(x)) return false;
+  const loss = Number.isFinite(b.loss) ? b.loss : null;
+  const n = s.batchX.length;
+  if (n === 0 || x > s.batchX[n - 1]) {
+    s.batchX.push(x);
+    s.batchLoss.push(loss);
+    return true;
+  }
+  const at = lowerBound(s.batchX, x);
+  if (s.batchX[at] === x) s.batchLoss[at] = loss;
+  else {
+    s.batchX.splice(at, 0, x);
+    s.batchLoss.splice(at, 0, loss);
+  }
+  s.smoothedValid = 0; // the running average past `at` is stale: recompute it
+  return true;
+}
+
+/** Add a live change (a "hyperparameters" event) to run data `s` as a marker labelled
+ *  `label`, in order of x; a replayed one replaces its own. False when it has no x. */
+export function addMarker(s, change, label) {
+  const x = stepX(change);
+  if (!Number.isFinite(x)) return false;
+  const marker = { x, label, learning_rate: change.learning_rate, momentum: change.momentum };
+  const at = s.markers.findIndex((m) => m.x >= x);
+  if (at === -1) s.markers.push(marker);
+  else if (s.markers[at].x === x) s.markers[at] = marker;
+  else s.markers.splice(at, 0, marker);
+  return true;
+}
+
+/** A run's data as it starts (`config`: its settings), keeping what came up to epoch
+ *  `keepThrough` of `old` when it goes on from that epoch's checkpoint (continued, or
+ *  stepped). */
+export function restartedSeries(old, config = null, keepThrough = null) {
+  const s = newSeries();
+  s.planned = config && Number.isFinite(config.epochs) ? config.epochs : 0;
+  if (old && Number.isFinite(keepThrough) && keepThrough > 0) {
+    const end = lowerBound(old.batchX, keepThrough + 1e-9);
+    s.batchX = old.batchX.slice(0, end);
+    s.batchLoss = old.batchLoss.slice(0, end);
+    s.epochs = new Map([...old.epochs].filter(([epoch]) => epoch <= keepThrough));
+    s.markers = old.markers.filter((m) => m.x <= keepThrough);
+  }
+  return s;
 }
 
 /** Where a batch or a live change sits on the x axis (epochs), or NaN. */

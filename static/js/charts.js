@@ -15,7 +15,9 @@ import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { pacedTask } from './format.js';
 import { watchShown } from './visibility.js';
 import { backlog } from './stream.js';
-import { hasEpochFigure, lowerBound, newSeries, stepX, updateSmoothed } from './chart-series.js';
+import {
+  addBatchPoint, addMarker, hasEpochFigure, newSeries, restartedSeries, updateSmoothed,
+} from './chart-series.js';
 import { accuracyData, accuracyLines, lossData, lossLines } from './chart-lines.js';
 import { accuracyOptions, chartHeight, lossOptions } from './chart-options.js';
 import { describeChange } from './chart-markers.js';
@@ -215,38 +217,12 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
   }
 
   function addBatch(b) {
-    const x = stepX(b);
-    if (!Number.isFinite(x)) return;
-    const s = series(b.run_id);
-    const loss = Number.isFinite(b.loss) ? b.loss : null;
-    const n = s.batchX.length;
-    if (n === 0 || x > s.batchX[n - 1]) {
-      s.batchX.push(x);
-      s.batchLoss.push(loss);
-    } else {
-      // A replayed or late point: replace or insert in order, keeping the charts idempotent.
-      const at = lowerBound(s.batchX, x);
-      if (s.batchX[at] === x) s.batchLoss[at] = loss;
-      else {
-        s.batchX.splice(at, 0, x);
-        s.batchLoss.splice(at, 0, loss);
-      }
-      s.smoothedValid = 0; // the running average past `at` is stale: recompute it
-    }
-    redraw({ accuracy: false, id: b.run_id });
+    if (addBatchPoint(series(b.run_id), b)) redraw({ accuracy: false, id: b.run_id });
   }
 
-  function addMarker(change) {
-    const x = stepX(change);
-    if (!Number.isFinite(x)) return;
-    const s = series(change.run_id);
-    const marker = { x, label: describeChange(change), learning_rate: change.learning_rate,
-      momentum: change.momentum };
-    const at = s.markers.findIndex((m) => m.x >= x);
-    if (at === -1) s.markers.push(marker);
-    else if (s.markers[at].x === x) s.markers[at] = marker;
-    else s.markers.splice(at, 0, marker);
-    if (change.run_id === selected) redraw({ accuracy: false, id: change.run_id });
+  function addLiveChange(change) {
+    const added = addMarker(series(change.run_id), change, describeChange(change));
+    if (added && change.run_id === selected) redraw({ accuracy: false, id: change.run_id });
   }
 
   function addEpoch(record) {
@@ -263,17 +239,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     /** Forget run `id`'s data (it starts), or what came after epoch `keepThrough`
      *  (it goes on from that epoch's checkpoint: continued, or stepped). */
     resetRun(id, config = null, keepThrough = null) {
-      const old = runs.get(id);
-      const s = newSeries();
-      s.planned = config && Number.isFinite(config.epochs) ? config.epochs : 0;
-      if (old && Number.isFinite(keepThrough) && keepThrough > 0) {
-        const end = lowerBound(old.batchX, keepThrough + 1e-9);
-        s.batchX = old.batchX.slice(0, end);
-        s.batchLoss = old.batchLoss.slice(0, end);
-        s.epochs = new Map([...old.epochs].filter(([epoch]) => epoch <= keepThrough));
-        s.markers = old.markers.filter((m) => m.x <= keepThrough);
-      }
-      runs.set(id, s);
+      runs.set(id, restartedSeries(runs.get(id), config, keepThrough));
       redraw({ id, urgent: true });
     },
     /** Drop a run's data (cancelled, or too old to keep). */
@@ -306,7 +272,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     addBatch,
     /** A live change of the learning rate or momentum (a "hyperparameters" event): a
      *  marker where it took effect. Replayed events replace their own marker. */
-    addMarker,
+    addMarker: addLiveChange,
     addEpoch,
     /** A finished run's history from GET /api/runs/{id}/metrics.json. */
     loadHistory(id, metrics) {
@@ -320,7 +286,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         if (e && typeof e === 'object') addEpoch({ ...e, run_id: id });
       }
       for (const change of Array.isArray(metrics?.hyperparameter_changes) ? metrics.hyperparameter_changes : []) {
-        if (change && typeof change === 'object') addMarker({ ...change, run_id: id });
+        if (change && typeof change === 'object') addLiveChange({ ...change, run_id: id });
       }
       redraw({ id, urgent: true });
     },
