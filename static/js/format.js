@@ -94,6 +94,36 @@ export function parseColour(text, fallback) {
 const TICK_MS = 200;
 const nextTick = (at) => Math.ceil(at / TICK_MS) * TICK_MS;
 
+// Paced tasks due in the same frame share it up to FRAME_BUDGET_MS: past it, the rest
+// wait for the next frame. A late page's charts, filters, matrix and histograms all fell
+// due when its replay was applied, and drawn in one frame made one task of 300 ms on a
+// phone throttled 4x; one a frame, the longest is the charts' (issue 13).
+const FRAME_BUDGET_MS = 40;
+const frameQueue = [];
+let frameAsked = false;
+
+function runFrame() {
+  frameAsked = false;
+  const until = performance.now() + FRAME_BUDGET_MS;
+  while (frameQueue.length) {
+    frameQueue.shift()();
+    if (frameQueue.length && performance.now() > until) {
+      frameAsked = true;
+      requestAnimationFrame(runFrame);
+      return;
+    }
+  }
+}
+
+/** Run `task` in the next animation frame that has room (see FRAME_BUDGET_MS). */
+function inFrame(task) {
+  frameQueue.push(task);
+  if (!frameAsked) {
+    frameAsked = true;
+    requestAnimationFrame(runFrame);
+  }
+}
+
 /** Run `task` at most once per `interval` ms, on an animation frame, however often it
  *  is requested; and never more than `share` of the time: a task that took 50 ms waits
  *  at least 50 / share ms before it runs again (a slow phone keeps its main thread).
@@ -105,16 +135,18 @@ const nextTick = (at) => Math.ceil(at / TICK_MS) * TICK_MS;
 export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxWait = 1500,
   settled = () => true } = {}) {
   let timer = 0;
-  let frame = 0;
+  let inFrameQueue = false; // a run waits for its frame
   let last = -Infinity;     // when the task last ran
   let wait = interval;      // how long after it the next run may come
   let asked = 0;            // when it was last requested
   let firstAsked = 0;       // when the pending run was first requested
   const run = () => {
-    cancelAnimationFrame(frame);
+    if (!inFrameQueue) return;   // the timer ran it already (or the frame did)
+    inFrameQueue = false;
     clearTimeout(timer);
-    frame = 0;
     timer = 0;
+    const queued = frameQueue.indexOf(run);   // run by the timer (a hidden tab has no frames)
+    if (queued >= 0) frameQueue.splice(queued, 1);
     const start = performance.now();
     last = start;
     task();
@@ -129,7 +161,8 @@ export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxW
       timer = setTimeout(check, quiet);
       return;
     }
-    frame = requestAnimationFrame(run);
+    inFrameQueue = true;
+    inFrame(run);
     timer = setTimeout(run, 250);
   };
   let waitingLong = false;   // the pending run waits out the share, not just the interval
@@ -138,7 +171,7 @@ export function pacedTask(task, { interval = 200, share = 0.15, quiet = 30, maxW
   return function request(urgent = false) {
     const now = performance.now();
     asked = now;
-    if (frame) return;
+    if (inFrameQueue) return;
     if (timer) {
       if (!urgent || !waitingLong) return;
       clearTimeout(timer);
