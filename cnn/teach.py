@@ -65,7 +65,7 @@ class Teaching:
     replay: int = 4000
     share: float = 0.5
     passes: int = 1
-    learning_rate: float = 0.0005
+    learning_rate: float = 0.0003
     optimizer: str | None = None  # None: the base run's
     batch_size: int = 64
     seed: int = 0
