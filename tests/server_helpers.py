@@ -90,6 +90,22 @@ def unfold(page, selector: str = "#advanced") -> None:
     expect(details).to_have_attribute("open", "")
 
 
+def finger_draws_one(context, page, box: dict) -> None:
+    """A "1" drawn with a finger (CDP touch events, as a phone sends them) on the pad at
+    `box` (viewport coordinates)."""
+    cdp = context.new_cdp_session(page)
+    x = box["x"] + box["width"] / 2
+    top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
+                                          "touchPoints": [{"x": x, "y": top, "id": 1}]})
+    for i in range(1, 13):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+            {"x": x + (i % 2), "y": top + (bottom - top) * i / 12, "id": 1}]})
+        page.wait_for_timeout(16)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
 def training_threads(run_id: str | None = None) -> list[threading.Thread]:
     prefix = f"training-{run_id}" if run_id else "training-"
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]

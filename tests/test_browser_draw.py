@@ -34,6 +34,7 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
     save_screenshot, server, wait_hook,
 )
 from playwright.sync_api import Page, Route, expect  # noqa: E402
+from server_helpers import finger_draws_one  # noqa: E402
 
 from cnn.preprocess import EmptyDrawing, preprocess_drawing  # noqa: E402
 
@@ -182,21 +183,6 @@ def draw_seven(page: Page) -> None:
     """A "7" in two strokes: the bar, then the diagonal."""
     mouse_stroke(page, [(0.25, 0.2), (0.75, 0.2)])
     mouse_stroke(page, [(0.75, 0.2), (0.45, 0.85)])
-
-
-def finger_draws_one(context, page: Page, box: dict) -> None:
-    """A "1" drawn with a finger (CDP touch events, as a phone sends them) on the pad at
-    `box` (viewport coordinates)."""
-    cdp = context.new_cdp_session(page)
-    x = box["x"] + box["width"] / 2
-    top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
-                                          "touchPoints": [{"x": x, "y": top, "id": 1}]})
-    for i in range(1, 13):
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
-            {"x": x + (i % 2), "y": top + (bottom - top) * i / 12, "id": 1}]})
-        page.wait_for_timeout(16)
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
 def ink_pixels(page: Page, selector: str) -> int:

@@ -30,6 +30,7 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
 )
 from test_browser_draw import draw_one, pad_box  # noqa: E402
 from test_drawings import drawing_of  # noqa: E402
+from server_helpers import finger_draws_one  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 
 import app.routers.drawings as drawings_router  # noqa: E402
@@ -238,19 +239,9 @@ def test_a_drawing_is_corrected_kept_relabelled_deleted_and_taught(server, page,
 
 
 def touch_stroke(context, page: Page) -> None:
-    """A "1" drawn with a finger: touchStart, moves, touchEnd (CDP)."""
+    """A "1" drawn with a finger on the pad, scrolled into view first."""
     page.locator("#draw-canvas").scroll_into_view_if_needed()
-    box = page.locator("#draw-canvas").bounding_box()
-    cdp = context.new_cdp_session(page)
-    x = box["x"] + box["width"] / 2
-    top, bottom = box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"]
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart",
-                                          "touchPoints": [{"x": x, "y": top, "id": 1}]})
-    for i in range(1, 11):
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
-            {"x": x + (i % 2), "y": top + (bottom - top) * i / 10, "id": 1}]})
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    cdp.detach()
+    finger_draws_one(context, page, page.locator("#draw-canvas").bounding_box())
 
 
 def test_the_same_on_a_phone_with_a_finger(server, browser, browser_context_args, mnist):
