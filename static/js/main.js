@@ -1,14 +1,9 @@
 // Wiring: the event stream feeds the runs (jobs.js), the charts, the runs list, the
 // filters, the insight panels, the controls and the drawing pad's chooser.
 //
-// Several runs train at once (issue 12). Every active run and every ticked one is drawn
-// on the charts in its own colour; one run is *selected*: the filters, the evaluation and
-// the histograms, the progress, the stats, Pause/Stop above and the steering follow it.
-// A page that opens selects the oldest run in training (a comparison's first); a run
-// that starts is selected unless the selected one still trains (a comparison's runs
-// start together) or was chosen; starting runs from this page selects the first of
-// them; pressing a run in the runs list selects it and keeps it until "Follow the
-// newest run".
+// Several runs train at once (issue 12): which one the panels follow and which the
+// charts draw is selection.js's. A page that opens selects the oldest run in training (a
+// comparison's first); starting runs from this page selects the first of them.
 //
 // Events are applied in the order they come. A "run" event clears that run's curves
 // and panels, so a page that connects mid-run (and is sent the active runs' history
@@ -26,7 +21,7 @@ import { createDrawings } from './drawings.js';
 import { createFilters } from './filters.js';
 import { createInsight } from './insight.js';
 import { createRuns } from './runs.js';
-import { ACTIVE, createJobs, legendLabels, runName } from './jobs.js';
+import { ACTIVE, createJobs, runName } from './jobs.js';
 import { createModelChooser } from './chooser.js';
 import { connectStream } from './stream.js';
 import { STREAM_EVENTS } from './events.js';
@@ -39,23 +34,14 @@ import { createChartDownloads } from './export.js';
 import { cssVar } from './format.js';
 import { createSections } from './sections.js';
 import { createBuilder } from './builder.js';
+import { createSelection } from './selection.js';
+import { createRunsLoader } from './runs-loader.js';
 
 const byId = (id) => document.getElementById(id);
 // Setting the panels up is a few hundred ms on a slow phone: in four tasks, not one
 // long one (the page answers input between them; nothing calls a panel before it exists,
 // since the stream opens last).
 const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
-
-// Heavy data (a run's latest filters, evaluation and histograms, ~100 KB) is kept for
-// this many runs at most, besides the active, ticked and selected ones.
-const HEAVY_RUNS = 8;
-// The runs list is fetched again this long after a run ends, plus up to SPREAD_MS more,
-// so that a room of browsers does not ask at the same moment.
-const LIST_AFTER_MS = 800;
-const SPREAD_MS = 1500;
-// A finished run drawn that this page did not watch: its loss points are asked for
-// (metrics.json) this long after, unless the stream's replay brought them meanwhile.
-const HISTORY_WAIT_MS = 1500;
 
 // The server's token, asked for when a request gets 401 (see api.js).
 setTokenAsker(createTokenDialog({
@@ -79,8 +65,6 @@ const sections = createSections({
 
 const jobs = createJobs();
 let lastStatus = null;    // the server's latest status (from the stream or GET /api/status)
-let selectedId = null;    // the run the panels and the controls follow
-let pinned = false;       // chosen in the runs list: kept when other runs start
 
 const nameOf = (id) => {
   const job = jobs.get(id);
@@ -164,7 +148,7 @@ const builder = createBuilder({
 /** A run trains a network of its own, not its preset's. */
 const ownNetwork = (job) => builder.isOwnNetwork(job.spec, job.preset);
 
-let legend = new Map();   // run id -> its name in the charts' legend
+const legend = new Map(); // run id -> its name in the charts' legend (selection.js fills it)
 await nextTask();
 const charts = createCharts({
   lossEl: byId('loss-chart'),
@@ -272,6 +256,17 @@ const runsView = createRuns({
   ownNetwork,
 });
 
+// Which run the panels follow, which runs the charts draw.
+const selection = createSelection({
+  jobs,
+  legend,
+  panels: { charts, controls, filters, insight, runsList: runsView },
+  ownNetwork,
+  serverStatus: () => lastStatus,
+});
+const { select, followNewest, maybeFollow, updateView, showSelected, showPanels, selectedStatus,
+  ensureHistory, trimHeavy, isSelected } = selection;
+
 /** "Edit network" on a run: its network (from its record) in the builder, with its
  *  preset chosen in the form (whose network "Race it" runs against). */
 async function editNetwork(id) {
@@ -322,123 +317,6 @@ onThemeChange(() => {
   insight.restyle();
 });
 
-// ----- what is drawn, what is selected -----
-
-/** The runs on the charts: every active one and every ticked one. */
-function drawnJobs() {
-  return jobs.ordered().filter((job) => ACTIVE.has(job.state) || job.ticked);
-}
-
-let legendKey = '';
-function updateView() {
-  const drawn = drawnJobs();
-  legend = legendLabels(drawn);
-  for (const job of drawn) if (ownNetwork(job)) legend.set(job.id, `${legend.get(job.id)} · own network`);
-  const key = [...legend].map(([id, label]) => `${id}=${label}`).join('|');
-  charts.setView(drawn.map((job) => job.id), selectedId, { relabel: key !== legendKey });
-  legendKey = key;
-}
-
-/** The selected run's status, in the shape of the server's (what controls.js shows). */
-function selectedStatus() {
-  const base = { data: lastStatus?.data, max_concurrent_runs: lastStatus?.max_concurrent_runs };
-  const job = selectedId ? jobs.get(selectedId) : null;
-  if (!job) return { ...base, state: 'idle', run_id: null, preset: null, config: null };
-  return { ...base, ...job.progress, state: job.state, run_id: job.id, preset: job.preset,
-    config: job.config, queue_position: job.queuePosition, message: job.message };
-}
-
-function showSelected() {
-  controls.showStatus(selectedStatus());
-}
-
-/** The panels show run `job` (its filters, evaluation, histograms and figures, as far as
- *  this page has them). */
-function showPanels(job) {
-  if (!job) {
-    filters.reset(null);
-    insight.reset(null);
-    return;
-  }
-  let why = '';
-  if (job.state === 'queued') {
-    why = `${runName(job)} waits in the queue: its filters, evaluation and histograms appear when it starts.`;
-  } else if (!ACTIVE.has(job.state) && !job.lastFilters && !job.lastEvaluation && !job.lastHistograms) {
-    why = `${runName(job)} is not training: its filters, evaluation and histograms are sent only while a run `
-      + 'trains, and this page did not keep them.';
-  }
-  filters.reset(job.spec, why);
-  if (job.lastFilters) filters.update(job.lastFilters);
-  insight.reset(job.id, why);
-  if (job.lastEvaluation) insight.handlers.evaluation(job.lastEvaluation);
-  if (job.lastHistograms) insight.handlers.histograms(job.lastHistograms);
-  jobs.touch(job);
-
-  // The figures: this run's, from its start.
-  controls.adoptRun(job.id);
-  controls.applyRun({ run_id: job.id, preset: job.preset, config: job.config }, { isNew: false });
-  for (const epoch of [...job.epochs.keys()].sort((a, b) => a - b)) {
-    controls.applyEpoch({ ...job.epochs.get(epoch), run_id: job.id });
-  }
-  if (job.done) controls.applyDone(job.done);
-}
-
-/** Follow run `id` (pin: the person chose it, keep it when others start). */
-function select(id, { pin = false } = {}) {
-  pinned = Boolean(id) && pin;
-  const job = id ? jobs.get(id) : null;
-  const changed = id !== selectedId;
-  selectedId = id;
-  // A finished run that is selected is drawn (its tick box says so; untick to hide it).
-  if (job && !ACTIVE.has(job.state) && job.state !== 'queued' && !job.ticked) job.ticked = true;
-  if (changed) showPanels(job);
-  runsView.setSelected(id, { pinned });
-  if (job) runsView.update(job);
-  updateView();
-  showSelected();
-  if (job) ensureHistory(job);
-}
-
-function followNewest() {
-  const newest = jobs.newest();
-  select(newest ? newest.id : null);
-}
-
-/** Leave the selected run for `job` (a run that starts) unless the person chose the
- *  selected one or it still trains. */
-function maybeFollow(job) {
-  const current = selectedId ? jobs.get(selectedId) : null;
-  if (!current || (!pinned && !ACTIVE.has(current.state) && current.state !== 'queued')) select(job.id);
-}
-
-/** A drawn run this page has no curves of (it trained before the page opened): its
- *  epochs from the runs list at once, its loss points from metrics.json. */
-async function ensureHistory(job) {
-  if (job.state === 'queued' || charts.hasBatches(job.id) || job.fetchedHistory) return;
-  if (!charts.hasData(job.id)) {
-    for (const record of job.epochs.values()) charts.addEpoch({ ...record, run_id: job.id });
-  }
-  if (ACTIVE.has(job.state) || job.seenLive) return;  // its events bring the rest
-  job.fetchedHistory = true;
-  // The stream may yet replay it (a page just opened): wait a moment before asking.
-  await new Promise((resolve) => { setTimeout(resolve, HISTORY_WAIT_MS); });
-  if (job.seenLive || charts.hasBatches(job.id) || jobs.get(job.id) !== job) return;
-  try {
-    const metrics = await api('GET', `/api/runs/${encodeURIComponent(job.id)}/metrics.json`);
-    if (metrics && typeof metrics === 'object' && jobs.get(job.id) === job) {
-      if (metrics.spec && !job.spec) job.spec = metrics.spec;
-      charts.loadHistory(job.id, metrics);
-    }
-  } catch (error) {
-    job.fetchedHistory = false;
-    console.warn(`cnn-live: could not load the history of run ${job.id}`, error);
-  }
-}
-
-function trimHeavy() {
-  jobs.trim(HEAVY_RUNS, (job) => ACTIVE.has(job.state) || job.ticked || job.id === selectedId);
-}
-
 // ----- statuses: from the stream, from answers, from GET /api/status -----
 
 function applyStatus(status, { fromStream }) {
@@ -452,7 +330,7 @@ function applyStatus(status, { fromStream }) {
   }
   if (Array.isArray(status.runs)) runsView.summary(status);
   if (stale) refreshListSoon();
-  if (!selectedId) {
+  if (!selection.id()) {
     // The oldest run in training (a comparison's first, as on the page that started
     // it), else the server's current run.
     const training = (Array.isArray(status.runs) ? status.runs : []).find((r) => ACTIVE.has(r.state));
@@ -470,58 +348,26 @@ function applyAnswer(answer) {
 
 // ----- the runs list: fetched at start, after a run ends, and on reconnection -----
 
-let listLoading = null;
-let listAgain = false;
-let listTimer = 0;
-
-async function refreshList() {
-  if (listLoading) {
-    listAgain = true;
-    return listLoading;
-  }
-  listLoading = (async () => {
-    try {
-      do {
-        listAgain = false;
-        const asked = jobs.streamEvents();
-        const list = await api('GET', '/api/runs');
-        const { gone } = jobs.applyList(list, asked);
-        for (const id of gone) forget(id);
-        runsView.updateAll();
-        updateView();
-        showSelected();
-      } while (listAgain);
-    } catch (error) {
-      console.warn('cnn-live: could not load the runs', error);
-    } finally {
-      listLoading = null;
-    }
-  })();
-  return listLoading;
-}
-
-function refreshListSoon() {
-  if (listTimer) return;
-  listTimer = setTimeout(() => {
-    listTimer = 0;
-    refreshList();
-  }, LIST_AFTER_MS + Math.random() * SPREAD_MS);
-}
+const { refresh: refreshList, refreshSoon: refreshListSoon } = createRunsLoader({
+  jobs,
+  onLoaded: (list, asked) => {
+    const { gone } = jobs.applyList(list, asked);
+    for (const id of gone) forget(id);
+    runsView.updateAll();
+    updateView();
+    showSelected();
+  },
+});
 
 /** A run the server no longer has (taken out of the queue). */
 function forget(id) {
   jobs.remove(id);
   runsView.remove(id);
   charts.dropRun(id);
-  if (id === selectedId) {
-    selectedId = null;
-    followNewest();
-  }
+  selection.forget(id);
 }
 
 // ----- the stream's events -----
-
-const isSelected = (d) => d.run_id === selectedId;
 
 const handlers = {
   run(d) {
@@ -551,7 +397,7 @@ const handlers = {
     }
     charts.addBatch(d);
     if (isSelected(d)) controls.applyBatch(d);
-    else if (!selectedId) select(d.run_id);
+    else if (!selection.id()) select(d.run_id);
     if (!job.answers) {             // its model answers drawings from now on
       job.answers = true;
       chooser.refreshSoon();
@@ -698,7 +544,7 @@ Object.defineProperty(window, 'cnnLive', {
     evaluation: () => insight.hooks.evaluation(),
     histograms: () => insight.hooks.histograms(),
     // Several runs (issue 12).
-    selectedRun: () => selectedId,
+    selectedRun: selection.id,
     runs: () => jobs.ordered().map((job) => ({
       id: job.id, name: runName(job), state: job.state, queuePosition: job.queuePosition,
       colour: job.colour, ticked: job.ticked, epochs: job.epochs.size,
