@@ -175,7 +175,6 @@ export function createControls({ elements: el, stats, onStarted, onAnswer, netwo
     applyRun(run, { isNew }) {
       runStatus.run(run);
       if (isNew) presets.showRun(run);
-      runStatus.renderProgress();
     },
     applyBatch: runStatus.batch,
     applyEpoch: runStatus.epoch,

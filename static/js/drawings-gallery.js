@@ -5,10 +5,9 @@
 // them exported (.npz, IDX) and imported. Teach now's availability follows the counts
 // (`onCounts`).
 
-import { api, ApiError, getToken } from './api.js';
+import { api, ApiError } from './api.js';
 import { isUnavailable, setUnavailable } from './buttons.js';
 import { inkColour, paintDigit, SIDE } from './digits.js';
-import { saveBlob } from './export.js';
 import { formatInteger, formatPercent } from './format.js';
 import { describeFailure, plural, showStatus } from './drawings-text.js';
 
@@ -25,10 +24,66 @@ function imageBytes(rows) {
   return bytes;
 }
 
+function describeTile(d) {
+  const read = Number.isInteger(d.answer)
+    ? `, read as ${d.answer}${Number.isFinite(d.probability) ? ` (${formatPercent(d.probability, 0)})` : ''} when saved`
+    : '';
+  return `Drawing ${d.id}: a ${d.label}${read}${d.held_out ? ', held out (only measured)' : ''}`;
+}
+
+/** A drawing's tile: its image, "held out", its label to change and Delete. */
+function tileElement(d, { onRelabel, onDelete }) {
+  const li = document.createElement('li');
+  li.className = 'drawing-tile';
+  li.dataset.id = String(d.id);
+  const canvas = document.createElement('canvas');
+  canvas.className = 'drawing-canvas';
+  canvas.setAttribute('role', 'img');
+  paintDigit(canvas, imageBytes(d.image), inkColour());
+  const select = document.createElement('select');
+  select.className = 'drawing-relabel';
+  select.setAttribute('aria-label', `Label of drawing ${d.id}`);
+  select.title = 'Relabel: the digit it is';
+  for (let digit = 0; digit < 10; digit++) select.add(new Option(String(digit), String(digit)));
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'button drawing-delete';
+  remove.setAttribute('aria-label', `Delete drawing ${d.id}`);
+  remove.title = 'Delete this drawing';
+  remove.textContent = '✕';
+  const actions = document.createElement('div');
+  actions.className = 'drawing-actions';
+  actions.append(select, remove);
+  const mark = document.createElement('span');
+  mark.className = 'drawing-held-out';
+  mark.textContent = 'held out';
+  mark.setAttribute('aria-hidden', 'true');
+  li.append(canvas, mark, actions);
+  select.addEventListener('change', () => onRelabel(Number(select.value)));
+  remove.addEventListener('click', () => {
+    if (!isUnavailable(remove)) onDelete();
+  });
+  return li;
+}
+
+/** A digit's group: its title and its list of tiles. */
+function groupElement(label) {
+  const section = document.createElement('section');
+  section.className = 'drawings-group';
+  section.dataset.label = String(label);
+  const title = document.createElement('h3');
+  title.className = 'drawings-group-title';
+  title.id = `drawings-group-${label}`;
+  section.setAttribute('aria-labelledby', title.id);
+  const list = document.createElement('ul');
+  list.className = 'drawings-grid';
+  section.append(title, list);
+  return { section, title, list };
+}
+
 /**
  * @param {object} options
- * @param {object} options.elements  details, count, counts, grid, status, exports (links),
- *   importInput
+ * @param {object} options.elements  details, count, counts, grid, status
  * @param {(total: number, minDrawings: number) => void} options.onCounts  the counts changed
  */
 export function createGallery({ elements: gallery, onCounts }) {
@@ -100,64 +155,12 @@ export function createGallery({ elements: gallery, onCounts }) {
   const tiles = new Map();      // id -> its <li>
   const groups = new Map();     // digit -> {section, title, list}
 
-  function group(label) {
-    let g = groups.get(label);
-    if (!g) {
-      const section = document.createElement('section');
-      section.className = 'drawings-group';
-      section.dataset.label = String(label);
-      const title = document.createElement('h3');
-      title.className = 'drawings-group-title';
-      title.id = `drawings-group-${label}`;
-      section.setAttribute('aria-labelledby', title.id);
-      const list = document.createElement('ul');
-      list.className = 'drawings-grid';
-      section.append(title, list);
-      g = { section, title, list };
-      groups.set(label, g);
-    }
-    return g;
-  }
-
-  function describeTile(d) {
-    const read = Number.isInteger(d.answer)
-      ? `, read as ${d.answer}${Number.isFinite(d.probability) ? ` (${formatPercent(d.probability, 0)})` : ''} when saved`
-      : '';
-    return `Drawing ${d.id}: a ${d.label}${read}${d.held_out ? ', held out (only measured)' : ''}`;
-  }
-
   function tile(d) {
     let li = tiles.get(d.id);
     if (!li) {
-      li = document.createElement('li');
-      li.className = 'drawing-tile';
-      li.dataset.id = String(d.id);
-      const canvas = document.createElement('canvas');
-      canvas.className = 'drawing-canvas';
-      canvas.setAttribute('role', 'img');
-      paintDigit(canvas, imageBytes(d.image), inkColour());
-      const select = document.createElement('select');
-      select.className = 'drawing-relabel';
-      select.setAttribute('aria-label', `Label of drawing ${d.id}`);
-      select.title = 'Relabel: the digit it is';
-      for (let digit = 0; digit < 10; digit++) select.add(new Option(String(digit), String(digit)));
-      const remove = document.createElement('button');
-      remove.type = 'button';
-      remove.className = 'button drawing-delete';
-      remove.setAttribute('aria-label', `Delete drawing ${d.id}`);
-      remove.title = 'Delete this drawing';
-      remove.textContent = '✕';
-      const actions = document.createElement('div');
-      actions.className = 'drawing-actions';
-      actions.append(select, remove);
-      const mark = document.createElement('span');
-      mark.className = 'drawing-held-out';
-      mark.textContent = 'held out';
-      mark.setAttribute('aria-hidden', 'true');
-      li.append(canvas, mark, actions);
-      select.addEventListener('change', () => relabelSoon(d.id, Number(select.value)));
-      remove.addEventListener('click', () => {
-        if (!isUnavailable(remove)) removeDrawing(d.id);
+      li = tileElement(d, {
+        onRelabel: (label) => relabelSoon(d.id, label),
+        onDelete: () => removeDrawing(d.id),
       });
       tiles.set(d.id, li);
     }
@@ -191,7 +194,8 @@ export function createGallery({ elements: gallery, onCounts }) {
         groups.get(label)?.section.remove();
         return;
       }
-      const g = group(label);
+      if (!groups.has(label)) groups.set(label, groupElement(label));
+      const g = groups.get(label);
       const held = list.filter((d) => d.held_out).length;
       g.title.textContent = `${label} · ${plural(list.length, 'drawing')}${held ? ` (${formatInteger(held)} held out)` : ''}`;
       const items = list.map(tile);
@@ -277,38 +281,6 @@ export function createGallery({ elements: gallery, onCounts }) {
     render();
   }
 
-  // ----- export, import -----
-  // The links work as they are; with a token (which a link cannot send) the file is
-  // fetched with it and saved from a Blob.
-  for (const link of gallery.exports) {
-    link.addEventListener('click', async (event) => {
-      if (!getToken()) return;
-      event.preventDefault();
-      try {
-        saveBlob(await api('GET', link.getAttribute('href'), undefined, { blob: true }),
-          link.getAttribute('download') || 'drawings');
-      } catch (error) {
-        showStatus(gallery.status, describeFailure(error, 'export the drawings'), true);
-      }
-    });
-  }
-
-  gallery.importInput.addEventListener('change', async () => {
-    const file = gallery.importInput.files?.[0];
-    if (!file) return;
-    showStatus(gallery.status, `Importing ${file.name}…`);
-    try {
-      const answer = await api('POST', '/api/drawings/import', file);
-      showStatus(gallery.status, `Imported ${plural(answer.imported, 'drawing')} from ${file.name}.`);
-      if (loaded || gallery.details.open) await load();
-      else await refreshCounts();
-    } catch (error) {
-      showStatus(gallery.status, describeFailure(error, `import ${file.name}`), true);
-    } finally {
-      gallery.importInput.value = '';
-    }
-  });
-
   // Opened: the drawings as they are now (another browser may have added some).
   gallery.details.addEventListener('toggle', () => {
     if (gallery.details.open) load();
@@ -319,6 +291,11 @@ export function createGallery({ elements: gallery, onCounts }) {
   return {
     /** A drawing was saved (from the labelling offer). */
     added,
+    /** The store changed elsewhere (an import): the counts, and the drawings if shown. */
+    async reload() {
+      if (loaded || gallery.details.open) await load();
+      else await refreshCounts();
+    },
     total: () => total,
     /** Colours come from CSS: repaint after a light/dark switch. */
     restyle() {

@@ -1,12 +1,13 @@
 // Your own handwriting (issue 15), put together: a drawing the pad answered is labelled
 // and kept on the server (the offer under the pad, drawings-offer.js), the saved ones
-// are shown by digit, relabelled, deleted, exported and imported (the gallery,
-// drawings-gallery.js), and "Teach now" fine-tunes the model that answers on them, then
-// says what it read before and after (drawings-teach.js). This module passes each its
-// elements and tells each what the others did.
+// are shown by digit, relabelled and deleted (the gallery, drawings-gallery.js),
+// exported and imported (drawings-files.js), and "Teach now" fine-tunes the model that
+// answers on them, then says what it read before and after (drawings-teach.js). This
+// module passes each its elements and tells each what the others did.
 
 import { createLabelOffer } from './drawings-offer.js';
 import { createGallery } from './drawings-gallery.js';
+import { createDrawingFiles } from './drawings-files.js';
 import { createTeachPanel } from './drawings-teach.js';
 
 /**
@@ -24,8 +25,13 @@ export function createDrawings({ offer, gallery, teach, draw, onTaught = null, o
   nameOf = null }) {
   const teachPanel = createTeachPanel({ elements: teach, draw, onTaught, onBefore, nameOf });
   const galleryView = createGallery({
-    elements: gallery,
+    elements: { details: gallery.details, count: gallery.count, counts: gallery.counts,
+      grid: gallery.grid, status: gallery.status },
     onCounts: (total, minDrawings) => teachPanel.setCounts(total, minDrawings),
+  });
+  createDrawingFiles({
+    elements: { exports: gallery.exports, importInput: gallery.importInput, status: gallery.status },
+    onImported: () => galleryView.reload(),
   });
   const labelOffer = createLabelOffer({
     elements: offer,

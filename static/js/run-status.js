@@ -10,9 +10,10 @@ const TEXT_INTERVAL_MS = 500;
 
 const STATES = ['idle', 'queued', 'running', 'paused', 'stopping', 'finished', 'failed', 'interrupted'];
 
-/** The progress text after "epoch 2/5 · step 10/469": what the run is doing. */
-function progressSuffix(state, status, outcome) {
-  if (state === 'running') return ` · ETA ${formatDuration(status.eta)}`;
+/** The progress text after "epoch 2/5 · step 10/469": what the run is doing, with its
+ *  ETA while it runs and its time once done (its outcome's, else `elapsed`). */
+function progressSuffix(state, { eta, elapsed }, outcome) {
+  if (state === 'running') return ` · ETA ${formatDuration(eta)}`;
   if (state === 'paused') return ' · paused';
   if (state === 'stopping') return ' · stopping…';
   if (state === 'failed') return ' · failed';
@@ -20,7 +21,7 @@ function progressSuffix(state, status, outcome) {
   if (outcome && outcome.state === 'stopped') {
     return ` · stopped after ${outcome.epochs_completed ?? 0} epoch${outcome.epochs_completed === 1 ? '' : 's'}`;
   }
-  if (state === 'finished' || outcome) return ` · done in ${formatDuration(outcome?.seconds ?? status.elapsed)}`;
+  if (state === 'finished' || outcome) return ` · done in ${formatDuration(outcome?.seconds ?? elapsed)}`;
   return '';
 }
 
@@ -138,9 +139,8 @@ export function createRunStatus({ elements: el, stats }) {
       if (run.config && Number.isFinite(run.config.epochs)) {
         progress = { ...progress, epochs: run.config.epochs };
       }
+      renderProgress();
     },
-    /** Shown again after the form may have changed with a run's settings. */
-    renderProgress,
     batch(b) {
       adoptRun(b.run_id);
       progress = {
