@@ -71,6 +71,68 @@ function button(className, text) {
   return b;
 }
 
+/** Run `job`'s row, its parts named (filled in by update); `withEdit`: an "Edit network"
+ *  button too. */
+function rowElements(job, { withEdit }) {
+  const li = document.createElement('li');
+  li.className = 'run';
+  li.dataset.runId = job.id;
+
+  const label = document.createElement('label');
+  label.className = 'run-label';
+  label.title = 'Draw this run on the charts';
+  const box = document.createElement('input');
+  box.type = 'checkbox';
+  box.className = 'run-toggle';
+  box.dataset.runId = job.id;
+  const swatch = document.createElement('span');
+  swatch.className = `run-swatch run-colour-${job.colour}`;
+  swatch.setAttribute('aria-hidden', 'true');
+  label.append(box, swatch);
+
+  const select = button('run-select', '');
+  select.dataset.runId = job.id;
+  const name = document.createElement('span');
+  name.className = 'run-name';
+  const preset = document.createElement('span');
+  preset.className = 'run-preset';
+  select.append(name, preset);
+
+  const meta = document.createElement('span');
+  meta.className = 'run-meta';
+
+  const progress = document.createElement('progress');
+  progress.className = 'run-progress';
+  progress.max = 1;
+  progress.value = 0;
+
+  const actions = document.createElement('span');
+  actions.className = 'run-actions';
+  const buttons = new Map();
+  for (const [action, text] of ACTIONS) {
+    // Made once; in the row only while it applies (see update).
+    const b = button(`run-action run-${action}`, text);
+    b.dataset.runId = job.id;
+    b.dataset.action = action;
+    if (TITLES[action]) b.title = TITLES[action];
+    buttons.set(action, b);
+  }
+  const csv = button('run-download run-csv', 'CSV');
+  const json = button('run-download run-json', 'JSON');
+  for (const [b, format] of [[csv, 'csv'], [json, 'json']]) {
+    b.dataset.runId = job.id;
+    b.dataset.format = format;
+    actions.append(b);
+  }
+  const edit = button('run-edit', 'Edit network');
+  edit.dataset.runId = job.id;
+  if (withEdit) actions.append(edit);
+
+  li.append(label, select, meta, progress, actions);
+  return { li, label, box, swatch, select, name, preset, meta, progress, actions, buttons, csv, json,
+    edit, shown: {} };
+}
+
 /**
  * main.js hands in the list's elements, the runs (jobs.js) and what to do when a row is
  * pressed, ticked or acted on; besides:
@@ -97,71 +159,11 @@ export function createRuns({ listEl, errorEl, summaryEl, followButton, jobs, onS
     apply(value);
   }
 
-  function makeRow(job) {
-    const li = document.createElement('li');
-    li.className = 'run';
-    li.dataset.runId = job.id;
-
-    const label = document.createElement('label');
-    label.className = 'run-label';
-    label.title = 'Draw this run on the charts';
-    const box = document.createElement('input');
-    box.type = 'checkbox';
-    box.className = 'run-toggle';
-    box.dataset.runId = job.id;
-    const swatch = document.createElement('span');
-    swatch.className = `run-swatch run-colour-${job.colour}`;
-    swatch.setAttribute('aria-hidden', 'true');
-    label.append(box, swatch);
-
-    const select = button('run-select', '');
-    select.dataset.runId = job.id;
-    const name = document.createElement('span');
-    name.className = 'run-name';
-    const preset = document.createElement('span');
-    preset.className = 'run-preset';
-    select.append(name, preset);
-
-    const meta = document.createElement('span');
-    meta.className = 'run-meta';
-
-    const progress = document.createElement('progress');
-    progress.className = 'run-progress';
-    progress.max = 1;
-    progress.value = 0;
-
-    const actions = document.createElement('span');
-    actions.className = 'run-actions';
-    const buttons = new Map();
-    for (const [action, text] of ACTIONS) {
-      // Made once; in the row only while it applies (see update).
-      const b = button(`run-action run-${action}`, text);
-      b.dataset.runId = job.id;
-      b.dataset.action = action;
-      if (TITLES[action]) b.title = TITLES[action];
-      buttons.set(action, b);
-    }
-    const csv = button('run-download run-csv', 'CSV');
-    const json = button('run-download run-json', 'JSON');
-    for (const [b, format] of [[csv, 'csv'], [json, 'json']]) {
-      b.dataset.runId = job.id;
-      b.dataset.format = format;
-      actions.append(b);
-    }
-    const edit = button('run-edit', 'Edit network');
-    edit.dataset.runId = job.id;
-    if (onEdit) actions.append(edit);
-
-    li.append(label, select, meta, progress, actions);
-    return { li, label, box, swatch, select, name, preset, meta, progress, actions, buttons, csv, json,
-      edit, shown: {} };
-  }
-
   /** Bring run `job`'s row up to date (only what changed is touched). */
   function update(job) {
     let row = rows.get(job.id);
     if (!row) {
-      row = makeRow(job);
+      row = rowElements(job, { withEdit: Boolean(onEdit) });
       rows.set(job.id, row);
       placeRow(job, row);
     }
