@@ -319,6 +319,21 @@ def test_a_server_killed_mid_save_keeps_every_saved_drawing_whole(tmp_path, mnis
     store.close()
 
 
+def test_the_write_ahead_log_is_copied_into_the_database_in_small_steps(tmp_path):
+    """The log is checkpointed every CHECKPOINT_PAGES pages (not SQLite's 1,000, whose
+    checkpoint made one save in ~100 wait 9-13 ms): after 300 saves of a 200x200
+    drawing (12 MB) the log file has stayed near that size."""
+    from app.drawings import CHECKPOINT_PAGES
+    store = DrawingStore(tmp_path, 1000)
+    drawing = np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)
+    for _ in range(300):
+        store.add(np.zeros((28, 28), np.uint8), 3, drawing)
+    log_file = tmp_path / "drawings.sqlite3-wal"
+    assert log_file.stat().st_size <= (CHECKPOINT_PAGES + 50) * 4096
+    assert sum(store.counts().values()) == 300
+    store.close()
+
+
 def test_the_store_adds_all_of_an_import_or_none(tmp_path):
     store = DrawingStore(tmp_path, max_count=10)
     store.add(np.zeros((28, 28), np.uint8), 3)
