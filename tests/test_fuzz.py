@@ -13,7 +13,7 @@ each request any active run is stopped and its thread awaited, so the runs the f
 starts (epochs=1000 on 60,000 images, say) cost a few batches each.
 
 Prints the number of requests per endpoint and mode and the status codes they got.
-CNN_LIVE_FUZZ_EXAMPLES sets the examples per endpoint and mode (default 12, which keeps
+CNN_LIVE_FUZZ_EXAMPLES sets the examples per endpoint and mode (default 8, which keeps
 the whole suite within CI's time; more for a deeper search)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from schemathesis import GenerationMode
 from app.security import SAFE_METHODS, required_content_type
 from server_helpers import ACTIVE_STATES, LiveServer, make_app, stop_every_run, wait_for
 
-EXAMPLES = int(os.environ.get("CNN_LIVE_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("CNN_LIVE_FUZZ_EXAMPLES", "8"))
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 STATES = ("no run", "running", "paused")
 # The run that a state of "running" or "paused" starts: long (stopped after the
