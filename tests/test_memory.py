@@ -107,8 +107,11 @@ def test_runs_watched_by_browsers_leave_the_resident_size_flat(mnist_dir):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     sizes = json.loads(result.stdout.strip().splitlines()[-1])
-    # Without the arena limit and the trims this grew by 40-60 MiB a run.
-    assert max(sizes[1:]) - sizes[1] < 25, sizes
+    # Without the arena limit and the trims this grew by 40-60 MiB a run (120-180 MiB
+    # over runs 2-4). With them it is flat but for one step of 28-31 MiB at a random run
+    # (2, 3 or 4: seen in 3 of 7 runs of this test, then flat again): an allocator's
+    # one-time step, not growth per run, which this bound still catches.
+    assert max(sizes[1:]) - sizes[1] < 40, sizes
 
 
 if __name__ == "__main__":
