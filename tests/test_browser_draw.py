@@ -7,12 +7,9 @@ The browser rule, fixtures and helpers are those of test_browser.py (imported: w
 the browser is missing this module is skipped too, or fails under
 CNN_LIVE_REQUIRE_BROWSER=1).
 
-POST /api/predict: when the app has the route, the real one answers (a fresh server's
-bundled model). When it does not yet, `predictor` fakes it with page.route: the real
-preprocessing (cnn.preprocess) gives the 28x28 input, the digit and maps are made up,
-so only the check that a drawn "1" is read as 1 needs the real route (it is skipped
-without it). Either way every request the page sends is checked against the API's
-contract (2D, 8..512 per side, integers 0..255).
+POST /api/predict is the real route (a fresh server's bundled model answers); every
+request the page sends is checked against the API's contract (2D, 8..512 per side,
+integers 0..255).
 """
 
 from __future__ import annotations
@@ -36,21 +33,12 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
 from playwright.sync_api import Page, Route, expect  # noqa: E402
 from server_helpers import finger_draws_one  # noqa: E402
 
-from cnn.preprocess import EmptyDrawing, preprocess_drawing  # noqa: E402
 
 PREDICT = "/api/predict"
 EMPTY_DETAIL = "the drawing is empty: draw a digit first"
 
 
-# -- POST /api/predict: the real route, or a stand-in --------------------------------------
-
-def has_predict_route(server) -> bool:
-    """Asked over HTTP (FastAPI's included routers do not list their paths in app.routes):
-    a blank drawing is refused by the route (422) and unknown without it (404/405)."""
-    response = httpx.post(server.url + PREDICT, json={"image": [[0] * 8] * 8, "explain": False},
-                          timeout=10)
-    return response.status_code not in (404, 405)
-
+# -- POST /api/predict: every request the page sends, checked -------------------------------
 
 def check_contract(body: dict) -> np.ndarray:
     """The request as the API defines it (the page sends the compact form: base64
@@ -66,49 +54,15 @@ def check_contract(body: dict) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, width).astype(np.float64)
 
 
-def _valid_conv(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    k = kernel.shape[0]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k))
-    return np.einsum("ijkl,kl->ij", windows, kernel)
-
-
-def fake_answer(image: np.ndarray, explain: bool) -> dict:
-    """What the real route answers, made up past the preprocessing."""
-    x = preprocess_drawing(image)
-    logits = np.cos(np.arange(10) + 10 * float(x.mean()))
-    probabilities = np.exp(logits) / np.exp(logits).sum()
-    maps = None
-    if explain:
-        kernels = np.array([[[-1, 0, 1]] * 3, [[-1] * 3, [0] * 3, [1] * 3]], dtype=float)
-        conv = np.stack([_valid_conv(x, k) for k in kernels])
-        relu = np.maximum(conv, 0)
-        pooled = relu.reshape(2, 13, 2, 13, 2).max(axis=(2, 4))
-        maps = [
-            {"layer": 0, "name": "0.conv", "kind": "conv", "shape": list(conv.shape),
-             "maps": conv.tolist(), "filters": kernels[:, None].tolist()},
-            {"layer": 1, "name": "1.relu", "kind": "relu", "shape": list(relu.shape),
-             "maps": relu.tolist(), "filters": None},
-            {"layer": 2, "name": "2.maxpool", "kind": "maxpool", "shape": list(pooled.shape),
-             "maps": pooled.tolist(), "filters": None},
-        ]
-    return {"digit": int(probabilities.argmax()), "probabilities": probabilities.tolist(),
-            "input": x.tolist(), "feature_maps": maps,
-            "model": {"source": "bundled", "run_id": None, "epoch": None, "step": None,
-                      "description": "a stand-in for POST /api/predict (test_browser_draw.py)"}}
-
-
 class Predictor:
-    """Every POST /api/predict the page sends (checked against the contract), answered
-    by the real route when the server has it, else by `fake_answer`."""
+    """Every POST /api/predict the page sends, checked against the contract, and how
+    many were answered."""
 
-    def __init__(self, page: Page, real: bool) -> None:
-        self.real = real
+    def __init__(self, page: Page) -> None:
         self.requests: list[dict] = []
         self.finished = 0
         page.on("request", self._seen)
         page.on("requestfinished", self._finished)
-        if not real:
-            page.route(f"**{PREDICT}", self._fake)
 
     def _seen(self, request) -> None:
         if request.method == "POST" and request.url.endswith(PREDICT):
@@ -130,22 +84,10 @@ class Predictor:
             page.wait_for_timeout(25)
         expect(page.locator("#feature-maps")).not_to_have_class(re.compile(r"\bis-stale\b"))
 
-    @staticmethod
-    def _fake(route: Route) -> None:
-        body = route.request.post_data_json
-        try:
-            image = check_contract(body)
-            answer, status = fake_answer(image, body["explain"]), 200
-        except EmptyDrawing as exc:
-            answer, status = {"detail": str(exc)}, 422
-        except AssertionError as exc:
-            answer, status = {"detail": f"not the API's request: {exc}"}, 422
-        route.fulfill(status=status, content_type="application/json", body=json.dumps(answer))
-
 
 @pytest.fixture
-def predictor(server, page) -> Predictor:
-    return Predictor(page, has_predict_route(server))
+def predictor(page) -> Predictor:
+    return Predictor(page)
 
 
 # -- drawing ---------------------------------------------------------------------------------
@@ -253,9 +195,8 @@ def test_a_one_drawn_with_the_mouse_is_read_while_drawing_and_explained_when_the
     assert explained and explained[-1] is True, explained       # the stroke's end
     assert False in explained, "nothing was asked while the stroke was drawn"
     assert all(r["size"] == predictor.requests[0]["size"] for r in predictor.requests)
-    if predictor.real:  # needs the real POST /api/predict (the bundled model)
-        assert digit == 1, f"a drawn 1 was read as {digit}"
-        expect(page.locator("#prediction-model")).not_to_have_text("")
+    assert digit == 1, f"a drawn 1 was read as {digit}"  # by the bundled model
+    expect(page.locator("#prediction-model")).not_to_have_text("")
 
     # A "7" in two strokes, after a clear.
     page.click("#draw-clear")
@@ -269,14 +210,19 @@ def test_a_one_drawn_with_the_mouse_is_read_while_drawing_and_explained_when_the
     assert problems.items == []
 
 
+def phone_context(browser, browser_context_args):
+    """A 390x844 touch phone at device scale 2."""
+    return browser.new_context(**{**browser_context_args, "viewport": PHONE, "is_mobile": True,
+                                  "has_touch": True, "device_scale_factor": 2})
+
+
 def test_a_finger_draws_on_a_phone_without_scrolling_the_page(
         server, browser, browser_context_args):
-    context = browser.new_context(**{**browser_context_args, "viewport": PHONE, "is_mobile": True,
-                                     "has_touch": True, "device_scale_factor": 2})
+    context = phone_context(browser, browser_context_args)
     try:
         page = context.new_page()
         problems = Problems(page)
-        predictor = Predictor(page, has_predict_route(server))
+        predictor = Predictor(page)
         open_dashboard(page, server)
         # One tap from the first screen, and the whole pad is on the screen.
         page.get_by_role("navigation", name="Sections").get_by_role("link", name="Draw a digit").tap()
@@ -313,12 +259,11 @@ def test_a_phone_opened_at_draw_shows_the_pad_and_its_answer_on_one_screen(
     answered where it is drawn: the pad and the answer's digit both wholly on the screen,
     the page not scrolled, the pad not moved by the answer. And from the page's top (the
     top bar in view) both would still end within the first screen."""
-    context = browser.new_context(**{**browser_context_args, "viewport": PHONE, "is_mobile": True,
-                                     "has_touch": True, "device_scale_factor": 2})
+    context = phone_context(browser, browser_context_args)
     try:
         page = context.new_page()
         problems = Problems(page)
-        predictor = Predictor(page, has_predict_route(server))
+        predictor = Predictor(page)
         page.goto(server.url + "/#draw")
         expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"),
                                                           timeout=10_000)
@@ -414,8 +359,6 @@ def test_an_empty_drawing_asks_nothing_and_a_refused_one_shows_a_short_message(
 
 def test_a_run_in_training_answers_with_its_averaged_weights_and_the_toggle_asks_for_the_raw_ones(
         server, page, predictor):
-    if not predictor.real:
-        pytest.skip("needs the real POST /api/predict")
     problems = Problems(page)
     open_dashboard(page, server)
     with httpx.Client(base_url=server.url, timeout=10) as api:

@@ -23,7 +23,7 @@ from test_browser import (  # noqa: E402,F401  (fixtures are used by name)
     REPO, Problems, api, browser_context_args, browser_type_launch_args, hook, open_dashboard,
     save_screenshot, server, wait_hook,
 )
-from test_browser_draw import Predictor, draw_one, has_predict_route, pad_box  # noqa: E402
+from test_browser_draw import Predictor, draw_one, pad_box  # noqa: E402
 from playwright.sync_api import Page, expect  # noqa: E402
 
 from cnn.presets import PRESETS  # noqa: E402
@@ -278,7 +278,7 @@ def test_a_page_joining_mid_run_shows_what_a_watching_page_shows_and_a_new_run_c
 
 def test_the_layer_view_shows_every_layer_in_order_from_the_drawing_to_the_answer(server, page):
     problems = Problems(page)
-    predictor = Predictor(page, has_predict_route(server))
+    predictor = Predictor(page)
     open_dashboard(page, server)
     pad_box(page)
     draw_one(page)

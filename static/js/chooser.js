@@ -6,6 +6,7 @@
 // and when the chooser is opened.
 
 import { api } from './api.js';
+import { createRefresher } from './refresher.js';
 
 const REFRESH_MS = 1000;
 const SPREAD_MS = 1500;
@@ -19,8 +20,6 @@ function sourceWord(choice) {
 export function createModelChooser({ select, nameOf, onChange }) {
   let choices = [];          // the server's list, as last read
   let optionsKey = '';
-  let timer = 0;
-  let loading = null;
   let version = 0;
 
   function label(choice) {
@@ -53,29 +52,11 @@ export function createModelChooser({ select, nameOf, onChange }) {
     version += 1;
   }
 
-  async function refresh() {
-    if (loading) return loading;
-    loading = (async () => {
-      try {
-        const list = await api('GET', '/api/model/choices');
-        choices = Array.isArray(list) ? list.filter((c) => c && typeof c === 'object') : [];
-        render();
-      } catch (error) {
-        console.warn('cnn-live: could not list the models', error);
-      } finally {
-        loading = null;
-      }
-    })();
-    return loading;
-  }
-
-  function refreshSoon() {
-    if (timer) return;
-    timer = setTimeout(() => {
-      timer = 0;
-      refresh();
-    }, REFRESH_MS + Math.random() * SPREAD_MS);
-  }
+  const { refresh, refreshSoon } = createRefresher(async () => {
+    const list = await api('GET', '/api/model/choices');
+    choices = Array.isArray(list) ? list.filter((c) => c && typeof c === 'object') : [];
+    render();
+  }, { delayMs: REFRESH_MS, spreadMs: SPREAD_MS, what: 'the models' });
 
   select.addEventListener('focus', () => refresh());
   select.addEventListener('pointerdown', () => refresh());
