@@ -11,7 +11,11 @@ with Last-Event-ID and is replayed what it missed from the history.
 Memory: the history is bounded in events and in bytes (CNN_LIVE_HISTORY_MB), and so is
 what one browser is replayed or has pending. Before these bounds a run whose filters
 events were 20 MB each grew the server by 1.7 GB in 55 s and replayed 327 MB to a late
-browser (issue 11).
+browser (issue 11). Of the pictures the page draws from the newest event alone (filters,
+status, evaluation, histograms) only the newest of each run is kept: when every filters
+and status event was kept, a late browser at epoch 9 of a `default` run was replayed
+680 KB, 360 KB of them older filters and status events the page skipped; now ~300 KB,
+most of it the batches of the loss chart.
 """
 
 from __future__ import annotations
@@ -19,22 +23,23 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from fastapi.sse import format_sse_event
 
-# Kinds of event that may be dropped from a long run's history (oldest first): a late
-# browser needs every epoch, but not every throttled batch or filter snapshot.
-THINNABLE = frozenset({"batch", "filters", "status"})
-# Kinds of which the history keeps only the newest of each run: each is a whole
-# picture (the confusion matrix and gallery, the histograms against the start),
-# ~50 KB an epoch.
-LATEST_ONLY = frozenset({"evaluation", "histograms"})
-# Over its byte limit, the history drops older thinnable events in this order, always
-# keeping the newest of each kind: the page draws only the newest filters and status,
-# while older batches are the loss chart. A filters event is ~7 KB, a batch ~250 B.
-THIN_BY_BYTES_ORDER = ("filters", "status", "batch")
+# Kinds of which the history keeps only the newest of each run (by the event's run_id:
+# a status carries the current run's, or none when idle). Each is a whole picture the
+# page draws from its newest event alone: the filters (~2 KB) and the server's status
+# (~1.6 KB), each about once a second, the confusion matrix and gallery and the
+# histograms against the start (~50 KB an epoch).
+LATEST_ONLY = frozenset({"filters", "status", "evaluation", "histograms"})
+# Kinds that may be dropped from a long run's history, oldest first: a late browser
+# needs every epoch, but not every throttled batch (~300 B, ~100 an epoch: the loss
+# chart, drawn coarser). Not LATEST_ONLY kinds: of those the history holds one per run.
+THINNABLE = frozenset({"batch"})
 # Thinning by bytes goes down to this share of the limit, so it runs once per many
 # events rather than on every one.
 THIN_TO = 0.75
@@ -54,6 +59,9 @@ class Event:
         subscriber is sent (it was kept as a str as well, twice the memory)."""
         lines = self.wire.decode("utf-8").split("\n")
         return "\n".join(line[6:] for line in lines if line.startswith("data: "))
+
+
+_EVENT_ID = attrgetter("id")  # the history's sort key
 
 
 # Events handed to a stream at once are capped near this many bytes: one write to the
@@ -149,9 +157,10 @@ CROWD_INTERVAL = 0.25
 class EventHub:
     """`history_limit` events and `history_bytes_limit` bytes of the active runs are
     kept for late browsers (every epoch, run, done and error event whatever the bytes:
-    a run has at most 10,000 epochs, ~300 B each); a browser with more than
-    `subscriber_backlog` events or `history_bytes_limit` bytes pending is dropped (it
-    reconnects and is replayed the history)."""
+    a run has at most 10,000 epochs, ~300 B each; and the newest LATEST_ONLY event of
+    each kind and run); a browser with more than `subscriber_backlog` events or
+    `history_bytes_limit` bytes pending is dropped (it reconnects and is replayed the
+    history)."""
 
     def __init__(self, history_limit: int = 20_000, subscriber_backlog: int = 2_000,
                  crowd: int = CROWD, crowd_interval: float = CROWD_INTERVAL,
@@ -163,6 +172,9 @@ class EventHub:
         self._next_id = 1
         self._history: list[Event] = []
         self._history_bytes = 0  # of the events in _history
+        # (kind, run_id) -> the id of its newest LATEST_ONLY event: a newer one replaces
+        # it without a scan of the history (20,000 events: ~2 ms, twice a second a run).
+        self._latest_ids: dict[tuple[str, str | None], int] = {}
         self._subscribers: set[Subscription] = set()  # touched on the loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch_due: asyncio.TimerHandle | None = None  # a crowd's next delivery
@@ -191,8 +203,7 @@ class EventHub:
                           format_sse_event(data_str=data, event=name, id=str(event_id)), run_id)
             self._next_id += 1
             if name in LATEST_ONLY:
-                self._set_history([old for old in self._history
-                                   if old.name != name or old.run_id != run_id])
+                self._replace_latest(event)
             self._history.append(event)
             self._history_bytes += len(event.wire)
             if len(self._history) > self.history_limit:
@@ -214,6 +225,8 @@ class EventHub:
         with self._lock:
             self._set_history([event for event in self._history
                                if event.run_id is None or event.run_id in keep])
+            self._latest_ids = {key: event_id for key, event_id in self._latest_ids.items()
+                                if key[1] is None or key[1] in keep}
 
     def history(self, after_id: int = 0, run_id: str | None = None) -> list[Event]:
         return self._history_after(after_id, run_id)[0]
@@ -239,6 +252,21 @@ class EventHub:
         self._history = events
         self._history_bytes = sum(len(event.wire) for event in events)
 
+    def _replace_latest(self, event: Event) -> None:
+        """Drop the older event of `event`'s LATEST_ONLY kind and run, found by its id
+        (the history is in id order); `event` is the newest now."""
+        key = (event.name, event.run_id)
+        older_id = self._latest_ids.get(key)
+        self._latest_ids[key] = event.id
+        if older_id is None:
+            return
+        i = bisect_left(self._history, older_id, key=_EVENT_ID)
+        # Always found (pictures are never thinned; keep_runs forgets the ids of the runs
+        # it drops), but checked: a stale id must never cost another event its place.
+        if i < len(self._history) and self._history[i].id == older_id:
+            self._history_bytes -= len(self._history[i].wire)
+            del self._history[i]
+
     def _thin_history(self) -> None:
         """Drop the older half of the thinnable events (amortised: not on every event)."""
         thinnable = [i for i, event in enumerate(self._history) if event.name in THINNABLE]
@@ -246,18 +274,19 @@ class EventHub:
         self._set_history([event for i, event in enumerate(self._history) if i not in drop])
 
     def _thin_history_bytes(self) -> None:
-        """Down to THIN_TO of the byte limit: the oldest thinnable events go, kind by
-        kind in THIN_BY_BYTES_ORDER, the newest of each kind staying. If that is not
-        enough, what is left (epochs, the latest pictures) stays: it is small."""
+        """Down to THIN_TO of the byte limit: the oldest thinnable events go, the newest
+        of each kind staying (a batch carries the current step). If that is not enough,
+        what is left (epochs, one picture of each kind a run) stays: it is small."""
         excess = self._history_bytes - int(self.history_bytes_limit * THIN_TO)
+        newest = {event.name: i for i, event in enumerate(self._history)
+                  if event.name in THINNABLE}
         drop: set[int] = set()
-        for kind in THIN_BY_BYTES_ORDER:
-            older = [i for i, event in enumerate(self._history) if event.name == kind][:-1]
-            for i in older:
-                if excess <= 0:
-                    break
+        for i, event in enumerate(self._history):
+            if excess <= 0:
+                break
+            if event.name in THINNABLE and i != newest[event.name]:
                 drop.add(i)
-                excess -= len(self._history[i].wire)
+                excess -= len(event.wire)
         self._set_history([event for i, event in enumerate(self._history) if i not in drop])
 
     # -- subscribing (on the loop) ----------------------------------------------------------

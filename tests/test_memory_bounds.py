@@ -134,7 +134,7 @@ def test_the_history_stays_under_its_byte_limit_with_big_events_and_keeps_every_
         == list(range(1, 41))
     names = [event.name for event in history]
     assert names.count("run") == names.count("evaluation") == 1
-    assert newest in history and names.count("batch") > 100  # filters pictures go first
+    assert newest in history and names.count("batch") > 100  # only one filters picture stays
     assert [event.id for event in history] == sorted(event.id for event in history)
 
 

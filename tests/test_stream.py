@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.filter_images import from_levels
-from app.hub import LATEST_ONLY, THINNABLE, EventHub
+from app.hub import EventHub
 from server_helpers import (LONG_RUN, SHORT_RUN, SSE, LiveServer, StreamReader,  # noqa: F401
                             epoch_payloads, events_only, fast_pings, is_done, is_last,
                             make_app, run_async, start_run, stream_events, wait_for,
@@ -44,6 +44,18 @@ def ids(records) -> list[int]:
     return [record.id for record in events_only(records)]
 
 
+# What the page draws from the newest event alone: of these, a late browser is replayed
+# only the newest of each run (by the run_id the event carries).
+PICTURES = ("filters", "status", "evaluation", "histograms")
+
+
+def newest_pictures(events) -> set[int]:
+    """The ids of the newest event of each picture kind and run among `events`."""
+    newest = {(event.name, event.run_id): event.id for event in events
+              if event.name in PICTURES}
+    return set(newest.values())
+
+
 def from_run_event(records, run_id: str) -> list[SSE]:
     """The events from the `run` event of `run_id` on."""
     events = events_only(records)
@@ -55,13 +67,26 @@ def from_run_event(records, run_id: str) -> list[SSE]:
 # -- a finished run, replayed in process -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def replay(mnist_dir):
+def published():
+    """Every event the `replay` server published, as the hub made it."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def replay(mnist_dir, published):
     """A server that finished a short run, and a full replay of it read by a new
     subscriber: (client, hub, records)."""
     with pytest.MonkeyPatch.context() as patch:
         from app.routers import events as events_router
         patch.setattr(events_router, "KEEPALIVE_SECONDS", 0.2)
         app = make_app(mnist_dir)
+        real_publish = app.state.hub.publish_text  # every event goes through it
+
+        def publish_text(name, data, run_id=None):
+            published.append(real_publish(name, data, run_id))
+            return published[-1]
+
+        patch.setattr(app.state.hub, "publish_text", publish_text)
         with TestClient(app) as client:
             start_run(client, **SHORT_RUN)
             wait_for_run_end(client)
@@ -76,7 +101,7 @@ def test_a_new_subscriber_is_first_told_it_is_connected_and_how_soon_to_retry(re
     assert records[0].retry == 2000 and not records[0].is_event
 
 
-def test_a_new_subscriber_receives_the_whole_history_of_the_finished_run(replay):
+def test_a_new_subscriber_receives_the_whole_history_of_the_finished_run(replay, published):
     _, hub, records = replay
     events = events_only(records)
     numbers = ids(records)
@@ -86,11 +111,14 @@ def test_a_new_subscriber_receives_the_whole_history_of_the_finished_run(replay)
     assert names.count("done") == 1 and names.index("done") > names.index("run")
     assert set(names) <= {"run", "status", "batch", "epoch", "evaluation", "histograms",
                           "filters", "done"}
-    # Nothing is thinned in a short run; of the evaluations (one an epoch) and the
-    # histograms (the start, then one an epoch) only the newest are kept.
+    # Nothing is thinned in a short run; of the pictures (filters and status about once
+    # a second, an evaluation an epoch, histograms at the start and an epoch) only the
+    # newest of each run are kept.
     assert names.count("epoch") == 2
-    assert names.count("evaluation") == names.count("histograms") == 1
-    assert len(range(numbers[0], numbers[-1] + 1)) - len(numbers) == 1 + 2
+    assert names.count("filters") == names.count("evaluation") == names.count("histograms") == 1
+    assert numbers == [event.id for event in published if event.name not in PICTURES
+                       or event.id in newest_pictures(published)]
+    assert len(numbers) < len(published)
     newest = [event.json()["epoch"] for event in events if event.event in ("evaluation",
                                                                           "histograms")]
     assert newest == [2, 2]
@@ -116,8 +144,7 @@ def test_replayed_filters_events_have_the_shapes_of_the_conv_layers_of_the_spec(
     expected = conv_shapes(spec)
     assert list(expected.values()) == [[8, 1, 3, 3], [16, 8, 3, 3]]
     filters = [event.json() for event in events_only(records, "filters")]
-    assert (filters[0]["epoch"], filters[0]["step"]) == (0, 0)  # the untrained filters
-    assert [f["epoch"] for f in filters if f["step"] == 32] [-2:] == [1, 2]  # each epoch's end
+    assert [(f["epoch"], f["step"]) for f in filters] == [(2, 32)]  # only the newest: the end
     for snapshot in filters:
         assert {layer["layer"]: layer["shape"] for layer in snapshot["layers"]} == expected
         for layer in snapshot["layers"]:
@@ -341,8 +368,10 @@ def test_history_thinning_keeps_every_run_epoch_and_done_event():
     assert [event.data for event in history if event.name == "epoch"] == \
         ['{"epoch":%d}' % epoch for epoch in range(1, 11)]
     assert [event.id for event in history] == sorted(event.id for event in history)
-    assert last_batch in history  # the oldest thinnable events go first
-    assert set(names) - {"run", "epoch", "done"} <= THINNABLE
+    assert last_batch in history  # the oldest batches go first
+    assert names.count("batch") > 50  # thinned: they fill the rest of the history
+    assert [event.data for event in history if event.name in ("filters", "status")] == \
+        ['{"epoch":10,"step":40}', '{"epoch":10}']  # the newest of each, never thinned
 
 
 def test_a_new_run_keeps_the_history_of_the_active_runs_only_while_ids_keep_increasing():
@@ -355,6 +384,73 @@ def test_a_new_run_keeps_the_history_of_the_active_runs_only_while_ids_keep_incr
     started = hub.publish("run", {"run_id": "next"})
     assert hub.history() == [active, status, started] and started.id > ended[-1].id == 2
     assert hub.history(run_id="active") == [active]
+
+
+def publish_two_runs(hub, published, epochs=range(1, 4), steps=30) -> None:
+    """Two runs training side by side: a batch of each a step, a filters event of each
+    and a status (carrying one run's id) every third step, an epoch of each an epoch."""
+    for epoch in epochs:
+        for step in range(steps):
+            for run_id in ("a", "b"):
+                published.append(hub.publish("batch", {"run_id": run_id, "step": step}))
+                if step % 3 == 0:
+                    published.append(hub.publish("filters", {"run_id": run_id, "step": step}))
+                    published.append(hub.publish("status", {"run_id": run_id, "step": step}))
+        for run_id in ("a", "b"):
+            published.append(hub.publish("epoch", {"run_id": run_id, "epoch": epoch}))
+
+
+def test_a_late_browser_is_replayed_the_newest_filters_and_status_of_each_run_only():
+    hub = EventHub()
+    published = [hub.publish("status", {"state": "idle"}),  # the server's, of no run
+                 hub.publish("run", {"run_id": "a"}), hub.publish("run", {"run_id": "b"})]
+    publish_two_runs(hub, published)
+
+    replay = list(hub.subscribe().replay)
+    assert [event.id for event in replay] == sorted(event.id for event in replay)
+    pictures = [(event.name, event.run_id) for event in replay
+                if event.name in ("filters", "status")]
+    assert len(pictures) == len(set(pictures)) == 5  # a filters and a status a run; idle
+    assert {event.id for event in replay if event.name in ("filters", "status")} == \
+        newest_pictures(published)  # the newest of each
+    # Every run, batch and epoch event is there, in order.
+    assert [event for event in replay if event.name not in ("filters", "status")] == \
+        [event for event in published if event.name not in ("filters", "status")]
+    assert hub.history_bytes == sum(len(event.wire) for event in replay)
+
+
+def test_a_browser_that_reconnects_with_its_last_event_id_gets_what_it_missed():
+    hub = EventHub()
+    published = [hub.publish("run", {"run_id": "a"}), hub.publish("run", {"run_id": "b"})]
+    publish_two_runs(hub, published, epochs=range(1, 3))
+    seen = published[-7].id  # the browser read up to here, then lost its connection
+    publish_two_runs(hub, published, epochs=range(3, 5), steps=10)
+
+    again = list(hub.subscribe(last_event_id=seen).replay)
+    # Everything after its last event, but the pictures a newer one replaced.
+    assert again == [event for event in published if event.id > seen and (
+        event.name not in PICTURES or event.id in newest_pictures(published))]
+    names = [event.name for event in again]
+    assert names.count("filters") == 2 and names.count("status") == 2  # one of each run
+    assert names.count("batch") == 2 * 2 + 2 * 2 * 10  # steps 28 and 29 of epoch 2, and on
+    # One that saw the newest pictures already is replayed none of them.
+    last = hub.subscribe(last_event_id=published[-1].id)
+    assert list(last.replay) == []
+
+
+def test_a_new_run_keeps_one_picture_of_each_kind_and_run_and_the_byte_count_right():
+    hub = EventHub()
+    for run_id in ("ended", "active", "ended", "active"):
+        hub.publish("filters", {"run_id": run_id, "levels": "x" * 100})
+        hub.publish("status", {"run_id": run_id})
+    hub.keep_runs({"active", "next"})
+    newest = [hub.publish("status", {"run_id": "next"}),
+              hub.publish("filters", {"run_id": "active"}), hub.publish("status", {})]
+    history = hub.history()
+    assert [(event.name, event.run_id) for event in history] == [
+        ("status", "active"), ("status", "next"), ("filters", "active"), ("status", None)]
+    assert history[1:] == newest
+    assert hub.history_bytes == sum(len(event.wire) for event in history)
 
 
 def test_a_run_stream_gets_only_its_run_replayed_and_live():
@@ -390,13 +486,13 @@ def test_a_client_joining_midway_ends_with_the_same_events_as_one_there_from_the
 
     assert [e["epoch"] for e in epoch_payloads(early_records)] == [1, 2, 3]
     assert epoch_payloads(late_records) == epoch_payloads(early_records)
-    # The same events, but of the evaluations and histograms (each a whole picture)
+    # The same events, but of the pictures (filters, status, evaluations, histograms)
     # the late client was replayed only the newest: it ends with the same ones.
-    def triples(records, keep_latest_only):
+    def triples(records, pictures):
         return [(e.id, e.event, e.data) for e in from_run_event(records, run_id)
-                if (e.event in LATEST_ONLY) == keep_latest_only]
+                if (e.event in PICTURES) == pictures]
     assert triples(late_records, False) == triples(early_records, False)
-    for name in LATEST_ONLY:
+    for name in PICTURES:
         assert [t for t in triples(late_records, True) if t[1] == name][-1] == \
             [t for t in triples(early_records, True) if t[1] == name][-1]
     assert len(triples(late_records, True)) < len(triples(early_records, True))
