@@ -450,20 +450,3 @@ def test_the_tab_order_follows_the_order_on_screen(server, browser, browser_cont
             context.close()
 
 
-# -- loading fast on a slow phone -------------------------------------------------------------
-
-def test_every_module_the_page_imports_is_preloaded_by_the_template():
-    """The template preloads every module main.js imports (directly or not): a slow
-    phone then fetches them at once instead of in rounds, one per level of imports."""
-    root = Path(__file__).resolve().parents[1]
-    js = root / "static" / "js"
-    reachable, todo = set(), ["main.js"]
-    while todo:
-        name = todo.pop()
-        if name in reachable:
-            continue
-        reachable.add(name)
-        todo += re.findall(r"from '\./([\w-]+\.js)'", (js / name).read_text())
-    template = (root / "templates" / "index.html").read_text()
-    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([\w-]+\.js)">', template))
-    assert preloaded == reachable - {"main.js"}

@@ -351,13 +351,13 @@ def test_the_saved_theme_applies_before_the_pages_modules_run(server, page):
     open_dashboard(page, server)
     choose_theme(page, "dark")
     held = []
-    page.route("**/static/js/main.js", lambda route: held.append(route))
+    page.route("**/static/dist/app.js", lambda route: held.append(route))
     # (The page's DOMContentLoaded waits for its module scripts: only wait for the answer.)
     page.reload(wait_until="commit")
     page.wait_for_function("() => document.body && getComputedStyle(document.body)"
                            ".backgroundColor !== 'rgba(0, 0, 0, 0)'")
-    # Parsed and styled, while main.js has not even arrived: already dark.
-    assert held, "main.js was not asked for"
+    # Parsed and styled, while the bundle has not even arrived: already dark.
+    assert held, "the bundle was not asked for"
     assert page.evaluate("() => window.cnnLive === undefined")
     assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
     assert background(page) == DARK_BACKGROUND
@@ -365,7 +365,7 @@ def test_the_saved_theme_applies_before_the_pages_modules_run(server, page):
     save_screenshot(page, "theme-before-modules.png")  # dark, empty: no light flash
     held[0].continue_()
     expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"))
-    page.unroute("**/static/js/main.js")
+    page.unroute("**/static/dist/app.js")
 
 
 # -- exports ------------------------------------------------------------------------------------------

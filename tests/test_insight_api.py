@@ -35,8 +35,8 @@ def client(mnist_dir):
 
 class Published(list):
     """Every event the hub publishes, as (name, payload): what a browser that watched
-    from the start received (a late one is replayed only the newest evaluation and
-    histograms)."""
+    from the start received (a late one is replayed only the newest status, filters,
+    evaluation and histograms of each run)."""
 
     def __init__(self, hub):
         super().__init__()

@@ -60,13 +60,13 @@ def test_the_pages_scripts_and_styles_are_compressed_and_answers_are_not(client)
     """/static is sent gzip-compressed to a browser that accepts it (with its security
     headers); API answers and the event stream are not compressed."""
     gzip = {"Accept-Encoding": "gzip"}
-    for path in ("/static/js/main.js", "/static/css/app.css"):
+    for path in ("/static/dist/app.js", "/static/css/app.css"):
         response = client.get(path, headers=gzip)
         assert response.status_code == 200
         assert response.headers["content-encoding"] == "gzip"
         assert int(response.headers["content-length"]) < len(response.content)  # decoded
         assert response.headers["vary"] == "Accept-Encoding"
         assert "content-security-policy" in response.headers
-    plain = client.get("/static/js/main.js", headers={"Accept-Encoding": "identity"})
+    plain = client.get("/static/dist/app.js", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
     assert "content-encoding" not in client.get("/api/presets", headers=gzip).headers

@@ -53,7 +53,8 @@ async def events(hub: EventHub = Depends(get_hub),
             dependencies=[Depends(require_read_stream)],
             summary="One run's live events (run, batch, epoch, filters, evaluation, done, ...)",
             description="Its history first (after `Last-Event-ID`), then its live events. "
-                        "Events of other runs and the server's status are left out.")
+                        "Events of other runs are left out, and so are the server's statuses "
+                        "while another run is its current one.")
 async def run_events(run_id: str, hub: EventHub = Depends(get_hub),
                      manager: RunManager = Depends(get_manager),
                      last_event_id: str | None = Header(None, alias="Last-Event-ID"),

@@ -107,6 +107,14 @@ export function createBuilder({ details, elements: el, form, presetName, presetS
     const name = presetName();
     const network = presetSpec(name);
     const own = spec && (json.error() || !sameNetwork(spec, presetSpec(from), schema));
+    if (!details.open && !own) {
+      // Folded, with the preset's own network: nothing to draw until it opens (its list
+      // and JSON cost a slow phone ~40 ms at every page load).
+      spec = null;
+      from = null;
+      renderBadge();
+      return;
+    }
     if (network && name !== from && !own) load(network, name);
     else renderBadge();
   }

@@ -56,6 +56,51 @@ setTokenAsker(createTokenDialog({
 // are set up, rather than after them (a round trip less before the stream opens).
 const authAsked = api('GET', '/api/auth');
 authAsked.catch(() => {});   // read below
+// With CNN_LIVE_TOKEN_READ even watching needs the token (known once /api/auth answers):
+// the event stream is then given it as ?token= (as EventSource needed; the fetch keeps it).
+let auth = { write: false, read: false };
+function eventsUrl() {
+  const token = auth.read ? getToken() : '';
+  return token ? `/api/events?token=${encodeURIComponent(token)}` : '/api/events';
+}
+
+// The event stream and the server's status, asked for now, before the panels are set up:
+// on a slow phone that setup is half a second, and a late page's replayed history comes
+// meanwhile. The stream is held (received, not applied) until the panels exist and the
+// runs list is applied, so that runs get their colours in the server's order. A server
+// that wants a token for reading refuses this first try; the stream asks again, with it.
+const firstStatus = api('GET', '/api/status').catch((error) => {
+  console.warn('cnn-live: could not load the status', error);
+  return null;
+});
+let connectedOnce = false;
+let panelsReady = false;
+const connectionEl = byId('connection');
+const stream = connectStream({
+  url: eventsUrl,
+  held: true,
+  onEvent: (name, data) => {
+    const handler = handlers[name];
+    if (!handler || !data || typeof data !== 'object') return;
+    jobs.streamEvent();
+    handler(data);
+  },
+  onConnection: (state) => {
+    showConnection(state);
+    if (state === 'connected') {
+      if (connectedOnce && panelsReady) refreshListSoon();   // what was missed meanwhile
+      connectedOnce = true;
+    }
+  },
+});
+
+function showConnection(state) {
+  const text = { connected: 'connected', reconnecting: 'reconnecting…', disconnected: 'disconnected' }[state];
+  if (!text) return;
+  connectionEl.textContent = text;
+  connectionEl.classList.remove('connected', 'reconnecting', 'disconnected');
+  connectionEl.classList.add(state);
+}
 
 // The four sections (Train, Draw, Evaluate, Runs): one at a time on a phone.
 const sections = createSections({
@@ -470,19 +515,6 @@ for (const name of STREAM_EVENTS) {
   if (!handlers[name]) console.warn(`cnn-live: no handler for the stream's "${name}" events`);
 }
 
-const connectionEl = byId('connection');
-function showConnection(state) {
-  const el = connectionEl;
-  const text = { connected: 'connected', reconnecting: 'reconnecting…', disconnected: 'disconnected' }[state];
-  if (!text) return;
-  el.textContent = text;
-  el.classList.remove('connected', 'reconnecting', 'disconnected');
-  el.classList.add(state);
-}
-
-// With CNN_LIVE_TOKEN_READ even watching needs the token: ask up front, and give the
-// event stream the token as ?token= (as EventSource needed; the stream's fetch keeps it).
-let auth = { write: false, read: false };
 try {
   auth = await authAsked;
 } catch (error) {
@@ -490,19 +522,9 @@ try {
 }
 if (auth.read && !getToken()) await askForToken();
 
-function eventsUrl() {
-  const token = auth.read ? getToken() : '';
-  return token ? `/api/events?token=${encodeURIComponent(token)}` : '/api/events';
-}
-
-// A first picture before the stream says anything: the runs (applied first, so that
-// runs get their colours in the server's order) and the status, asked for together
-// (one round trip, not two, before the stream opens: on a slow phone each is ~150 ms).
+// A first picture before the stream's events are applied: the runs (first, so that runs
+// get their colours in the server's order) and the status.
 controls.loadPresets();
-const firstStatus = api('GET', '/api/status').catch((error) => {
-  console.warn('cnn-live: could not load the status', error);
-  return null;
-});
 await refreshList();
 const initialStatus = await firstStatus;
 if (initialStatus) {
@@ -510,24 +532,8 @@ if (initialStatus) {
   showSelected();
 }
 chooser.refresh();
-
-let connectedOnce = false;
-const stream = connectStream({
-  url: eventsUrl,
-  onEvent: (name, data) => {
-    const handler = handlers[name];
-    if (!handler || !data || typeof data !== 'object') return;
-    jobs.streamEvent();
-    handler(data);
-  },
-  onConnection: (state) => {
-    showConnection(state);
-    if (state === 'connected') {
-      if (connectedOnce) refreshListSoon();
-      connectedOnce = true;
-    }
-  },
-});
+panelsReady = true;
+stream.release();
 
 // Read-only hooks for browser tests.
 Object.defineProperty(window, 'cnnLive', {

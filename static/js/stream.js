@@ -18,13 +18,14 @@
 // doubles from RETRY_MIN_MS to RETRY_MAX_MS. Without an id the server starts with the
 // active runs' history, each beginning with its "run" event; the handlers are idempotent.
 
-import { STREAM_EVENTS } from './events.js';
+import { STREAM_EVENTS, WHOLE_PICTURES } from './events.js';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;
 const SLICE_MS = 12;
 const KNOWN = new Set(STREAM_EVENTS);
-const PER_RUN_PICTURES = new Set(['filters', 'evaluation', 'histograms']);
+const SERVER_PICTURES = new Set(WHOLE_PICTURES.server);
+const PER_RUN_PICTURES = new Set(WHOLE_PICTURES.perRun);
 // The server writes run_id first in these events (app/reporter.py, app/filter_images.py,
 // app/gallery.py): looked for in their head only; not found, the event is applied.
 const RUN_ID = /"run_id"\s*:\s*"([^"]*)"/;
@@ -32,7 +33,7 @@ const RUN_ID = /"run_id"\s*:\s*"([^"]*)"/;
 /** The key under which the newest event replaces older ones still waiting (status: one
  *  for the server; filters, evaluation, histograms: one per run), or null. */
 export function pictureKey(name, text) {
-  if (name === 'status') return name;
+  if (SERVER_PICTURES.has(name)) return name;
   if (!PER_RUN_PICTURES.has(name)) return null;
   const match = RUN_ID.exec(text.slice(0, 120));
   return match ? `${name}:${match[1]}` : null;
@@ -91,8 +92,11 @@ export const backlog = () => backlogOf();
  * @param {string|(() => string)} options.url  a function is asked again at each (re)connection
  * @param {(name: string, data: any, id: string|null) => void} options.onEvent
  * @param {(state: 'connected'|'reconnecting'|'disconnected') => void} options.onConnection
+ * @param {boolean} [options.held]  receive at once but apply nothing until release():
+ *   the page asks for the stream while it sets itself up, so that a late page's replay
+ *   is on its way meanwhile (the server answers in parallel with the page's own work)
  */
-export function connectStream({ url = '/api/events', onEvent, onConnection }) {
+export function connectStream({ url = '/api/events', onEvent, onConnection, held = false }) {
   let lastEventId = null;
   let request = null;       // the AbortController of the current request
   let retryTimer = 0;
@@ -118,10 +122,13 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
     serial += 1;
     if (key) newest.set(key, serial);
     queue.push([name, text, id || lastEventId, key, serial]);
-    if (!draining) {
-      draining = true;
-      channel.port2.postMessage(null);
-    }
+    drainSoon();
+  }
+
+  function drainSoon() {
+    if (draining || held || head >= queue.length) return;
+    draining = true;
+    channel.port2.postMessage(null);
   }
 
   function drain() {
@@ -237,6 +244,11 @@ export function connectStream({ url = '/api/events', onEvent, onConnection }) {
 
   return {
     lastEventId: () => lastEventId,
+    /** Apply what was received while held, and what comes from now on. */
+    release() {
+      held = false;
+      drainSoon();
+    },
     close() {
       stopped = true;
       clearTimeout(retryTimer);
