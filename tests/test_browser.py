@@ -332,8 +332,13 @@ def test_a_page_reloaded_mid_run_shows_the_whole_history(server, context, page, 
 
     start_run(api, **REPLAYED_RUN)
     wait_for(lambda: server_progress(api)[0] >= 5, 20, what="a few epochs")
+    streams = []
+    reloaded.on("request", lambda request: "/api/events" in request.url and streams.append(request.url))
     reloaded.reload()
     expect(reloaded.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"))
+    # The page asks for its replayed history's batches grouped, one event a run (one
+    # pass on a slow phone); the curves below must be the same as the watcher's.
+    assert streams and all("group_batches=true" in url for url in streams), streams
     status = api.get("/api/status").json()
     assert status["state"] == "running" and status["epoch"] < REPLAYED_RUN["epochs"], \
         "the run ended before the page was reloaded: the test needs a longer run"

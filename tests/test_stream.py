@@ -10,10 +10,12 @@ are involved; the hub alone, on an asyncio loop in a worker thread, for its queu
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -451,6 +453,52 @@ def test_a_new_run_keeps_one_picture_of_each_kind_and_run_and_the_byte_count_rig
         ("status", "active"), ("status", "next"), ("filters", "active"), ("status", None)]
     assert history[1:] == newest
     assert hub.history_bytes == sum(len(event.wire) for event in history)
+
+
+def test_grouped_batches_replay_each_runs_batches_as_one_event_in_order():
+    """GET /api/events?group_batches=true (the page's late start): each run's replayed
+    batches as one "batches" event, in the place and with the id of the last; the rest
+    as it was; a run's batches never cross its "run" event (it clears the curves)."""
+    hub = EventHub()
+    published = [hub.publish("run", {"run_id": "a"}), hub.publish("run", {"run_id": "b"})]
+    publish_two_runs(hub, published, epochs=range(1, 3), steps=6)
+    published.append(hub.publish("run", {"run_id": "a", "continued_from": 1}))  # stepped
+    later = [hub.publish("batch", {"run_id": "a", "step": step}) for step in (100, 101)]
+
+    plain = list(hub.subscribe().replay)
+    grouped = list(hub.subscribe(group_batches=True).replay)
+    assert [event for event in grouped if event.name != "batches"] == \
+        [event for event in plain if event.name != "batch"]
+    assert [event.id for event in grouped] == sorted(event.id for event in grouped)
+    groups = [event for event in grouped if event.name == "batches"]
+    assert [event.run_id for event in groups] == ["a", "b", "a"]   # in the place of each last
+    batch_ids = {json.dumps(json.loads(event.data)): event.id for event in plain
+                 if event.name == "batch"}
+    for event in groups:
+        data = json.loads(event.data)
+        assert data["run_id"] == event.run_id
+        assert all(b["run_id"] == event.run_id for b in data["batches"])
+        assert event.id == batch_ids[json.dumps(data["batches"][-1])]   # the last one's id
+    groups = [(event.run_id, json.loads(event.data)) for event in groups]
+    # Every batch once, in order: run a's before its second "run" event, then after it.
+    a_before, b_all, a_after = (data["batches"] for _, data in groups)
+    assert [b["step"] for b in b_all] == list(range(6)) * 2
+    assert [b["step"] for b in a_before] == list(range(6)) * 2
+    assert [b["step"] for b in a_after] == [100, 101]
+    assert grouped.index(next(e for e in grouped if e.name == "run" and e.id == published[-1].id)) \
+        < len(grouped) - 1 and grouped[-1].id == later[-1].id
+    # Live events after the replay still come one by one.
+    assert hub.subscribe(hub.last_id, group_batches=True).replay == deque()
+
+
+def test_the_page_asks_for_grouped_batches_and_gets_the_same_batches(replay):
+    client, hub, records = replay
+    grouped = stream_events(client, is_last(hub.last_id), params={"group_batches": "true"},
+                            timeout=5)
+    batches = [b for event in events_only(grouped, "batches") for b in event.json()["batches"]]
+    assert batches == [event.json() for event in events_only(records, "batch")]
+    assert len(events_only(grouped, "batches")) == 1 and not events_only(grouped, "batch")
+    assert ids(grouped)[-1] == ids(records)[-1]
 
 
 def test_a_run_stream_gets_only_its_run_replayed_and_live():

@@ -41,8 +41,12 @@ async def events(hub: EventHub = Depends(get_hub),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                  after: str | None = Query(None, description="replay events after this id "
                                            "(as Last-Event-ID, for clients that cannot set it)"),
+                 group_batches: bool = Query(False, description="replay each run's batch "
+                                             "events as one `batches` event {run_id, batches: "
+                                             "[...]} (live ones still come one by one)"),
                  ) -> EventSourceResponse:
-    subscription = hub.subscribe(_event_id(last_event_id) or _event_id(after))
+    subscription = hub.subscribe(_event_id(last_event_id) or _event_id(after),
+                                 group_batches=group_batches)
     return EventSourceResponse(_stream(hub, subscription))
 
 

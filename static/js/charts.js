@@ -102,17 +102,29 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
     el.setAttribute('aria-label', names.length ? `${what} of ${names.join(', ')}` : `${what}: no run yet`);
   }
 
+  // The accuracy chart is built a frame after the loss chart: both in one task were one
+  // task of ~250 ms on a phone throttled 4x (a late page's first drawing). Until then
+  // the old one stays (no gap in the page), and is not given the new view's data.
+  let accuracyBuild = 0;
+
   function build() {
     describeAll();
     if (lossChart) lossChart.destroy();
-    if (accuracyChart) accuracyChart.destroy();
     lossChart = new uPlot(lossOptions({ width: widthOf(lossEl), lines: currentLossLines(), xMax,
       logScale, markers: () => selectedSeries()?.markers || [] }), currentLossData(), lossEl);
+    label(lossEl, 'Loss against epochs: smoothed batch loss and test loss per epoch');
+    builtKey = viewKey();
+    cancelAnimationFrame(accuracyBuild);
+    accuracyBuild = requestAnimationFrame(buildAccuracy);
+  }
+
+  function buildAccuracy() {
+    accuracyBuild = 0;
+    accuracyDirty = false;
+    if (accuracyChart) accuracyChart.destroy();
     accuracyChart = new uPlot(accuracyOptions({ width: widthOf(accuracyEl),
       lines: currentAccuracyLines(), xMax }), currentAccuracyData(), accuracyEl);
-    label(lossEl, 'Loss against epochs: smoothed batch loss and test loss per epoch');
     label(accuracyEl, 'Test accuracy per epoch');
-    builtKey = viewKey();
   }
 
   // What changed since the last frame: batches only touch the loss chart.
@@ -147,7 +159,7 @@ export function createCharts({ lossEl, accuracyEl, smoothingInput, smoothingOutp
         lossDirty = false;
         drewLoss = true;
       }
-      if (accuracyDirty && showAccuracy) {
+      if (accuracyDirty && showAccuracy && !accuracyBuild) {
         accuracyChart.setData(currentAccuracyData());
         accuracyDirty = false;
       }

@@ -1,8 +1,8 @@
 // Every event name of the page, defined once.
 
 /** The server's stream (GET /api/events): one handler each in main.js. */
-export const STREAM_EVENTS = Object.freeze(['run', 'status', 'batch', 'epoch', 'filters', 'evaluation',
-  'histograms', 'hyperparameters', 'done', 'error', 'storage_error', 'cancelled']);
+export const STREAM_EVENTS = Object.freeze(['run', 'status', 'batch', 'batches', 'epoch', 'filters',
+  'evaluation', 'histograms', 'hyperparameters', 'done', 'error', 'storage_error', 'cancelled']);
 
 /** Stream events whose newest one is the whole picture, so a newer one of the same kind
  *  makes an older one still waiting worthless: the server's status (one for the server),

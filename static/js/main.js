@@ -59,9 +59,11 @@ authAsked.catch(() => {});   // read below
 // With CNN_LIVE_TOKEN_READ even watching needs the token (known once /api/auth answers):
 // the event stream is then given it as ?token= (as EventSource needed; the fetch keeps it).
 let auth = { write: false, read: false };
+// A replayed history's batch events come as one "batches" event per run (parsed and
+// drawn in one pass); live ones one by one.
 function eventsUrl() {
   const token = auth.read ? getToken() : '';
-  return token ? `/api/events?token=${encodeURIComponent(token)}` : '/api/events';
+  return `/api/events?group_batches=true${token ? `&token=${encodeURIComponent(token)}` : ''}`;
 }
 
 // The event stream and the server's status, asked for now, before the panels are set up:
@@ -75,6 +77,7 @@ const firstStatus = api('GET', '/api/status').catch((error) => {
 });
 let connectedOnce = false;
 let panelsReady = false;
+let connection = 'disconnected';   // shown once the panels are ready (the page is live)
 const connectionEl = byId('connection');
 const stream = connectStream({
   url: eventsUrl,
@@ -86,7 +89,8 @@ const stream = connectStream({
     handler(data);
   },
   onConnection: (state) => {
-    showConnection(state);
+    connection = state;
+    if (panelsReady) showConnection(state);
     if (state === 'connected') {
       if (connectedOnce && panelsReady) refreshListSoon();   // what was missed meanwhile
       connectedOnce = true;
@@ -448,6 +452,13 @@ const handlers = {
       chooser.refreshSoon();
     }
   },
+  // A replayed history's batches of one run, in order (see eventsUrl).
+  batches(d) {
+    if (!Array.isArray(d.batches)) return;
+    for (const b of d.batches) {
+      if (b && typeof b === 'object' && b.run_id === d.run_id) handlers.batch(b);
+    }
+  },
   epoch(d) {
     const job = jobs.applyEpoch(d);
     charts.addEpoch(d);
@@ -533,6 +544,7 @@ if (initialStatus) {
 }
 chooser.refresh();
 panelsReady = true;
+showConnection(connection);
 stream.release();
 
 // Read-only hooks for browser tests.
