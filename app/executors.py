@@ -75,9 +75,21 @@ def describe_exit(exitcode: int | None) -> str | None:
 
 # -- in worker processes ----------------------------------------------------------------------
 
+# A worker trains at this much lower a priority than the server (Unix nice). Training
+# takes every cycle it is given; the server's event loop, its predictions and, on one
+# machine, the browser watching must not wait behind it. On a 2-core machine a page
+# opened at epoch 9 of a `default` run (bench/bench_render.py, a phone's CPU throttled
+# 4x, on the same cores) took 3.5 s to be complete beside a worker at the server's
+# priority. With nothing else to run, a niced worker trains as fast as before.
+WORKER_NICENESS = 10
+
+
 def worker_main(job: Job, commands, events) -> None:
     """A worker process's life: commands read in a thread, training in this one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it stops us
+    # First: Linux sets a thread's niceness, and the threads started later (the command
+    # reader, BLAS's) take this one's.
+    os.nice(WORKER_NICENESS)
     lock = threading.Lock()
 
     def send(message: tuple) -> None:

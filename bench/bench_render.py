@@ -130,7 +130,7 @@ def main() -> None:
             print(f"chromium {browser.version}, CPU throttled {THROTTLE}x, phone 390x844 at scale 3")
             # The run goes on past the late page's epoch, so that every view watches it
             # train with a long history on the charts (the costly case).
-            epochs = args.late_epoch + 4
+            epochs = args.late_epoch + 8
             run = api.post("/api/runs", json={"preset": "default", "epochs": epochs})
             run.raise_for_status()
             run_id = run.json()["run_id"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.executors import WORKER_NICENESS
 from cnn.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -150,6 +151,15 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def thread_niceness(pid: int) -> dict[int, int]:
+    """Each thread of process `pid` (Linux: the niceness is a thread's): its niceness."""
+    niceness = {}
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        with contextlib.suppress(ProcessLookupError):   # a thread that ended meanwhile
+            niceness[tid] = os.getpriority(os.PRIO_PROCESS, tid)
+    return niceness
+
+
 def reaped(pid: int) -> bool:
     """The process is gone and its parent collected its exit status."""
     try:
@@ -259,6 +269,13 @@ def test_two_runs_train_at_the_same_time_each_in_its_own_worker_process(server):
     assert parent_of(pids[1]) == fork_server
     assert parent_of(fork_server) == server.process.pid
     assert set(pids) <= descendants(server.process.pid)
+    # Each trains at a lower priority than the server (its answers and streams first),
+    # every thread of it.
+    server_niceness = os.getpriority(os.PRIO_PROCESS, server.process.pid)
+    for pid in pids:
+        niceness = thread_niceness(pid)
+        assert len(niceness) >= 2   # the training and the command reader at least
+        assert set(niceness.values()) == {min(server_niceness + WORKER_NICENESS, 19)}
 
     for run_id in (a, b):
         control(server, run_id, "stop")
