@@ -456,6 +456,26 @@ def test_the_connection_indicator_shows_when_the_server_goes_away_and_comes_back
         page.close()  # before the server stops: its event stream would hold uvicorn up
 
 
+def test_a_server_that_wants_a_token_to_read_asks_for_it_and_then_streams(mnist_dir, page):
+    """CNN_LIVE_TOKEN_READ: the page's first try at the stream (asked for before it
+    knows) is refused; once the token is given the stream opens at once, not after a
+    back-off, and the page follows a run."""
+    token = "browser-read-token"
+    with LiveServer(make_app(mnist_dir, token=token, token_read=True)) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#token-dialog")).to_be_visible(timeout=10_000)
+        expect(page.locator("#connection")).not_to_have_class(re.compile(r"\bconnected\b"))
+        page.fill("#token-input", token)
+        page.click("#token-submit")
+        expect(page.locator("#token-dialog")).to_be_hidden(timeout=10_000)
+        expect(page.locator("#connection")).to_have_class(re.compile(r"\bconnected\b"), timeout=3_000)
+        started = httpx.post(server.url + "/api/runs", json={"preset": "seed", "epochs": 1},
+                             headers={"Authorization": f"Bearer {token}"})
+        assert started.status_code == 201, started.text
+        wait_hook(page, "epochPoints", ">=", 1, timeout=30)
+        page.close()  # before the server stops: its event stream would hold uvicorn up
+
+
 def test_a_server_with_a_token_asks_for_it_on_start_and_then_starts_the_run(mnist_dir, page):
     token = "browser-test-token"
     with LiveServer(make_app(mnist_dir, token=token)) as server:

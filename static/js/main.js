@@ -58,11 +58,13 @@ const authAsked = api('GET', '/api/auth');
 authAsked.catch(() => {});   // read below
 // With CNN_LIVE_TOKEN_READ even watching needs the token (known once /api/auth answers):
 // the event stream is then given it as ?token= (as EventSource needed; the fetch keeps it).
-let auth = { write: false, read: false };
+// Until it answers, a token this tab already holds is sent (a server that needs it is
+// not refused once first).
+let auth = null;
 // A replayed history's batch events come as one "batches" event per run (parsed and
 // drawn in one pass); live ones one by one.
 function eventsUrl() {
-  const token = auth.read ? getToken() : '';
+  const token = !auth || auth.read ? getToken() : '';
   return `/api/events?group_batches=true${token ? `&token=${encodeURIComponent(token)}` : ''}`;
 }
 
@@ -527,11 +529,15 @@ for (const name of STREAM_EVENTS) {
 }
 
 try {
-  auth = await authAsked;
+  auth = (await authAsked) || { write: false, read: false };
 } catch (error) {
   console.warn('cnn-live: could not ask which requests need a token', error);
+  auth = { write: false, read: false };
 }
-if (auth.read && !getToken()) await askForToken();
+if (auth.read && !getToken()) {
+  await askForToken();
+  stream.retryNow();   // its first try, without the token, was refused
+}
 
 // A first picture before the stream's events are applied: the runs (first, so that runs
 // get their colours in the server's order) and the status.

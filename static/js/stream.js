@@ -233,17 +233,21 @@ export function connectStream({ url = '/api/events', onEvent, onConnection, held
     retryLater(RETRY_MIN_MS);
   }
 
-  // Come back at once when the network does, rather than waiting out the back-off.
-  window.addEventListener('online', () => {
+  /** Waiting to ask again (refused, or the server unreachable): ask now. */
+  function retryNow() {
     if (stopped) return;
     retryDelay = RETRY_MIN_MS;
     if (retryTimer) open();
-  });
+  }
+
+  // Come back at once when the network does, rather than waiting out the back-off.
+  window.addEventListener('online', retryNow);
 
   open();
 
   return {
     lastEventId: () => lastEventId,
+    retryNow,
     /** Apply what was received while held, and what comes from now on. */
     release() {
       held = false;
