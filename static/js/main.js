@@ -40,7 +40,7 @@ import { createRunsLoader } from './runs-loader.js';
 const byId = (id) => document.getElementById(id);
 // Setting the panels up is a few hundred ms on a slow phone: in four tasks, not one
 // long one (the page answers input between them; nothing calls a panel before it exists,
-// since the stream opens last).
+// since the stream's events are held until they all do).
 const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
 
 // The server's token, asked for when a request gets 401 (see api.js).

@@ -1,17 +1,18 @@
 // The server-sent event stream (GET /api/events): read with fetch, its events applied in
 // short slices, its connection state, and reconnection.
 //
-// Why fetch and not EventSource: a late page is replayed the active runs' history (at
-// epoch 9 of a `default` run about 1,250 events, 760 KB) in a few large writes, and
-// EventSource parses and dispatches every one of them in the task that received the
-// bytes: one task of 350-440 ms on a phone throttled 4x (issue 13). Here the bytes are
-// only cut into events when they come; each event is parsed (JSON) and applied later,
-// in slices of at most SLICE_MS, in order.
+// Why fetch and not EventSource: a late page is replayed the active runs' history in a
+// few large writes (at epoch 9 of a `default` run once 1,250 events, 760 KB; now, with
+// only the newest pictures kept and each run's batches as one event, ~20 events and
+// 340 KB), and EventSource parses and dispatches every event in the task that received
+// the bytes: one task of 350-440 ms on a phone throttled 4x (issue 13). Here the bytes
+// are only cut into events when they come; each event is parsed (JSON) and applied
+// later, in slices of at most SLICE_MS, in order.
 //
 // Events whose newest one is the whole picture (the server's status; a run's filters,
 // evaluation and histograms) are skipped, not even parsed, when a newer one of the same
-// kind (and run) already waits behind them: a replay's hundred statuses and hundred
-// filter snapshots cost one each.
+// kind (and run) already waits behind them (live bursts; the server's history keeps only
+// the newest of each).
 //
 // After a cut the stream is asked again with `?after=ID` (the last event id received),
 // and the server replays what was missed; while the server cannot be reached the delay
