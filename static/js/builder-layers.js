@@ -5,7 +5,7 @@
 // builder-costs.js, which fills in their cells) and gives the focus back to the control
 // that was pressed.
 
-import { isUnavailable, setUnavailable } from './buttons.js';
+import { isUnavailable, newButton, setUnavailable } from './buttons.js';
 import { completeLayer, isObject, shapeText } from './builder-spec.js';
 
 // A new layer's sizes where the engine has none: small, quick to train. A new conv
@@ -29,15 +29,8 @@ function costCell(className, what, { after = false } = {}) {
   return { cell, value };
 }
 
-function actionButton(className, text, label) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.className = `button button-small builder-action ${className}`;
-  b.textContent = text;
-  b.setAttribute('aria-label', label);
-  b.title = label;
-  return b;
-}
+const actionButton = (className, text, label) =>
+  newButton(`button button-small builder-action ${className}`, text, label);
 
 /** The layer's type and size fields, labelled "Layer <index>"; `controls`: the type
  *  first, then the sizes. */

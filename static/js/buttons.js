@@ -10,5 +10,19 @@ export function setUnavailable(button, unavailable) {
   else button.removeAttribute('aria-disabled');
 }
 
+/** A new <button type="button"> of class `className` showing `text`; `label`, when
+ *  given, names it (for a symbol such as "×") and is its tooltip. */
+export function newButton(className, text = '', label = '') {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = className;
+  button.textContent = text;
+  if (label) {
+    button.setAttribute('aria-label', label);
+    button.title = label;
+  }
+  return button;
+}
+
 /** Whether `button` says it cannot act now. */
 export const isUnavailable = (button) => button?.getAttribute('aria-disabled') === 'true';

@@ -6,6 +6,7 @@
 // wider than its box (a narrow phone) scrolls sideways and says so. Pressing a cell is
 // handed on (`onSelect`): its images are confusion-cell.js's job.
 
+import { newButton } from './buttons.js';
 import { cellColours } from './contrast.js';
 import { cssVar, formatInteger, formatPercent, parseColour, placeholder } from './format.js';
 
@@ -91,9 +92,7 @@ export function createConfusionTable({ matrixEl, onSelect }) {
   let rowNotes = [];       // per row: the share read right
 
   function cellButton(t, p) {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = `confusion-cell${t === p ? ' is-diagonal' : ''}`;
+    const button = newButton(`confusion-cell${t === p ? ' is-diagonal' : ''}`);
     button.dataset.label = String(t);
     button.dataset.predicted = String(p);
     button.setAttribute('aria-pressed', 'false');

@@ -6,7 +6,7 @@
 // (`onCounts`).
 
 import { api, ApiError } from './api.js';
-import { isUnavailable, setUnavailable } from './buttons.js';
+import { isUnavailable, newButton, setUnavailable } from './buttons.js';
 import { inkColour, paintDigit, SIDE } from './digits.js';
 import { formatInteger, formatPercent } from './format.js';
 import { describeFailure, plural, showStatus } from './drawings-text.js';
@@ -45,12 +45,7 @@ function tileElement(d, { onRelabel, onDelete }) {
   select.setAttribute('aria-label', `Label of drawing ${d.id}`);
   select.title = 'Relabel: the digit it is';
   for (let digit = 0; digit < 10; digit++) select.add(new Option(String(digit), String(digit)));
-  const remove = document.createElement('button');
-  remove.type = 'button';
-  remove.className = 'button drawing-delete';
-  remove.setAttribute('aria-label', `Delete drawing ${d.id}`);
-  remove.title = 'Delete this drawing';
-  remove.textContent = '✕';
+  const remove = newButton('button drawing-delete', '✕', `Delete drawing ${d.id}`);
   const actions = document.createElement('div');
   actions.className = 'drawing-actions';
   actions.append(select, remove);

@@ -11,7 +11,7 @@
 // a room of browsers gets a status every second, and many batches in between, which
 // never touch this list.
 
-import { isUnavailable, setUnavailable } from './buttons.js';
+import { isUnavailable, newButton, setUnavailable } from './buttons.js';
 import { api, ApiError } from './api.js';
 import { downloadMetrics } from './export.js';
 import { formatClock, formatPercent } from './format.js';
@@ -63,14 +63,6 @@ export function describeRow(job) {
   return parts.join(' · ');
 }
 
-function button(className, text) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.className = className;
-  b.textContent = text;
-  return b;
-}
-
 /** Run `job`'s row, its parts named (filled in by update); `withEdit`: an "Edit network"
  *  button too. */
 function rowElements(job, { withEdit }) {
@@ -90,7 +82,7 @@ function rowElements(job, { withEdit }) {
   swatch.setAttribute('aria-hidden', 'true');
   label.append(box, swatch);
 
-  const select = button('run-select', '');
+  const select = newButton('run-select');
   select.dataset.runId = job.id;
   const name = document.createElement('span');
   name.className = 'run-name';
@@ -111,20 +103,20 @@ function rowElements(job, { withEdit }) {
   const buttons = new Map();
   for (const [action, text] of ACTIONS) {
     // Made once; in the row only while it applies (see update).
-    const b = button(`run-action run-${action}`, text);
+    const b = newButton(`run-action run-${action}`, text);
     b.dataset.runId = job.id;
     b.dataset.action = action;
     if (TITLES[action]) b.title = TITLES[action];
     buttons.set(action, b);
   }
-  const csv = button('run-download run-csv', 'CSV');
-  const json = button('run-download run-json', 'JSON');
+  const csv = newButton('run-download run-csv', 'CSV');
+  const json = newButton('run-download run-json', 'JSON');
   for (const [b, format] of [[csv, 'csv'], [json, 'json']]) {
     b.dataset.runId = job.id;
     b.dataset.format = format;
     actions.append(b);
   }
-  const edit = button('run-edit', 'Edit network');
+  const edit = newButton('run-edit', 'Edit network');
   edit.dataset.runId = job.id;
   if (withEdit) actions.append(edit);
 
